@@ -47,12 +47,18 @@ def redact(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL form and ``password=`` form)."""
     if "://" not in dsn:
         return " ".join(
-            "password=***" if part.lower().startswith("password=") else part
-            for part in dsn.split()
+            "password=***" if part.lower().startswith("password=") else part for part in dsn.split()
         )
     parts = urlsplit(dsn)
-    if parts.password is None:
+    if not parts.password:
         return dsn
     userinfo = f"{parts.username or ''}:***@"
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=userinfo + host))
+
+
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` (URL form) pointing at another database on the same server."""
+    if "://" not in dsn:
+        raise ValueError("a DSN in URL form (postgresql://...) is needed here")
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))

@@ -1,0 +1,209 @@
+"""OnboardingDAO: records and reads answers over an asyncpg pool.
+
+It never writes a counter: the database's triggers keep them, in the same transaction as the
+answer. It validates every argument before sending anything, and retries a write that
+PostgreSQL aborted with a deadlock or serialization failure (bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import TypeVar
+
+import asyncpg
+
+from selfology_counters import validation
+from selfology_counters.connect import create_pool
+from selfology_counters.errors import (
+    InvalidAnswerError,
+    RetriesExhaustedError,
+    SessionNotActiveError,
+    UnknownAnswerError,
+    UnknownSessionError,
+)
+from selfology_counters.sqlfiles import SCHEMA, query
+
+T = TypeVar("T")
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+@dataclass(frozen=True)
+class Answer:
+    id: int
+    question_json_id: str
+    raw_answer: str
+    answer_length: int
+    answered_at: datetime
+
+
+class OnboardingDAO:
+    """Data access for onboarding sessions and answers.
+
+    Build it from a pool you own (``OnboardingDAO(pool)``; it will never close it) or from a
+    DSN (``await OnboardingDAO.connect(dsn)``; :meth:`close` closes the pool it opened).
+    Answers to a completed or abandoned session are refused with
+    :class:`SessionNotActiveError`.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_answer_length: int = validation.DEFAULT_MAX_ANSWER_LENGTH,
+        max_retries: int = 5,
+        schema: str = SCHEMA,
+    ) -> None:
+        self._pool = pool
+        self._owns_pool = False
+        self.max_answer_length = max_answer_length
+        self.max_retries = max_retries
+        self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
+
+    @classmethod
+    async def connect(cls, dsn: str, **kwargs: object) -> OnboardingDAO:
+        """A DAO with a pool of its own on ``dsn``."""
+        dao = cls(await create_pool(dsn), **kwargs)  # type: ignore[arg-type]
+        dao._owns_pool = True
+        return dao
+
+    async def close(self) -> None:
+        """Close the pool if this DAO opened it; a pool passed in is left alone."""
+        if self._owns_pool:
+            await self._pool.close()
+
+    async def __aenter__(self) -> OnboardingDAO:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start_session(self, user_id: int) -> int:
+        """Open a new active onboarding session for ``user_id``; returns its id."""
+        validation.check_id(user_id, "user_id")
+        return int(await self._write(lambda c: c.fetchval(self._sql["start_session"], user_id)))
+
+    async def save_answer(self, session_id: int, question_json_id: str, raw_answer: str) -> int:
+        """Record one answer in an active session; returns the answer's id."""
+        validation.check_id(session_id, "session_id")
+        validation.check_question_id(question_json_id)
+        validation.check_answer(raw_answer, self.max_answer_length)
+        sql = self._sql["insert_answer"]
+        answer_id = await self._write(
+            lambda c: c.fetchval(sql, session_id, question_json_id, raw_answer, len(raw_answer))
+        )
+        if answer_id is None:
+            await self._raise_session_refused(session_id)
+        return int(answer_id)
+
+    async def save_answers(self, session_id: int, answers: Sequence[tuple[str, str]]) -> list[int]:
+        """Record many answers of one session in one statement; returns their ids in order."""
+        validation.check_id(session_id, "session_id")
+        question_ids, texts = _validated_pairs(answers, self.max_answer_length)
+        if not texts:
+            return []
+        lengths = [len(text) for text in texts]
+        sql = self._sql["insert_answers"]
+        rows = await self._write(lambda c: c.fetch(sql, session_id, question_ids, texts, lengths))
+        if not rows:
+            await self._raise_session_refused(session_id)
+        # Ids come from one sequence, drawn in insertion order within the statement.
+        return sorted(int(row["id"]) for row in rows)
+
+    async def delete_answer(self, answer_id: int) -> None:
+        """Delete one answer; its session's and user's counters go down with it."""
+        validation.check_id(answer_id, "answer_id")
+        deleted = await self._write(lambda c: c.fetchval(self._sql["delete_answer"], answer_id))
+        if deleted is None:
+            raise UnknownAnswerError(f"answer {answer_id} does not exist")
+
+    async def complete_session(self, session_id: int) -> None:
+        """Mark a session completed; it accepts no more answers."""
+        validation.check_id(session_id, "session_id")
+        sql = self._sql["complete_session"]
+        if await self._write(lambda c: c.fetchval(sql, session_id)) is None:
+            raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+
+    async def get_user_total_answers(self, user_id: int) -> int:
+        """``user_stats.total_answers_lifetime`` (0 for a user who never answered)."""
+        validation.check_id(user_id, "user_id")
+        value = await self._pool.fetchval(self._sql["user_total_answers"], user_id)
+        return int(value or 0)
+
+    async def get_personality_count(self, user_id: int) -> int | None:
+        """``digital_personality.total_answers_analyzed``, or None without such a row."""
+        validation.check_id(user_id, "user_id")
+        value = await self._pool.fetchval(self._sql["personality_count"], user_id)
+        return None if value is None else int(value)
+
+    async def get_session_answers(self, session_id: int) -> list[Answer]:
+        """The answers of one session, oldest first."""
+        validation.check_id(session_id, "session_id")
+        rows = await self._pool.fetch(self._sql["session_answers"], session_id)
+        if not rows and await self._pool.fetchval(self._sql["session_status"], session_id) is None:
+            raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+        return [Answer(**dict(row)) for row in rows]
+
+    async def _raise_session_refused(self, session_id: int) -> None:
+        status = await self._pool.fetchval(self._sql["session_status"], session_id)
+        if status is None:
+            raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+        raise SessionNotActiveError(
+            f"onboarding session {session_id} is {status}; it takes no more answers"
+        )
+
+    async def _write(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run one write statement (its own transaction), retrying deadlocks and
+        serialization failures with jittered backoff."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self._pool.acquire() as connection:
+                    return await statement(connection)
+            except asyncpg.exceptions.ForeignKeyViolationError as exc:
+                # The session was deleted between our lookup and the insert.
+                raise UnknownSessionError(str(exc)) from None
+            except RETRYABLE as exc:
+                last = exc
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise RetriesExhaustedError(
+            f"gave up after {self.max_retries + 1} attempts: {type(last).__name__}: {last}"
+        )
+
+
+_QUERIES = (
+    "start_session",
+    "insert_answer",
+    "insert_answers",
+    "session_status",
+    "delete_answer",
+    "complete_session",
+    "user_total_answers",
+    "personality_count",
+    "session_answers",
+)
+
+
+def _validated_pairs(
+    answers: Sequence[tuple[str, str]], max_length: int
+) -> tuple[list[str], list[str]]:
+    if isinstance(answers, (str, bytes)) or not isinstance(answers, Sequence):
+        raise InvalidAnswerError("answers must be a list of (question_json_id, raw_answer) pairs")
+    question_ids: list[str] = []
+    texts: list[str] = []
+    for index, pair in enumerate(answers):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidAnswerError(
+                f"answers[{index}] is not a (question_json_id, raw_answer) pair"
+            )
+        question_ids.append(validation.check_question_id(pair[0]))
+        texts.append(validation.check_answer(pair[1], max_length))
+    return question_ids, texts

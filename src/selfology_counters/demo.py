@@ -1,0 +1,66 @@
+"""A short walk through the counters: record answers, delete one, read the counters back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from selfology_counters.connect import connect, create_pool
+from selfology_counters.dao import OnboardingDAO
+from selfology_counters.sqlfiles import query
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    user_id: int
+    session_id: int
+    answers_saved: int
+    answers_deleted: int
+    questions_answered: int
+    total_answers_lifetime: int
+    total_answers_analyzed: int | None
+    session_count_star: int
+    user_count_star: int
+
+    @property
+    def exact(self) -> bool:
+        return (
+            self.questions_answered == self.session_count_star
+            and self.total_answers_lifetime == self.user_count_star
+            and self.total_answers_analyzed in (None, self.user_count_star)
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "exact": self.exact}
+
+
+async def run_demo(dsn: str, user_id: int = 424242) -> DemoResult:
+    pool = await create_pool(dsn, max_size=2)
+    try:
+        dao = OnboardingDAO(pool)
+        session_id = await dao.start_session(user_id)
+        first = await dao.save_answer(session_id, "q_intro", "I like long walks.")
+        await dao.save_answers(session_id, [(f"q_{n}", f"answer number {n}") for n in range(1, 10)])
+        await dao.delete_answer(first)
+        await dao.complete_session(session_id)
+        return await _read_back(dsn, dao, user_id, session_id)
+    finally:
+        await pool.close()
+
+
+async def _read_back(dsn: str, dao: OnboardingDAO, user_id: int, session_id: int) -> DemoResult:
+    connection = await connect(dsn)
+    try:
+        row = await connection.fetchrow(query("demo.sql", "session_truth"), session_id)
+    finally:
+        await connection.close()
+    return DemoResult(
+        user_id=user_id,
+        session_id=session_id,
+        answers_saved=10,
+        answers_deleted=1,
+        questions_answered=row["questions_answered"],
+        total_answers_lifetime=await dao.get_user_total_answers(user_id),
+        total_answers_analyzed=await dao.get_personality_count(user_id),
+        session_count_star=row["session_count"],
+        user_count_star=row["user_count"],
+    )

@@ -1,0 +1,47 @@
+"""Typed errors. Input errors are raised before anything is written."""
+
+from __future__ import annotations
+
+
+class SelfologyCountersError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(SelfologyCountersError, ValueError):
+    """An argument is of the wrong type or out of range; nothing was written."""
+
+
+class InvalidIdError(InvalidInputError):
+    """An id is not a positive 64-bit integer."""
+
+
+class InvalidAnswerError(InvalidInputError):
+    """An answer is empty, too long, contains a NUL byte or is not a string."""
+
+
+class InvalidQuestionIdError(InvalidInputError):
+    """A question_json_id is empty, too long, contains a NUL byte or is not a string."""
+
+
+class UnknownSessionError(SelfologyCountersError, LookupError):
+    """No onboarding session has that id."""
+
+
+class SessionNotActiveError(SelfologyCountersError):
+    """The session is completed or abandoned; it takes no more answers."""
+
+
+class UnknownAnswerError(SelfologyCountersError, LookupError):
+    """No answer has that id."""
+
+
+class RetriesExhaustedError(SelfologyCountersError):
+    """PostgreSQL kept reporting deadlocks or serialization failures; the write was rolled back."""
+
+
+class DatabaseUnavailableError(SelfologyCountersError):
+    """The database could not be reached, or the credentials or database name are wrong."""
+
+
+class SchemaMissingError(SelfologyCountersError):
+    """The selfology schema (or our part of it) is not installed; run ``migrate``."""

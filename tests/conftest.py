@@ -1,0 +1,81 @@
+"""Test servers and databases: real PostgreSQL only.
+
+The server is ``SELFOLOGY_TEST_DSN`` (a URL) when set, else an embedded server started for
+this run. A template database is migrated once; every test gets its own copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from selfology_counters import embedded
+from selfology_counters.config import with_database
+from selfology_counters.migrate import upgrade
+
+
+def _admin(dsn: str, *statements: str) -> None:
+    async def go() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A DSN for the maintenance database of the server under test."""
+    configured = os.environ.get("SELFOLOGY_TEST_DSN")
+    if configured:
+        return configured
+    pgdata: Path = tmp_path_factory.mktemp("embedded") / "pgdata"
+    return embedded.dsn(pgdata)
+
+
+def _fresh_name(prefix: str) -> str:
+    # Generated here, never taken from input: CREATE DATABASE cannot take a bind parameter.
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """The name of a database with every migration applied."""
+    name = _fresh_name("sc_template")
+    _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(with_database(server_dsn, name))
+        yield name
+    finally:
+        _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db(server_dsn: str) -> Iterator[str]:
+    """The DSN of a new, empty database (no migrations)."""
+    name = _fresh_name("sc_empty")
+    _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(server_dsn: str, template_db: str) -> Iterator[str]:
+    """The DSN of a migrated database of this test's own."""
+    name = _fresh_name("sc_test")
+    _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
