@@ -7,7 +7,10 @@ this run. A template database is migrated once; every test gets its own copy.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +36,16 @@ def _admin(dsn: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+def server_dsn() -> str:
     """A DSN for the maintenance database of the server under test."""
     configured = os.environ.get("SELFOLOGY_TEST_DSN")
     if configured:
         return configured
-    pgdata: Path = tmp_path_factory.mktemp("embedded") / "pgdata"
-    return embedded.dsn(pgdata)
+    # Not under pytest's basetemp: another pytest run may prune that while this server runs.
+    parent = Path(tempfile.mkdtemp(prefix="selfology-test-pg-"))
+    # Registered before the server's own exit handler, so it runs after it (LIFO).
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    return embedded.dsn(parent / "pgdata", throwaway=True)
 
 
 def _fresh_name(prefix: str) -> str:

