@@ -91,7 +91,8 @@ async def test_deletes_of_one_many_and_a_whole_session(conn: asyncpg.Connection)
     await conn.execute("DELETE FROM selfology.user_answers_new WHERE id = $1", one)
     assert await counters(conn, s1, 1) == (9, 19, None)
     await conn.execute(
-        "DELETE FROM selfology.user_answers_new WHERE session_id IN ($1, $2) AND question_json_id < 'q5'",
+        "DELETE FROM selfology.user_answers_new"
+        " WHERE session_id IN ($1, $2) AND question_json_id < 'q5'",
         s2,
         s3,
     )
@@ -113,7 +114,8 @@ async def test_move_to_another_session_of_same_and_other_user(conn: asyncpg.Conn
     a1, a2, b1 = await new_session(conn, 1), await new_session(conn, 1), await new_session(conn, 2)
     await insert_many(conn, a1, 10)
     await conn.execute(
-        "UPDATE selfology.user_answers_new SET session_id = $1 WHERE question_json_id IN ('q1','q2')",
+        "UPDATE selfology.user_answers_new SET session_id = $1"
+        " WHERE question_json_id IN ('q1', 'q2')",
         a2,
     )
     assert await counters(conn, a1, 1) == (8, 10, None)

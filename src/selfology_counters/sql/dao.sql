@@ -29,8 +29,8 @@ DELETE FROM @schema@.user_answers_new WHERE id = $1 RETURNING id
 
 -- name: complete_session --
 UPDATE @schema@.onboarding_sessions
-   SET status = 'completed', completed_at = COALESCE(completed_at, now())
- WHERE id = $1
+   SET status = 'completed', completed_at = now()
+ WHERE id = $1 AND status = 'active'
 RETURNING id
 
 -- name: user_total_answers --

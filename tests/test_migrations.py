@@ -1,0 +1,162 @@
+"""Migrations: from empty, idempotent, back-filling existing answers, beside the bot's own
+Alembic history, and runnable with plain ``alembic upgrade head``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+
+from selfology_counters.migrate import alembic_config, head_revision, upgrade
+from selfology_counters.sqlfiles import digest
+from tests.truth import assert_exact
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED_TRIGGERS = {
+    ("user_answers_new", "selfology_counters_fill_insert_v1"),
+    ("user_answers_new", "selfology_counters_fill_update_v1"),
+    ("user_answers_new", "selfology_counters_insert_v1"),
+    ("user_answers_new", "selfology_counters_delete_v1"),
+    ("user_answers_new", "selfology_counters_update_v1"),
+    ("user_answers_new", "selfology_counters_truncate_v1"),
+    ("digital_personality", "selfology_counters_init_personality_v1"),
+    ("onboarding_sessions", "selfology_counters_freeze_session_id_v1"),
+}
+EXPECTED_COLUMNS = {
+    "onboarding_sessions": {
+        "id",
+        "user_id",
+        "status",
+        "questions_answered",
+        "started_at",
+        "completed_at",
+    },
+    "user_answers_new": {
+        "id",
+        "session_id",
+        "user_id",
+        "question_json_id",
+        "raw_answer",
+        "answer_length",
+        "answered_at",
+    },
+    "user_stats": {"user_id", "total_answers_lifetime", "first_answer_at", "updated_at"},
+    "digital_personality": {"user_id", "total_answers_analyzed", "last_updated"},
+}
+
+
+async def test_catalog_matches_what_the_code_expects(db: str) -> None:
+    connection = await asyncpg.connect(db)
+    try:
+        columns = await connection.fetch(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'selfology' AND table_name <> 'selfology_counters_version'"
+        )
+        found: dict[str, set[str]] = {}
+        for row in columns:
+            found.setdefault(row["table_name"], set()).add(row["column_name"])
+        assert found == EXPECTED_COLUMNS
+        counters = {"questions_answered", "total_answers_lifetime", "total_answers_analyzed"}
+        assert {r["is_nullable"] for r in columns if r["column_name"] in counters} == {"NO"}
+        triggers = await connection.fetch(
+            "SELECT c.relname, t.tgname, t.tgenabled::text,"
+            " obj_description(t.oid, 'pg_trigger') AS stamp"
+            " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'selfology' AND NOT t.tgisinternal"
+        )
+        assert {(r["relname"], r["tgname"]) for r in triggers} == EXPECTED_TRIGGERS
+        assert {r["tgenabled"] for r in triggers} == {"O"}
+        assert {r["stamp"] for r in triggers} == {digest("counters_v1.sql")}
+        version = await connection.fetchval(
+            "SELECT version_num FROM selfology.selfology_counters_version"
+        )
+        assert version == head_revision()
+    finally:
+        await connection.close()
+
+
+def test_upgrade_is_idempotent(empty_db: str) -> None:
+    first = upgrade(empty_db)
+    assert (first.before, first.after, first.changed) == (None, head_revision(), True)
+    second = upgrade(empty_db)
+    assert (second.before, second.after, second.changed) == (
+        head_revision(),
+        head_revision(),
+        False,
+    )
+
+
+async def test_installing_counters_backfills_existing_answers(empty_db: str) -> None:
+    upgrade(empty_db, "0001_schema")
+    connection = await asyncpg.connect(empty_db)
+    try:
+        # A database with answers written before any counter trigger existed, and counters
+        # that are wrong in every way: too high, too low, missing rows.
+        await connection.execute(
+            """
+            INSERT INTO selfology.onboarding_sessions (id, user_id, questions_answered)
+            VALUES (1, 10, 99), (2, 10, 0), (3, 20, 5), (4, 30, 0);
+            INSERT INTO selfology.user_answers_new
+                   (session_id, user_id, question_json_id, raw_answer, answer_length)
+            SELECT s.id, s.user_id, 'q' || g, 'a', 1
+              FROM selfology.onboarding_sessions s, generate_series(1, 3) g WHERE s.id <> 4;
+            INSERT INTO selfology.user_stats (user_id, total_answers_lifetime)
+            VALUES (10, 1), (30, 7);
+            INSERT INTO selfology.digital_personality (user_id, total_answers_analyzed)
+            VALUES (20, 0), (30, 4);
+            """
+        )
+        upgrade(empty_db)
+        await assert_exact(connection)
+        assert (
+            await connection.fetchval(
+                "SELECT total_answers_lifetime FROM selfology.user_stats WHERE user_id = 30"
+            )
+            == 0
+        )
+    finally:
+        await connection.close()
+
+
+async def test_bot_alembic_version_is_never_touched(empty_db: str) -> None:
+    connection = await asyncpg.connect(empty_db)
+    try:
+        await connection.execute(
+            "CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY);"
+            "INSERT INTO public.alembic_version VALUES ('007')"
+        )
+        upgrade(empty_db)
+        assert await connection.fetch("SELECT version_num FROM public.alembic_version") == [
+            ("007",)
+        ]
+    finally:
+        await connection.close()
+
+
+async def test_downgrade_removes_triggers_and_upgrade_restores_them(empty_db: str) -> None:
+    upgrade(empty_db)
+    command.downgrade(alembic_config(empty_db), "0001_schema")
+    connection = await asyncpg.connect(empty_db)
+    try:
+        count = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'selfology_counters_%'"
+        assert await connection.fetchval(count) == 0
+        upgrade(empty_db)
+        assert await connection.fetchval(count) == len(EXPECTED_TRIGGERS)
+    finally:
+        await connection.close()
+
+
+def test_plain_alembic_upgrade_head_from_the_repository(empty_db: str) -> None:
+    env = {**os.environ, "SELFOLOGY_DSN": empty_db}
+    env.pop("DATABASE_URL", None)
+    alembic = Path(sys.executable).parent / "alembic"
+    result = subprocess.run(
+        [str(alembic), "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert upgrade(empty_db).changed is False
