@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import asyncpg
 import typer
 
 from selfology_counters import config
@@ -132,6 +134,98 @@ def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
         typer.echo("exact" if result.exact else "MISMATCH")
     if not result.exact:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+UserOption = Annotated[
+    int | None,
+    typer.Option("--user", help="Only this user (their sessions, stats and personality).", min=1),
+]
+
+
+async def _with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from selfology_counters.connect import connect
+
+    connection = await connect(dsn)
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+@app.command()
+def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption = None) -> None:
+    """Compare every counter with COUNT(*) of the answers, and audit the counter triggers.
+
+    Exit 0 when all is consistent, 1 when a counter drifted or a trigger is missing,
+    disabled or outdated, 2 when the check could not run. Cron-friendly:
+    `selfology-counters check --json || alert`.
+    """
+    from selfology_counters import health, report
+
+    result = run(_with_connection(target_dsn(dsn), lambda c: health.check(c, user)))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.check_text(result))
+    raise typer.Exit(EXIT_OK if result.consistent else EXIT_PROBLEM)
+
+
+@app.command()
+def repair(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    user: UserOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run the same path, roll every batch back.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Keys per transaction (short locks).")
+    ] = 500,
+) -> None:
+    """Fix exactly what `check` reports: enable disabled counter triggers, then recount each
+    wrong counter under a row lock, in short batches; safe while the bot writes.
+
+    Exit 0 when everything is (now) consistent, 1 when something is left that repair cannot
+    fix (a missing or outdated trigger: run `migrate`) or, with --dry-run, when there is
+    something to repair; 2 when it could not run.
+    """
+    from selfology_counters import health, report
+
+    async def work(connection: asyncpg.Connection) -> health.RepairResult:
+        found = await health.check(connection, user)
+        with progress_bar(len(found.issues), "repairing") as advance:
+            return await health.repair(
+                connection, dry_run=dry_run, batch_size=batch_size, user_id=user,
+                progress=advance, found=found,
+            )  # fmt: skip
+
+    result = run(_with_connection(target_dsn(dsn), work))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.repair_text(result))
+    pending = dry_run and (result.changes or result.triggers_enabled)
+    raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
+
+
+@app.command()
+def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
+    """Triggers and functions (installed, enabled, current), per-function calls and time,
+    answers in the last hour, sessions waiting on locks, counter table health, settings.
+
+    Exit 1 when a counter trigger is missing, disabled or outdated.
+    """
+    from selfology_counters import report
+    from selfology_counters import stats as stats_module
+
+    result = run(_with_connection(target_dsn(dsn), stats_module.collect))
+    typer.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json
+               else report.stats_text(result))  # fmt: skip
+    raise typer.Exit(EXIT_OK if result.healthy else EXIT_PROBLEM)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when there is more than a screenful of work."""
+    if total <= 40:
+        yield lambda _n: None
+        return
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def main() -> None:

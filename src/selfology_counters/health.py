@@ -1,0 +1,273 @@
+"""check, repair and stats as library functions returning typed results.
+
+``check`` compares every counter with the truth in set-based queries (the view
+``counter_consistency_check``) and audits the counter triggers. ``repair`` fixes exactly what
+``check`` reports, in short batches, each locking its rows in the triggers' lock order and
+recounting under that lock, so it is safe while the bot keeps writing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+
+from selfology_counters import counters
+from selfology_counters.connect import require_schema
+from selfology_counters.sqlfiles import SCHEMA, query
+
+ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
+
+
+@dataclass(frozen=True)
+class CounterIssue:
+    """A counter that differs from COUNT(*); ``stored`` is None when its row is missing."""
+
+    counter: str
+    key: int
+    user_id: int
+    stored: int | None
+    actual: int
+    status: str  # INCONSISTENT, MISSING_ROW or NEGATIVE
+
+    @property
+    def drift(self) -> int | None:
+        return None if self.stored is None else self.stored - self.actual
+
+
+@dataclass(frozen=True)
+class TriggerStatus:
+    name: str
+    table: str
+    installed: bool
+    enabled: bool
+    current: bool
+
+    @property
+    def healthy(self) -> bool:
+        return self.installed and self.enabled and self.current
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    checked: dict[str, int]
+    issues: list[CounterIssue]
+    triggers: list[TriggerStatus]
+    foreign_triggers: list[str]  # other triggers on the answers table (e.g. the original's)
+    elapsed_s: float
+
+    @property
+    def counters_consistent(self) -> bool:
+        return not self.issues
+
+    @property
+    def triggers_healthy(self) -> bool:
+        return all(t.healthy for t in self.triggers) and not self.foreign_triggers
+
+    @property
+    def consistent(self) -> bool:
+        return self.counters_consistent and self.triggers_healthy
+
+    @property
+    def consistency_rate(self) -> float:
+        total = sum(self.checked.values())
+        return 1.0 if total == 0 else (total - len(self.issues)) / total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "consistent": self.consistent,
+            "checked": self.checked,
+            "consistency_rate": self.consistency_rate,
+            "issues": [{**asdict(i), "drift": i.drift} for i in self.issues],
+            "triggers": [asdict(t) for t in self.triggers],
+            "foreign_triggers": self.foreign_triggers,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+CHECKED_NAMES = {
+    counters.SESSIONS.name: "sessions",
+    counters.USER_STATS.name: "users",
+    counters.PERSONALITY.name: "personalities",
+}
+
+
+async def check(
+    connection: asyncpg.Connection, user_id: int | None = None, schema: str = SCHEMA
+) -> CheckResult:
+    """Every counter (of one user, if given) against the truth, and the triggers' state."""
+    await require_schema(connection, schema)
+    started = time.perf_counter()
+    if user_id is None:
+        rows = await connection.fetch(query("health.sql", "check_all", schema))
+    else:
+        rows = await connection.fetch(query("health.sql", "check_user", schema), user_id)
+    checked = dict.fromkeys(CHECKED_NAMES.values(), 0)
+    issues: list[CounterIssue] = []
+    for row in rows:
+        checked[CHECKED_NAMES[row["counter"]]] = row["checked"]
+        issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
+    triggers, foreign = await trigger_status(connection, schema)
+    return CheckResult(checked, issues, triggers, foreign, time.perf_counter() - started)
+
+
+async def trigger_status(
+    connection: asyncpg.Connection, schema: str = SCHEMA
+) -> tuple[list[TriggerStatus], list[str]]:
+    """Each expected trigger's state, and the names of any other trigger on the counted
+    tables that is not ours (another counter trigger would count twice)."""
+    rows = await connection.fetch(
+        query("health.sql", "triggers", schema), schema, list(counters.COUNTED_TABLES)
+    )
+    found = {(r["table_name"], r["name"]): r for r in rows}
+    stamp = counters.expected_stamp()
+    statuses = []
+    for trigger in counters.TRIGGERS:
+        row = found.get((trigger.table, trigger.name))
+        statuses.append(
+            TriggerStatus(
+                name=trigger.name,
+                table=trigger.table,
+                installed=row is not None,
+                enabled=row is not None and row["enabled"] in ENABLED_STATES,
+                current=row is not None and row["stamp"] == stamp,
+            )
+        )
+    ours = {(t.table, t.name) for t in counters.TRIGGERS}
+    foreign = sorted(f"{table}.{name}" for table, name in found if (table, name) not in ours)
+    return statuses, foreign
+
+
+@dataclass(frozen=True)
+class RepairChange:
+    counter: str
+    key: int
+    before: int | None  # None: the row was missing and has been created
+    after: int
+
+
+@dataclass
+class RepairResult:
+    dry_run: bool
+    changes: list[RepairChange] = field(default_factory=list)
+    triggers_enabled: list[str] = field(default_factory=list)
+    # What repair cannot fix itself (missing or outdated triggers: run `migrate`).
+    unfixable: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "changed": len(self.changes),
+            "changes": [asdict(c) for c in self.changes],
+            "triggers_enabled": self.triggers_enabled,
+            "unfixable": self.unfixable,
+        }
+
+
+class _DryRunRollback(Exception):
+    """Raised inside a batch's transaction to undo it after recording what it did."""
+
+
+ProgressCallback = Callable[[int], None]
+
+
+async def repair(
+    connection: asyncpg.Connection,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    user_id: int | None = None,
+    progress: ProgressCallback | None = None,
+    found: CheckResult | None = None,
+    schema: str = SCHEMA,
+) -> RepairResult:
+    """Fix what ``check`` reports (pass its result as ``found`` to skip checking again).
+
+    Disabled counter triggers are enabled first, so no write slips past them afterwards.
+    Then each wrong counter is recounted in batches of ``batch_size`` keys, each batch its own
+    short transaction that locks its rows in the triggers' order (sessions, user_stats,
+    digital_personality; keys ascending) and writes only values that differ. With
+    ``dry_run`` every batch runs the same way and is rolled back.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    found = found or await check(connection, user_id, schema)
+    result = RepairResult(dry_run=dry_run)
+    result.unfixable = [
+        f"trigger {t.table}.{t.name} is {'outdated' if t.installed else 'missing'}: run migrate"
+        for t in found.triggers
+        if not (t.installed and t.current)
+    ] + [
+        f"foreign trigger {name} also counts answers: remove it" for name in found.foreign_triggers
+    ]
+    result.triggers_enabled = await _enable_triggers(connection, found.triggers, dry_run, schema)
+    for counter in counters.COUNTERS:
+        keys = sorted({i.key for i in found.issues if i.counter == counter.name})
+        for batch in _batches(keys, batch_size):
+            result.changes += await _repair_batch(connection, counter, batch, dry_run, schema)
+            if progress is not None:
+                progress(len(batch))
+    return result
+
+
+async def _enable_triggers(
+    connection: asyncpg.Connection, triggers: Sequence[TriggerStatus], dry_run: bool, schema: str
+) -> list[str]:
+    enabled = []
+    for trigger in triggers:
+        if trigger.installed and not trigger.enabled:
+            sql = await connection.fetchval(
+                query("health.sql", "enable_trigger_sql", schema),
+                schema,
+                trigger.table,
+                trigger.name,
+            )
+            if not dry_run:
+                await connection.execute(sql)
+            enabled.append(f"{trigger.table}.{trigger.name}")
+    return enabled
+
+
+async def _repair_batch(
+    connection: asyncpg.Connection,
+    counter: counters.Counter,
+    keys: list[int],
+    dry_run: bool,
+    schema: str,
+) -> list[RepairChange]:
+    prefix = counter.repair_prefix
+    changes: list[RepairChange] = []
+    try:
+        async with connection.transaction():
+            created: set[int] = set()
+            if counter is counters.USER_STATS:
+                rows = await connection.fetch(
+                    query("health.sql", "create_user_stats", schema), keys
+                )
+                created = {r["user_id"] for r in rows}
+            await connection.execute(query("health.sql", f"lock_{prefix}", schema), keys)
+            rows = await connection.fetch(query("health.sql", f"recount_{prefix}", schema), keys)
+            changes = [
+                RepairChange(
+                    counter.name, r["key"], None if r["key"] in created else r["before"], r["after"]
+                )
+                for r in rows
+            ]
+            changes += [
+                RepairChange(counter.name, key, None, 0)
+                for key in sorted(created - {r["key"] for r in rows})
+            ]
+            if dry_run:
+                raise _DryRunRollback
+    except _DryRunRollback:
+        pass
+    return sorted(changes, key=lambda c: c.key)
+
+
+def _batches(keys: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]

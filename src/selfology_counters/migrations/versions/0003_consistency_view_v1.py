@@ -1,0 +1,23 @@
+"""The view selfology.counter_consistency_check (sessions, users, personalities, missing rows).
+
+Revision ID: 0003_consistency_view_v1
+Revises: 0002_counters_v1
+Create Date: 2026-11-27
+"""
+
+from __future__ import annotations
+
+from selfology_counters.migrations.sqlscript import run_sql_file
+
+revision = "0003_consistency_view_v1"
+down_revision = "0002_counters_v1"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("consistency_view_v1.sql")
+
+
+def downgrade() -> None:
+    run_sql_file("drop_consistency_view_v1.sql")

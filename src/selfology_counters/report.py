@@ -1,0 +1,81 @@
+"""Human-readable renderings of the library's results (the CLI prints these)."""
+
+from __future__ import annotations
+
+from selfology_counters.health import CheckResult, RepairResult
+from selfology_counters.stats import StatsResult
+
+WORST_SHOWN = 10
+
+
+def check_text(result: CheckResult) -> str:
+    checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
+    lines = [
+        f"checked {checked} in {result.elapsed_s:.2f} s",
+        f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
+    ]
+    if result.issues:
+        lines.append(f"worst drifts (of {len(result.issues)}):")
+        lines.append(f"  {'counter':44} {'key':>10} {'stored':>8} {'actual':>8} status")
+        for issue in result.issues[:WORST_SHOWN]:
+            stored = "-" if issue.stored is None else issue.stored
+            row = f"{issue.counter:44} {issue.key:>10} {stored!s:>8} {issue.actual:>8}"
+            lines.append(f"  {row} {issue.status}")
+    bad = [t for t in result.triggers if not t.healthy]
+    for trigger in bad:
+        state = ("missing" if not trigger.installed else
+                 "disabled" if not trigger.enabled else "outdated")  # fmt: skip
+        lines.append(f"trigger {trigger.table}.{trigger.name}: {state}")
+    lines += [f"foreign trigger on a counted table: {name}" for name in result.foreign_triggers]
+    if not bad and not result.foreign_triggers:
+        lines.append(f"triggers: all {len(result.triggers)} installed, enabled and current")
+    lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
+    return "\n".join(lines)
+
+
+def repair_text(result: RepairResult) -> str:
+    verb = "would change" if result.dry_run else "changed"
+    lines = [f"{verb} {len(result.changes)} counters"]
+    for change in result.changes[:WORST_SHOWN]:
+        before = "(no row)" if change.before is None else change.before
+        lines.append(f"  {change.counter} {change.key}: {before} -> {change.after}")
+    if len(result.changes) > WORST_SHOWN:
+        lines.append(f"  ... and {len(result.changes) - WORST_SHOWN} more (--json lists all)")
+    verb = "would enable" if result.dry_run else "enabled"
+    lines += [f"{verb} trigger {name}" for name in result.triggers_enabled]
+    lines += [f"cannot fix: {problem}" for problem in result.unfixable]
+    return "\n".join(lines)
+
+
+def stats_text(result: StatsResult) -> str:
+    lines = [
+        f"server: {result.server_version}",
+        f"database: {result.database}; synchronous_commit={result.synchronous_commit}, "
+        f"track_functions={result.track_functions}",
+        "triggers:",
+    ]
+    for trigger in result.triggers:
+        states = (
+            "installed" if trigger.installed else "MISSING",
+            "enabled" if trigger.enabled else "DISABLED",
+            "current" if trigger.current else "OUTDATED",
+        )
+        lines.append(f"  {trigger.table}.{trigger.name}: {', '.join(states)}")
+    lines += [f"  foreign trigger: {name}" for name in result.foreign_triggers]
+    lines.append("functions (calls, total ms, self ms):")
+    for f in result.functions:
+        state = "current" if f.current else ("OUTDATED" if f.installed else "MISSING")
+        lines.append(
+            f"  {f.name}: {state}, {f.calls or 0}, {f.total_ms or 0:.1f}, {f.self_ms or 0:.1f}"
+        )
+    lines.append(f"answers written in the last hour: {result.answers_last_hour}")
+    lines.append(f"sessions waiting on locks on counter tables now: {len(result.lock_waiters)}")
+    lines.append("tables (size, live, dead, HOT-update ratio):")
+    for table in result.tables:
+        ratio = "-" if table.hot_ratio is None else f"{table.hot_ratio:.0%}"
+        lines.append(
+            f"  {table.table}: {table.total_bytes / 1024:.0f} kB, "
+            f"{table.live_tuples}, {table.dead_tuples}, {ratio}"
+        )
+    lines += [f"hint: {hint}" for hint in result.hints]
+    return "\n".join(lines)

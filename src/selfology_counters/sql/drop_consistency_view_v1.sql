@@ -1,0 +1,1 @@
+DROP VIEW IF EXISTS @schema@.counter_consistency_check;
