@@ -58,3 +58,64 @@ def test_unreachable_server_and_bad_dsn_exit_2_without_password() -> None:
         assert "s3cret" not in line
         assert "127.0.0.1" in line
     assert_one_line_error(cli("demo", "--dsn", "postgresql://[broken"))
+
+
+def test_check_repair_stats_through_the_console_script(db: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drift() -> None:
+        connection = await asyncpg.connect(db)
+        await connection.execute(
+            "INSERT INTO selfology.onboarding_sessions (user_id) VALUES (1);"
+            "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
+            " SELECT 1, 'q' || g, 'a' FROM generate_series(1, 3) g;"
+            "UPDATE selfology.user_stats SET total_answers_lifetime = 9;"
+        )
+        await connection.close()
+
+    clean = cli("check", "--json", dsn=db)
+    assert clean.returncode == 0, clean.stderr
+    asyncio.run(drift())
+
+    found = cli("check", "--json", dsn=db)
+    assert found.returncode == 1
+    report = json.loads(found.stdout)
+    assert report["consistent"] is False
+    assert report["checked"] == {"sessions": 1, "users": 1, "personalities": 0}
+    assert report["issues"] == [
+        {"counter": "user_stats.total_answers_lifetime", "key": 1, "user_id": 1, "stored": 9,
+         "actual": 3, "status": "INCONSISTENT", "drift": 6}
+    ]  # fmt: skip
+    assert {"name", "installed", "enabled", "current"} <= set(report["triggers"][0])
+    assert "database:" in found.stderr and "database:" not in found.stdout
+
+    human = cli("check", "--user", "1", dsn=db)
+    assert human.returncode == 1 and "user_stats.total_answers_lifetime" in human.stdout
+
+    dry = cli("repair", "--dry-run", "--json", dsn=db)
+    assert dry.returncode == 1
+    assert json.loads(dry.stdout)["changes"] == [
+        {"counter": "user_stats.total_answers_lifetime", "key": 1, "before": 9, "after": 3}
+    ]
+    assert cli("check", dsn=db).returncode == 1  # the dry run wrote nothing
+    fixed = cli("repair", "--batch-size", "1", dsn=db)
+    assert fixed.returncode == 0 and "9 -> 3" in fixed.stdout
+    assert cli("check", dsn=db).returncode == 0
+    assert json.loads(cli("repair", "--json", dsn=db).stdout)["changed"] == 0
+
+    stats = cli("stats", "--json", dsn=db)
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["synchronous_commit"] in ("on", "off", "local", "remote_write", "remote_apply")
+    assert {t["table"] for t in data["tables"]} >= {"user_answers_new", "user_stats"}
+    assert "selfology_counters_insert_v1" in cli("stats", dsn=db).stdout
+
+
+def test_operator_commands_cannot_run_exit_2(empty_db: str) -> None:
+    for command in ("check", "repair", "stats"):
+        assert "migrate" in assert_one_line_error(cli(command, dsn=empty_db))
+        line = assert_one_line_error(cli(command, "--dsn", "postgresql://u:pw@127.0.0.1:1/x"))
+        assert "pw" not in line
+    assert cli("repair", "--batch-size", "0", dsn=empty_db).returncode == 2

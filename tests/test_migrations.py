@@ -11,21 +11,13 @@ from pathlib import Path
 import asyncpg
 from alembic import command
 
+from selfology_counters import counters
 from selfology_counters.migrate import alembic_config, head_revision, upgrade
 from selfology_counters.sqlfiles import digest
 from tests.truth import assert_exact
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED_TRIGGERS = {
-    ("user_answers_new", "selfology_counters_fill_insert_v1"),
-    ("user_answers_new", "selfology_counters_fill_update_v1"),
-    ("user_answers_new", "selfology_counters_insert_v1"),
-    ("user_answers_new", "selfology_counters_delete_v1"),
-    ("user_answers_new", "selfology_counters_update_v1"),
-    ("user_answers_new", "selfology_counters_truncate_v1"),
-    ("digital_personality", "selfology_counters_init_personality_v1"),
-    ("onboarding_sessions", "selfology_counters_freeze_session_id_v1"),
-}
+EXPECTED_TRIGGERS = {(t.table, t.name) for t in counters.TRIGGERS}
 EXPECTED_COLUMNS = {
     "onboarding_sessions": {
         "id",
@@ -71,7 +63,7 @@ async def test_catalog_matches_what_the_code_expects(db: str) -> None:
         )
         assert {(r["relname"], r["tgname"]) for r in triggers} == EXPECTED_TRIGGERS
         assert {r["tgenabled"] for r in triggers} == {"O"}
-        assert {r["stamp"] for r in triggers} == {digest("counters_v1.sql")}
+        assert {r["stamp"] for r in triggers} == {digest(counters.COUNTERS_FILE)}
         version = await connection.fetchval(
             "SELECT version_num FROM selfology.selfology_counters_version"
         )

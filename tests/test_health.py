@@ -1,0 +1,186 @@
+"""check finds every kind of drift, repair fixes exactly that (also while writers run)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from selfology_counters import OnboardingDAO, health
+from tests.truth import assert_exact, mismatches
+
+
+@pytest.fixture
+async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(db)
+    yield connection
+    await connection.close()
+
+
+async def populate(conn: asyncpg.Connection, users: int = 6, answers: int = 4) -> None:
+    await conn.execute(
+        """
+        INSERT INTO selfology.onboarding_sessions (user_id) SELECT u FROM generate_series(1, $1) u;
+        INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)
+        SELECT s.id, 'q' || g, 'a' FROM selfology.onboarding_sessions s, generate_series(1, $2) g;
+        INSERT INTO selfology.digital_personality (user_id) SELECT u FROM generate_series(1, $1) u;
+        """.replace("$1", str(users)).replace("$2", str(answers))
+    )
+
+
+async def inject_every_drift(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        """
+        UPDATE selfology.onboarding_sessions SET questions_answered = 40 WHERE user_id = 1;
+        UPDATE selfology.user_stats SET total_answers_lifetime = 1 WHERE user_id = 2;
+        DELETE FROM selfology.user_stats WHERE user_id = 3;
+        UPDATE selfology.digital_personality SET total_answers_analyzed = 9 WHERE user_id = 4;
+        ALTER TABLE selfology.user_stats DROP CONSTRAINT user_stats_total_answers_lifetime_check;
+        UPDATE selfology.user_stats SET total_answers_lifetime = -2 WHERE user_id = 5;
+        -- A user whose answers are all gone but whose counter says otherwise (trigger off).
+        ALTER TABLE selfology.user_answers_new DISABLE TRIGGER selfology_counters_delete_v1;
+        DELETE FROM selfology.user_answers_new WHERE user_id = 6;
+        """
+    )
+
+
+async def test_clean_database_is_consistent(conn: asyncpg.Connection) -> None:
+    await populate(conn)
+    result = await health.check(conn)
+    assert result.consistent
+    assert result.checked == {"sessions": 6, "users": 6, "personalities": 6}
+    assert result.consistency_rate == 1.0
+
+
+async def test_check_finds_every_kind_of_drift_and_repair_fixes_exactly_that(
+    conn: asyncpg.Connection,
+) -> None:
+    await populate(conn)
+    await inject_every_drift(conn)
+    found = await health.check(conn)
+    assert not found.consistent
+    kinds = {(i.counter, i.key): (i.status, i.stored, i.actual) for i in found.issues}
+    assert kinds == {
+        ("onboarding_sessions.questions_answered", 1): ("INCONSISTENT", 40, 4),
+        ("user_stats.total_answers_lifetime", 2): ("INCONSISTENT", 1, 4),
+        ("user_stats.total_answers_lifetime", 3): ("MISSING_ROW", None, 4),
+        ("digital_personality.total_answers_analyzed", 4): ("INCONSISTENT", 9, 4),
+        ("user_stats.total_answers_lifetime", 5): ("NEGATIVE", -2, 4),
+        ("onboarding_sessions.questions_answered", 6): ("INCONSISTENT", 4, 0),
+        ("user_stats.total_answers_lifetime", 6): ("INCONSISTENT", 4, 0),
+        ("digital_personality.total_answers_analyzed", 6): ("INCONSISTENT", 4, 0),
+    }
+    assert [t.name for t in found.triggers if not t.enabled] == ["selfology_counters_delete_v1"]
+    # The independent oracle agrees with check on which counters are wrong.
+    assert {(m[0], m[1]) for m in await mismatches(conn)} == set(kinds)
+
+    before = await conn.fetch("SELECT * FROM selfology.user_stats ORDER BY user_id")
+    dry = await health.repair(conn, dry_run=True, batch_size=2)
+    assert {(c.counter, c.key) for c in dry.changes} == set(kinds)
+    assert dry.triggers_enabled == ["user_answers_new.selfology_counters_delete_v1"]
+    assert await conn.fetch("SELECT * FROM selfology.user_stats ORDER BY user_id") == before
+    assert not (await health.check(conn)).consistent
+
+    done = await health.repair(conn, batch_size=2)
+    assert [(c.counter, c.key, c.before, c.after) for c in done.changes] == [
+        (c.counter, c.key, c.before, c.after) for c in dry.changes
+    ]
+    assert (await health.check(conn)).consistent
+    await assert_exact(conn)
+    again = await health.repair(conn)
+    assert again.changes == [] and again.triggers_enabled == []
+
+
+async def test_check_one_user(conn: asyncpg.Connection) -> None:
+    await populate(conn)
+    await inject_every_drift(conn)
+    result = await health.check(conn, user_id=2)
+    assert [(i.counter, i.key) for i in result.issues] == [("user_stats.total_answers_lifetime", 2)]
+    assert result.checked == {"sessions": 1, "users": 1, "personalities": 1}
+    repaired = await health.repair(conn, user_id=2)
+    assert [c.key for c in repaired.changes] == [2]
+    assert len((await health.check(conn)).issues) == 7  # the others are left alone
+
+
+async def test_missing_outdated_and_foreign_triggers_are_reported(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        """
+        DROP TRIGGER selfology_counters_truncate_v1 ON selfology.user_answers_new;
+        COMMENT ON TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new IS 'edited';
+        CREATE FUNCTION selfology.update_all_answer_counters() RETURNS trigger
+            LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+        CREATE TRIGGER update_all_answer_counters_trigger AFTER INSERT ON selfology.user_answers_new
+            FOR EACH ROW EXECUTE FUNCTION selfology.update_all_answer_counters();
+        """
+    )
+    result = await health.check(conn)
+    states = {t.name: (t.installed, t.enabled, t.current) for t in result.triggers}
+    assert states["selfology_counters_truncate_v1"] == (False, False, False)
+    assert states["selfology_counters_insert_v1"] == (True, True, False)
+    assert result.foreign_triggers == ["user_answers_new.update_all_answer_counters_trigger"]
+    assert not result.consistent and result.counters_consistent
+    repaired = await health.repair(conn)
+    assert len(repaired.unfixable) == 3
+
+
+async def test_repair_while_writers_insert_delete_and_move(
+    db: str, conn: asyncpg.Connection
+) -> None:
+    await populate(conn, users=30, answers=10)
+    await conn.execute(
+        "UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered + 7;"
+        "UPDATE selfology.user_stats SET total_answers_lifetime = 0 WHERE user_id % 2 = 0;"
+        "DELETE FROM selfology.user_stats WHERE user_id % 5 = 0;"
+        "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;"
+    )
+    pool = await asyncpg.create_pool(db, min_size=8, max_size=8)
+    dao = OnboardingDAO(pool)
+    sessions = [r["id"] for r in await conn.fetch("SELECT id FROM selfology.onboarding_sessions")]
+    stop = asyncio.Event()
+    failures: list[BaseException] = []
+    writes = 0
+
+    async def writer(seed: int) -> None:
+        nonlocal writes
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                roll = rng.random()
+                if roll < 0.5:
+                    await dao.save_answers(rng.choice(sessions), [("w", "x"), ("w2", "y")])
+                elif roll < 0.8:
+                    answer = await pool.fetchval(
+                        "SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1"
+                    )
+                    if answer is not None:
+                        await pool.execute(
+                            "DELETE FROM selfology.user_answers_new WHERE id = $1", answer
+                        )
+                else:
+                    await pool.execute(
+                        "UPDATE selfology.user_answers_new SET session_id = $1 WHERE id ="
+                        " (SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1)",
+                        rng.choice(sessions),
+                    )
+                writes += 1
+        except BaseException as exc:  # any writer failure fails the test
+            failures.append(exc)
+
+    writers = [asyncio.create_task(writer(seed)) for seed in range(6)]
+    try:
+        await asyncio.sleep(0.2)
+        first = await health.repair(conn, batch_size=4)
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.gather(*writers)
+        await pool.close()
+    assert failures == []
+    assert writes > 50
+    assert len(first.changes) >= 30
+    # Every counter that repair did not touch was right all along: the triggers kept them.
+    await assert_exact(conn)
+    assert (await health.check(conn)).consistent
