@@ -38,6 +38,15 @@ EXPECTED_COLUMNS = {
     },
     "user_stats": {"user_id", "total_answers_lifetime", "first_answer_at", "updated_at"},
     "digital_personality": {"user_id", "total_answers_analyzed", "last_updated"},
+    "counter_consistency_check": {
+        "counter",
+        "key",
+        "user_id",
+        "stored",
+        "actual",
+        "drift",
+        "status",
+    },
 }
 
 
