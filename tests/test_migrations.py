@@ -61,8 +61,8 @@ async def test_catalog_matches_what_the_code_expects(db: str) -> None:
         for row in columns:
             found.setdefault(row["table_name"], set()).add(row["column_name"])
         assert found == EXPECTED_COLUMNS
-        counters = {"questions_answered", "total_answers_lifetime", "total_answers_analyzed"}
-        assert {r["is_nullable"] for r in columns if r["column_name"] in counters} == {"NO"}
+        counter_columns = {"questions_answered", "total_answers_lifetime", "total_answers_analyzed"}
+        assert {r["is_nullable"] for r in columns if r["column_name"] in counter_columns} == {"NO"}
         triggers = await connection.fetch(
             "SELECT c.relname, t.tgname, t.tgenabled::text,"
             " obj_description(t.oid, 'pg_trigger') AS stamp"
