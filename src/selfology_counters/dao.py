@@ -188,7 +188,8 @@ class OnboardingDAO:
                 raise UnknownSessionError(str(exc)) from None
             except RETRYABLE as exc:
                 last = exc
-                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+                if attempt < self.max_retries:
+                    await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise RetriesExhaustedError(
             f"gave up after {self.max_retries + 1} attempts: {type(last).__name__}: {last}"
         )

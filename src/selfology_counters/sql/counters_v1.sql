@@ -18,6 +18,8 @@
 CREATE FUNCTION @schema@.selfology_counters_apply_v1(
     session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
 ) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    updated_ids bigint[];
 BEGIN
     IF cardinality(session_ids) = 1 THEN
         UPDATE @schema@.onboarding_sessions
@@ -54,19 +56,27 @@ BEGIN
     ELSIF cardinality(user_ids) > 1 THEN
         PERFORM 1 FROM @schema@.user_stats
           WHERE user_id = ANY (user_ids) ORDER BY user_id FOR NO KEY UPDATE;
-        UPDATE @schema@.user_stats us
-           SET total_answers_lifetime = GREATEST(us.total_answers_lifetime + d.delta, 0),
-               updated_at = now()
-          FROM unnest(user_ids, user_deltas) AS d(user_id, delta)
-         WHERE us.user_id = d.user_id;
-        -- Users seen for the first time. A row that a concurrent transaction created after
-        -- the UPDATE above is caught by ON CONFLICT.
+        WITH updated AS (
+            UPDATE @schema@.user_stats us
+               SET total_answers_lifetime = GREATEST(us.total_answers_lifetime + d.delta, 0),
+                   first_answer_at = CASE WHEN d.delta > 0
+                                          THEN COALESCE(us.first_answer_at, now())
+                                          ELSE us.first_answer_at END,
+                   updated_at = now()
+              FROM unnest(user_ids, user_deltas) AS d(user_id, delta)
+             WHERE us.user_id = d.user_id
+            RETURNING us.user_id)
+        SELECT array_agg(user_id) INTO updated_ids FROM updated;
+        -- Users gaining their first row: exactly those the UPDATE did not reach. A row that
+        -- another transaction created meanwhile (committed or not) is caught by ON CONFLICT;
+        -- filtering with NOT EXISTS instead would miss one committed between the two
+        -- statements and lose its count.
         INSERT INTO @schema@.user_stats AS us
                (user_id, total_answers_lifetime, first_answer_at, updated_at)
         SELECT d.user_id, d.delta, now(), now()
           FROM unnest(user_ids, user_deltas) AS d(user_id, delta)
          WHERE d.delta > 0
-           AND NOT EXISTS (SELECT 1 FROM @schema@.user_stats x WHERE x.user_id = d.user_id)
+           AND NOT EXISTS (SELECT 1 FROM unnest(updated_ids) AS x(user_id) WHERE x.user_id = d.user_id)
          ORDER BY d.user_id
         ON CONFLICT (user_id) DO UPDATE
            SET total_answers_lifetime = us.total_answers_lifetime + EXCLUDED.total_answers_lifetime,
