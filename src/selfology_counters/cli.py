@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -62,11 +63,26 @@ def target_dsn(dsn: str | None) -> str:
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run library code, turning its typed errors into one line and exit code 2."""
+    """Run library code, turning its typed errors into one line and exit code 2.
+
+    SIGTERM cancels the work like Ctrl-C does, so cleanup (``finally``) still runs.
+    """
     try:
-        return asyncio.run(coroutine)
+        return asyncio.run(_cancellable(coroutine))
     except SelfologyCountersError as exc:
         fail(str(exc))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        fail("interrupted", 130)
+
+
+async def _cancellable(coroutine: Coroutine[Any, Any, T]) -> T:
+    task = asyncio.ensure_future(coroutine)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def emit_json(data: object) -> None:
@@ -216,6 +232,44 @@ def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json
                else report.stats_text(result))  # fmt: skip
     raise typer.Exit(EXIT_OK if result.healthy else EXIT_PROBLEM)
+
+
+@app.command()
+def benchmark(
+    inserts: Annotated[int, typer.Argument(min=1, help="Single-row inserts per series.")] = 1000,
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", min=0, help="Also C writers on one user and C writers on C users."
+        ),
+    ] = 0,
+    bulk: Annotated[
+        int, typer.Option("--bulk", min=0, help="Also one multi-row INSERT of this many rows.")
+    ] = 0,
+) -> None:
+    """Measure the counter triggers against a bare INSERT in the same run, then verify
+    the counters equal COUNT(*).
+
+    Runs in a scratch schema built from the shipped SQL and dropped afterwards (also when
+    interrupted); never touches real data. Exit 1 if a count was lost.
+    """
+    from selfology_counters import report
+    from selfology_counters.bench.benchmark import WARMUP, run_benchmark
+
+    url = target_dsn(dsn)
+    total = inserts + (2 if concurrency else 0) + (3 if bulk else 0)
+    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
+    with progress_bar(total, "benchmark") as advance:
+        result = run(
+            run_benchmark(
+                url, inserts, concurrency=concurrency, bulk_rows=bulk,
+                progress=lambda _phase, n: advance(n),
+            )
+        )  # fmt: skip
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.benchmark_text(result))
+    raise typer.Exit(EXIT_OK if result.consistent and result.lost_counts == 0 else EXIT_PROBLEM)
 
 
 @contextmanager

@@ -1,0 +1,76 @@
+"""benchmark: measures in a scratch schema, verifies, and never leaves the schema behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+
+import asyncpg
+import pytest
+
+from selfology_counters.bench.benchmark import run_benchmark
+from tests.test_cli import CLI, cli
+
+LEFTOVERS = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'selfology\\_bench\\_%'"
+
+
+async def leftovers(dsn: str) -> list[str]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [r["nspname"] for r in await connection.fetch(LEFTOVERS)]
+    finally:
+        await connection.close()
+
+
+async def test_small_benchmark_measures_and_verifies(db: str) -> None:
+    result = await run_benchmark(db, 20, concurrency=5, bulk_rows=200)
+    assert set(result.series) == {"bare", "dao", "bot_insert"}
+    assert all(s.count == 20 for s in result.series.values())
+    assert [(c.writers, c.users, c.lost_counts, c.errors) for c in result.concurrency] == [
+        (5, 1, 0, 0),
+        (5, 5, 0, 0),
+    ]
+    assert result.bulk is not None and result.bulk.rows == 200
+    assert result.consistent
+    assert await leftovers(db) == []
+
+
+async def test_failure_midway_drops_the_scratch_schema(db: str) -> None:
+    seen: list[str] = []
+
+    def explode(phase: str, _n: int) -> None:
+        seen.append(phase)
+        if len(seen) == 5:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await run_benchmark(db, 50, progress=explode)
+    assert await leftovers(db) == []
+
+
+def test_cli_json_and_interrupt_leave_nothing_behind(db: str) -> None:
+    result = cli("benchmark", "10", "--json", "--concurrency", "3", "--bulk", "100", dsn=db)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"server_version", "synchronous_commit", "series", "ratios", "bulk"} <= set(data)
+    assert data["consistent"] is True
+
+    env = {**os.environ, "SELFOLOGY_DSN": db}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        process = subprocess.Popen(
+            [CLI, "benchmark", "100000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while not asyncio.run(leftovers(db)):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it get into the measuring loop
+        process.send_signal(sig)
+        _out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert b"interrupted" in err and b"Traceback" not in err
+        assert asyncio.run(leftovers(db)) == []
