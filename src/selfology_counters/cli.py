@@ -90,19 +90,52 @@ def emit_json(data: object) -> None:
 
 
 @app.command()
-def migrate(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
+def migrate(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print what would be done (and its SQL); change nothing."),
+    ] = False,
+) -> None:
     """Create or upgrade the selfology schema and counter triggers to the newest version.
 
-    Idempotent: on an up-to-date database it changes nothing.
+    On an empty database it creates everything; on one of ours it upgrades (idempotent).
+    On the original Selfology database (tables present, not created by us) it ADOPTS it,
+    live: adds user_id, swaps the original counter trigger for ours, recounts every counter
+    exactly, and records our version in a table of its own (the bot's alembic_version is
+    never touched). See docs/ADOPTING.md; run with --dry-run first.
     """
-    from selfology_counters.migrate import upgrade
+    from selfology_counters import adopt
+    from selfology_counters.connect import connect
+    from selfology_counters.migrate import pending_revisions, upgrade
 
     url = target_dsn(dsn)
+
+    async def state() -> adopt.DatabaseState:
+        connection = await connect(url)
+        try:
+            return await adopt.detect(connection)
+        finally:
+            await connection.close()
+
+    kind = run(state())
+    note(f"database kind: {kind.value}")
+    if kind is adopt.DatabaseState.ORIGINAL:
+        _adopt(url, as_json, dry_run)
+        return
+    if dry_run:
+        revisions = pending_revisions(url)
+        if as_json:
+            emit_json({"dry_run": True, "pending": revisions})
+        else:
+            typer.echo("would apply: " + (", ".join(revisions) or "nothing (up to date)"))
+        return
     try:
         result = upgrade(url)
     except SelfologyCountersError as exc:
         fail(str(exc))
-    except Exception as exc:  # SQLAlchemy/psycopg connection errors
+    except Exception as exc:  # a migration's SQL failed: one line, no traceback
         fail(f"migration failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
     if as_json:
         emit_json({"before": result.before, "after": result.after, "changed": result.changed})
@@ -110,6 +143,17 @@ def migrate(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"migrated: {result.before or 'empty'} -> {result.after}")
     else:
         typer.echo(f"already at {result.after}; nothing to do")
+
+
+def _adopt(url: str, as_json: bool, dry_run: bool) -> None:
+    from selfology_counters import adopt, report
+
+    if dry_run:
+        result = run(adopt.plan(url))
+    else:
+        note("adopting the original Selfology database (see docs/ADOPTING.md)")
+        result = run(adopt.adopt(url, progress=note))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.adoption_text(result))
 
 
 @app.command()

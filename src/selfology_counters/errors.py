@@ -45,3 +45,7 @@ class DatabaseUnavailableError(SelfologyCountersError):
 
 class SchemaMissingError(SelfologyCountersError):
     """The selfology schema (or our part of it) is not installed; run ``migrate``."""
+
+
+class LockWaitExhaustedError(SelfologyCountersError):
+    """A schema change kept timing out on its short lock_timeout; nothing half-done was kept."""

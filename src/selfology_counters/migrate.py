@@ -92,3 +92,20 @@ def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
     except (exc.OperationalError, exc.ArgumentError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}") from None
+
+
+def stamp_head(dsn: str) -> None:
+    """Record in our version table that the database is at head (after adoption)."""
+    command.stamp(alembic_config(dsn), "head")
+
+
+def pending_revisions(dsn: str) -> list[str]:
+    """Revisions ``upgrade`` would apply, oldest first."""
+    engine = engine_for(dsn)
+    try:
+        current = _revision_or_unavailable(engine, dsn)
+    finally:
+        engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    revisions = script.iterate_revisions("head", current)
+    return [revision.revision for revision in reversed(list(revisions))]

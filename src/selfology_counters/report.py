@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from selfology_counters.adopt import AdoptionReport
 from selfology_counters.bench.benchmark import SERIES, BenchmarkResult
 from selfology_counters.health import CheckResult, RepairResult
 from selfology_counters.stats import StatsResult
@@ -123,4 +124,28 @@ def benchmark_text(result: BenchmarkResult) -> str:
         ]
     verdict = "counters equal COUNT(*)" if result.consistent else f"{result.issues} COUNTERS WRONG"
     lines += ["", f"verification: {verdict}"]
+    return "\n".join(lines)
+
+
+def adoption_text(result: AdoptionReport) -> str:
+    title = "adoption plan (dry run: nothing changed)" if result.dry_run else "adopted"
+    lines = [
+        title,
+        f"counters wrong now: {result.counters_wrong}, largest drift {result.largest_drift}",
+    ]
+    for drift in result.drift:
+        missing = f", {drift.missing_rows} rows missing" if drift.missing_rows else ""
+        lines.append(
+            f"  {drift.counter}: {drift.wrong} wrong, largest drift {drift.largest_drift}{missing}"
+        )
+    verb = "would remove" if result.dry_run else "removed"
+    lines += [f"{verb} original trigger: {name}" for name in result.original_triggers]
+    lines += [f"  [{state}] {step}" for step, state in result.steps]
+    if result.dry_run:
+        lines += ["", "SQL it would run:", *result.plan_sql]
+    else:
+        lines.append(
+            f"back-filled user_id of {result.backfilled_answers} answers, corrected "
+            f"{result.counters_corrected} counters in {result.elapsed_s:.1f} s"
+        )
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from selfology_counters.sqlfiles import SCHEMA, render
+from selfology_counters.sqlfiles import SCHEMA, query, render
 
 
 def run_sql_file(filename: str, schema: str = SCHEMA) -> None:
@@ -13,3 +13,18 @@ def run_sql_file(filename: str, schema: str = SCHEMA) -> None:
     driver_connection = op.get_bind().connection.driver_connection
     assert driver_connection is not None
     driver_connection.execute(render(filename, schema))
+
+
+def refuse_original_schema(schema: str = SCHEMA) -> None:
+    """Stop with a clear message instead of "relation already exists" when the original
+    Selfology tables are there: they are adopted by `selfology-counters migrate`, not created."""
+    found = (
+        op.get_bind()
+        .exec_driver_sql(query("catalog.sql", "answers_table_literal", schema))
+        .scalar()
+    )
+    if found:
+        raise RuntimeError(
+            "this database already holds the original Selfology tables; "
+            "run `selfology-counters migrate` to adopt them (see docs/ADOPTING.md)"
+        )

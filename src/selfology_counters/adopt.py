@@ -1,0 +1,362 @@
+"""Adopting the original Selfology database, live, without losing a row.
+
+The original system's schema (integer ids, no ``user_id`` in the answers, the counter
+trigger of its migration 004 or 007, counters that drifted) is brought to ours in steps that
+never hold a long ACCESS EXCLUSIVE lock: columns added without a rewrite, indexes built
+CONCURRENTLY, ``user_id`` back-filled in batches of their own transactions, constraints
+added NOT VALID and validated afterwards, and one short transaction that swaps the original
+trigger for ours. Then every counter is recounted exactly with ``repair``, and our Alembic
+version table is stamped. Every step checks whether it is done already, so an interrupted
+adoption is finished by running it again. See docs/ADOPTING.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from selfology_counters import health
+from selfology_counters.connect import connect
+from selfology_counters.errors import LockWaitExhaustedError
+from selfology_counters.migrate import VERSION_TABLE
+from selfology_counters.sqlfiles import SCHEMA, query, render
+
+LOCK_ATTEMPTS = 100
+BACKFILL_BATCH = 10_000
+INDEXES = (
+    ("user_answers_new_user_id_idx", "create_index_answers_user_id"),
+    ("user_answers_new_session_id_idx", "create_index_answers_session_id"),
+    ("onboarding_sessions_user_id_idx", "create_index_sessions_user_id"),
+    ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id"),
+)
+NOT_NULL = (
+    ("user_answers_new", "user_id"),
+    ("onboarding_sessions", "questions_answered"),
+    ("user_stats", "total_answers_lifetime"),
+    ("digital_personality", "total_answers_analyzed"),
+)
+Progress = Callable[[str], None]
+
+
+class DatabaseState(str, Enum):
+    EMPTY = "empty"  # no selfology tables: the migrations create them
+    OURS = "ours"  # created or adopted by us: the migrations upgrade it
+    ORIGINAL = "original"  # the original system's tables: adopt
+
+
+def sql(name: str) -> str:
+    return query("adopt.sql", name)
+
+
+async def detect(connection: asyncpg.Connection) -> DatabaseState:
+    """Which of the three kinds of database this is."""
+    has_answers = await connection.fetchval(query("catalog.sql", "answers_table"), SCHEMA)
+    if not has_answers:
+        return DatabaseState.EMPTY
+    stamped = await connection.fetchval(
+        query("catalog.sql", "version_table"), SCHEMA, VERSION_TABLE
+    )
+    return DatabaseState.OURS if stamped else DatabaseState.ORIGINAL
+
+
+@dataclass(frozen=True)
+class Drift:
+    counter: str
+    wrong: int
+    largest_drift: int
+    missing_rows: int
+
+
+@dataclass
+class AdoptionReport:
+    dry_run: bool
+    drift: list[Drift] = field(default_factory=list)
+    original_triggers: list[str] = field(default_factory=list)
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (step, done | skipped | planned)
+    plan_sql: list[str] = field(default_factory=list)
+    counters_corrected: int = 0
+    backfilled_answers: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def counters_wrong(self) -> int:
+        return sum(d.wrong for d in self.drift)
+
+    @property
+    def largest_drift(self) -> int:
+        return max((d.largest_drift for d in self.drift), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counters_wrong"] = self.counters_wrong
+        data["largest_drift"] = self.largest_drift
+        return data
+
+
+async def survey(connection: asyncpg.Connection, report: AdoptionReport) -> None:
+    """What is wrong now, and which original triggers are installed."""
+    report.drift = [
+        Drift(r["counter"], r["wrong"], r["largest_drift"], r["missing_rows"])
+        for r in await connection.fetch(sql("original_drift"))
+    ]
+    report.original_triggers = [
+        f"{r['table_name']}.{r['trigger_name']} ({r['function_name']}())"
+        for r in await connection.fetch(sql("original_triggers"), SCHEMA)
+    ]
+
+
+class Step(NamedTuple):
+    name: str
+    pending: bool  # False: done already (by an earlier, interrupted run)
+    statements: list[str]  # what it runs, for the dry run
+    run: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What is installed now; each step decides from it whether it still has work."""
+
+    columns: dict[tuple[str, str], asyncpg.Record]
+    swapped: bool
+    indexes_valid: bool
+    constraints: set[str]
+
+    @classmethod
+    async def read(cls, connection: asyncpg.Connection) -> Catalog:
+        columns = await connection.fetch(sql("table_columns"), SCHEMA)
+        states = [await connection.fetchval(sql("index_state"), SCHEMA, n) for n, _ in INDEXES]
+        names = ("onboarding_sessions_id_user_id_key", "user_answers_new_session_fk")
+        constraints = {
+            n for n in names if await connection.fetchval(sql("constraint_exists"), SCHEMA, n)
+        }
+        return cls(
+            columns={(r["table_name"], r["column_name"]): r for r in columns},
+            swapped=await connection.fetchval(sql("our_trigger_count"), SCHEMA) > 0,
+            indexes_valid=all(states),
+            constraints=constraints,
+        )
+
+    @property
+    def user_id_type(self) -> str:
+        kind = self.columns[("onboarding_sessions", "user_id")]["type"]
+        return "bigint" if kind == "bigint" else "integer"
+
+    @property
+    def nullable(self) -> bool:
+        return any(key not in self.columns or not self.columns[key]["not_null"] for key in NOT_NULL)
+
+
+class Adoption:
+    """The steps, in order. Each has a name, a test for remaining work, the SQL it runs (shown
+    by the dry run) and the coroutine that runs it."""
+
+    def __init__(self, connection: asyncpg.Connection, dsn: str, say: Progress) -> None:
+        self.connection = connection
+        self.dsn = dsn
+        self.say = say
+        self.report = AdoptionReport(dry_run=False)
+
+    def steps(self, cat: Catalog) -> list[Step]:
+        swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"),
+                    "-- DROP TRIGGER/FUNCTION of the original", render("counters_v1.sql"),
+                    sql("drop_original_view"), render("consistency_view_v1.sql")]  # fmt: skip
+        checks = [sql("counter_defaults"), sql("add_counter_checks")]
+        return [
+            Step(
+                "add user_id and missing columns (no rewrite)",
+                ("user_answers_new", "user_id") not in cat.columns,
+                [sql(f"add_answers_user_id_{cat.user_id_type}"), sql("add_missing_columns")],
+                lambda: self.add_columns(cat.user_id_type),
+            ),
+            Step(
+                "build indexes concurrently",
+                not cat.indexes_valid,
+                [sql(statement) for _name, statement in INDEXES],
+                self.build_indexes,
+            ),
+            Step(
+                "back-fill user_id in batches",
+                not cat.swapped,
+                [sql("backfill_user_id")],
+                self.backfill,
+            ),
+            Step(
+                "swap the original counter triggers for ours (one short transaction)",
+                not cat.swapped,
+                swap_sql,
+                self.swap,
+            ),
+            Step(
+                "unique (id, user_id) on onboarding_sessions",
+                "onboarding_sessions_id_user_id_key" not in cat.constraints,
+                [sql("add_unique_constraint")],
+                self.unique,
+            ),
+            Step(
+                "foreign key (session_id, user_id): NOT VALID, then validated",
+                "user_answers_new_session_fk" not in cat.constraints,
+                [sql("add_session_fk"), sql("validate_session_fk")],
+                self.foreign_key,
+            ),
+            Step(
+                "recount every counter exactly (repair, batches of 500)",
+                True,
+                ["-- health.repair(): lock rows in order, recount, write differences"],
+                self.recount,
+            ),
+            Step(
+                "NOT NULL and CHECK (>= 0) on user_id and the counters, without a rewrite",
+                cat.nullable,
+                [*checks, sql("validate_counter_checks"), sql("not_null_check_sql")],
+                self.constraints,
+            ),
+            Step(
+                f"record our version in {SCHEMA}.{VERSION_TABLE}",
+                True,
+                ["-- alembic stamp head"],
+                self.stamp,
+            ),
+        ]
+
+    async def run(self) -> AdoptionReport:
+        started = time.perf_counter()
+        await self.connection.execute(query("adopt.sql", "set_lock_timeout"))
+        await survey(self.connection, self.report)
+        for step in self.steps(await Catalog.read(self.connection)):
+            if step.pending:
+                self.say(f"adopt: {step.name}")
+                await step.run()
+            state = "done" if step.pending else "skipped: done already"
+            self.report.steps.append((step.name, state))
+        self.report.elapsed_s = time.perf_counter() - started
+        return self.report
+
+    async def add_columns(self, user_id_type: str) -> None:
+        await self.ddl(sql(f"add_answers_user_id_{user_id_type}"))
+        await self.ddl(sql("add_missing_columns"))
+
+    async def build_indexes(self) -> None:
+        for index, statement in INDEXES:
+            if await self.connection.fetchval(sql("index_state"), SCHEMA, index) is False:
+                # Left INVALID by an interrupted CREATE INDEX CONCURRENTLY: build it again.
+                await self.ddl(
+                    await self.connection.fetchval(sql("drop_invalid_index"), SCHEMA, index)
+                )
+            await self.ddl(sql(statement))
+
+    async def backfill(self) -> None:
+        lo, hi = await self.connection.fetchrow(sql("id_range"))
+        for start in range(lo, hi + 1, BACKFILL_BATCH):
+            status = await self.connection.execute(
+                sql("backfill_user_id"), start, start + BACKFILL_BATCH
+            )
+            self.report.backfilled_answers += int(status.split()[-1])
+            done = min(start + BACKFILL_BATCH, hi)
+            self.say(f"adopt: user_id back-filled up to answer id {done} of {hi}")
+
+    async def swap(self) -> None:
+        await retrying(self._swap_once)
+
+    async def _swap_once(self) -> None:
+        connection = self.connection
+        async with connection.transaction():
+            await connection.execute(sql("lock_for_swap"))
+            status = await connection.execute(sql("catch_up_user_id"))
+            self.report.backfilled_answers += int(status.split()[-1])
+            for row in await connection.fetch(sql("original_triggers"), SCHEMA):
+                await connection.execute(
+                    await connection.fetchval(
+                        sql("drop_trigger_sql"), row["trigger_name"], SCHEMA, row["table_name"]
+                    )
+                )
+                await connection.execute(
+                    await connection.fetchval(
+                        sql("drop_function_sql"), SCHEMA, row["function_name"]
+                    )
+                )
+            await connection.execute(render("counters_v1.sql"))
+            await connection.execute(sql("drop_original_view"))
+            await connection.execute(render("consistency_view_v1.sql"))  # fmt: skip
+
+    async def unique(self) -> None:
+        await self.ddl(sql("add_unique_constraint"))
+
+    async def foreign_key(self) -> None:
+        await self.ddl(sql("add_session_fk"))
+        await self.ddl(sql("validate_session_fk"))
+
+    async def recount(self) -> None:
+        result = await health.repair(self.connection, batch_size=500)
+        self.report.counters_corrected = len(result.changes)
+
+    async def constraints(self) -> None:
+        await self.ddl(sql("counter_defaults"))
+        await self.ddl(sql("add_counter_checks"))
+        await self.ddl(sql("validate_counter_checks"))
+        for table, column in NOT_NULL:
+            await self.set_not_null(table, column)
+
+    async def set_not_null(self, table: str, column: str) -> None:
+        name = f"{table}_{column}_not_null"[:63]
+        add, validate, set_not_null, drop = await self.connection.fetchrow(
+            sql("not_null_check_sql"), SCHEMA, table, column, name
+        )
+        if not await self.connection.fetchval(sql("constraint_exists"), SCHEMA, name):
+            await self.ddl(add)
+        for statement in (validate, set_not_null, drop):
+            await self.ddl(statement)
+
+    async def stamp(self) -> None:
+        from selfology_counters.migrate import stamp_head
+
+        await asyncio.to_thread(stamp_head, self.dsn)
+
+    async def ddl(self, statement: str) -> None:
+        await retrying(lambda: self.connection.execute(statement))
+
+
+async def plan(dsn: str) -> AdoptionReport:
+    """The dry run: what adoption would do and correct. Changes nothing."""
+    connection = await connect(dsn)
+    try:
+        adoption = Adoption(connection, dsn, lambda _message: None)
+        report = adoption.report
+        report.dry_run = True
+        await survey(connection, report)
+        for step in adoption.steps(await Catalog.read(connection)):
+            state = "planned" if step.pending else "skipped: done already"
+            report.steps.append((step.name, state))
+            if step.pending:
+                report.plan_sql += [f"-- step: {step.name}", *step.statements]
+        return report
+    finally:
+        await connection.close()
+
+
+async def adopt(dsn: str, progress: Progress | None = None) -> AdoptionReport:
+    """Adopt the original database at ``dsn``; safe to rerun after an interruption."""
+    connection = await connect(dsn)
+    try:
+        return await Adoption(connection, dsn, progress or (lambda _message: None)).run()
+    finally:
+        await connection.close()
+
+
+async def retrying(work: Callable[[], Awaitable[object]]) -> None:
+    """Retry ``work`` when it gave up waiting for a lock (lock_timeout) or was chosen as a
+    deadlock victim: the bot's writes always go first, adoption waits its turn."""
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            await work()
+            return
+        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+            await asyncio.sleep(min(0.05 * 2 ** min(attempt, 5), 1.0))
+    raise LockWaitExhaustedError(
+        f"could not take a lock in {LOCK_ATTEMPTS} attempts; the database is busy, retry later"
+    )
