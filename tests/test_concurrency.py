@@ -15,7 +15,16 @@ WRITERS = 100
 
 
 async def open_connections(dsn: str, n: int) -> list[asyncpg.Connection]:
-    return list(await asyncio.gather(*(asyncpg.connect(dsn) for _ in range(n))))
+    """``n`` connections, or none: those opened are closed again if one fails."""
+    results = await asyncio.gather(
+        *(asyncpg.connect(dsn) for _ in range(n)), return_exceptions=True
+    )
+    opened = [r for r in results if isinstance(r, asyncpg.Connection)]
+    if len(opened) < n:
+        await asyncio.gather(*(c.close() for c in opened))
+        error = next(r for r in results if isinstance(r, BaseException))
+        raise error
+    return opened
 
 
 async def test_100_connections_insert_for_one_user_at_once(db: str) -> None:
