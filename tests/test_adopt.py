@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from selfology_counters import adopt, health
+from selfology_counters import InvalidInputError, OnboardingDAO, adopt, health
 from selfology_counters.migrate import head_revision, upgrade
 from tests.truth import assert_exact
 
@@ -123,6 +123,13 @@ async def test_adoption_keeps_every_row_and_makes_every_counter_exact(original: 
         # The bot's original INSERT is counted, user_id filled in by the database.
         session = await connection.fetchval("SELECT min(id) FROM selfology.onboarding_sessions")
         await connection.fetchval(BOT_INSERT, session, "q_new", "after adoption")
+        await assert_exact(connection)
+
+        # The adopted table keeps the bot's varchar(50): a longer id is a typed error.
+        async with await OnboardingDAO.connect(original) as dao:
+            with pytest.raises(InvalidInputError, match="refused"):
+                await dao.save_answer(session, "q" * 60, "text")
+            assert await dao.save_answer(session, "q_dao", "through the DAO") > 0
         await assert_exact(connection)
 
         # Our migrations see an up-to-date database: nothing to do.

@@ -21,6 +21,7 @@ from selfology_counters import validation
 from selfology_counters.connect import create_pool
 from selfology_counters.errors import (
     InvalidAnswerError,
+    InvalidInputError,
     RetriesExhaustedError,
     SessionNotActiveError,
     UnknownAnswerError,
@@ -186,6 +187,9 @@ class OnboardingDAO:
             except asyncpg.exceptions.ForeignKeyViolationError as exc:
                 # The session was deleted between our lookup and the insert.
                 raise UnknownSessionError(str(exc)) from None
+            except asyncpg.exceptions.DataError as exc:
+                # A limit of the table stricter than ours (an adopted database's varchar(50)).
+                raise InvalidInputError(f"the database refused the value: {exc}") from None
             except RETRYABLE as exc:
                 last = exc
                 if attempt < self.max_retries:

@@ -1,6 +1,8 @@
 -- check, repair and stats. Counter definitions: counters.py; truth: counter_consistency_check.
 
 -- name: check_all --
+-- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
+-- prepared check_user always plans with the user filter, which reaches the user_id indexes.
 SELECT counter, count(*) AS checked,
        COALESCE(jsonb_agg(jsonb_build_object(
            'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
