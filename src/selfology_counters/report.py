@@ -101,10 +101,14 @@ def benchmark_text(result: BenchmarkResult) -> str:
             f"{label:46} │ {s.avg_ms:>7.3f}ms │ {s.total_ms:>8.0f}ms │ {s.per_second:>7.0f}/sec │"
             f" {s.avg_ms / bare.avg_ms:>6.2f}x"
         )
-    lines += ["", f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7}"]
+    header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50 vs bare"
+    lines += ["", header]
     for name, label in SERIES.items():
         s = result.series[name]
-        lines.append(f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f}")
+        lines.append(
+            f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f} │"
+            f" {s.p50_ms / bare.p50_ms:>10.2f}x"
+        )
     for c in result.concurrency:
         who = "same user" if c.users == 1 else f"{c.users} users"
         lines += [

@@ -71,7 +71,10 @@ class BenchmarkResult:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["ratios"] = {name: self.ratio(name) for name in self.series if name != "bare"}
+        others = [name for name in self.series if name != "bare"]
+        data["ratios"] = {name: self.ratio(name) for name in others}
+        bare_p50 = self.series["bare"].p50_ms
+        data["ratios_p50"] = {name: self.series[name].p50_ms / bare_p50 for name in others}
         return data
 
 
