@@ -71,6 +71,9 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(_cancellable(coroutine))
     except SelfologyCountersError as exc:
         fail(str(exc))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # The server refused or dropped us midway (permissions, a restart): one line, exit 2.
+        fail(f"database error: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
     except (KeyboardInterrupt, asyncio.CancelledError):
         fail("interrupted", 130)
 
