@@ -49,6 +49,11 @@ def fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
     raise typer.Exit(code)
 
 
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def note(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -73,7 +78,7 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         # The server refused or dropped us midway (permissions, a restart): one line, exit 2.
-        fail(f"database error: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+        fail(f"database error: {first_line(exc)}")
     except (KeyboardInterrupt, asyncio.CancelledError):
         fail("interrupted", 130)
 
@@ -139,7 +144,7 @@ def migrate(
     except SelfologyCountersError as exc:
         fail(str(exc))
     except Exception as exc:  # a migration's SQL failed: one line, no traceback
-        fail(f"migration failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+        fail(f"migration failed: {first_line(exc)}")
     if as_json:
         emit_json({"before": result.before, "after": result.after, "changed": result.changed})
     elif result.changed:
