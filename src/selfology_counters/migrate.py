@@ -90,7 +90,7 @@ def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
         with engine.connect() as connection:
             return current_revision(connection)
     except (exc.OperationalError, exc.ArgumentError, ValueError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        reason = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
         raise DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}") from None
 
 
