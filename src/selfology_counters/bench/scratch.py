@@ -1,14 +1,16 @@
-"""A scratch schema holding the same tables, functions and triggers as ``selfology``.
+"""Scratch schemas: built from the same .sql files the migrations run, dropped afterwards.
 
-Built from the same .sql files the migrations run, so what is measured is what is shipped.
-Dropped on the way out, whatever happened (errors, Ctrl-C, cancellation).
+By default a scratch schema holds the same tables, functions and triggers as ``selfology``
+plus the benchmark's bare table, so what is measured is what is shipped; a caller can install
+something else (``compare`` builds one schema per counter strategy). Dropped on the way out,
+whatever happened (errors, Ctrl-C, cancellation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from selfology_counters.connect import connect
@@ -17,21 +19,33 @@ from selfology_counters.sqlfiles import query, render
 SCRATCH_PREFIX = "selfology_bench_"
 INSTALL_FILES = ("schema_v1.sql", "counters_v1.sql", "consistency_view_v1.sql")
 
+Installer = Callable[[str], Sequence[str]]
+"""Given a schema name, the SQL texts that build what goes into it, run in order."""
 
-def scratch_name() -> str:
-    return SCRATCH_PREFIX + secrets.token_hex(6)
+
+def scratch_name(label: str = "") -> str:
+    return SCRATCH_PREFIX + (f"{label}_" if label else "") + secrets.token_hex(6)
+
+
+def benchmark_install(schema: str) -> list[str]:
+    """The shipped design and the benchmark's bare table (what ``benchmark`` measures)."""
+    return [render(filename, schema) for filename in INSTALL_FILES] + [
+        query("bench.sql", "create_bare_table", schema)
+    ]
 
 
 @asynccontextmanager
-async def scratch_schema(dsn: str) -> AsyncIterator[str]:
-    """Create a scratch schema with the counter design installed; yield its name; drop it."""
-    schema = scratch_name()
+async def scratch_schema(
+    dsn: str, install: Installer = benchmark_install, *, label: str = ""
+) -> AsyncIterator[str]:
+    """Create a scratch schema, run ``install`` into it (one transaction); yield its name; drop
+    it. ``label`` (a plain lower-case word) becomes part of the name."""
+    schema = scratch_name(label)
     connection = await connect(dsn)
     try:
         async with connection.transaction():
-            for filename in INSTALL_FILES:
-                await connection.execute(render(filename, schema))
-            await connection.execute(query("bench.sql", "create_bare_table", schema))
+            for sql in install(schema):
+                await connection.execute(sql)
     finally:
         await connection.close()
     try:
