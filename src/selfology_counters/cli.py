@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import asyncpg
@@ -322,6 +323,64 @@ def benchmark(
         )  # fmt: skip
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.benchmark_text(result))
     raise typer.Exit(EXIT_OK if result.consistent and result.lost_counts == 0 else EXIT_PROBLEM)
+
+
+@app.command()
+def compare(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smaller sizes: a first look in under a minute.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            file_okay=False,
+            help="Also write DIR/COUNTER_DECISION_MATRIX.md and the chart it shows "
+            "(DIR/img/counter_strategies.png).",
+        ),
+    ] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,  # tests: tiny sizes
+) -> None:
+    """Measure every counter strategy of the document's decision matrix on one server:
+    bare INSERT, manual UPDATE (3 forms), migration 007's trigger, our triggers, materialized
+    view, COUNT(*) on read, event-driven.
+
+    Each is built in a scratch schema of its own from SQL in the package, measured in one run
+    (sequential, 100 concurrent writers, bulk, reads) and dropped afterwards, also when
+    interrupted. Prints the document's tables with the measured values beside its claims, then
+    the full tables. Exit 1 if our own triggers lost a count; 2 if it could not run.
+    """
+    from selfology_counters.bench import compare as comparison
+    from selfology_counters.bench import compare_report
+
+    url = target_dsn(dsn)
+    sizes = comparison.SMOKE if smoke else comparison.QUICK if quick else comparison.FULL
+    command = " ".join(
+        ["selfology-counters compare"]
+        + (["--dsn ***"] if dsn else [])
+        + (["--quick"] if quick else [])
+        + ([f"--out {out}"] if out else [])
+    )
+    if config.explicit_dsn(dsn) is None:
+        command += " (embedded server)"
+    expected = comparison.estimated_seconds(sizes)
+    note(f"compare: {sizes.name} run, expected to take about {expected:.0f} s "
+         f"on a 2-core machine; {sizes.describe()}")  # fmt: skip
+    with progress_bar(comparison.planned_units(sizes), "compare") as advance:
+        measuring = comparison.run_compare(
+            url, sizes, progress=lambda _phase, n: advance(n), command=command
+        )
+        result = run(measuring)
+    if out is not None:
+        try:
+            written = compare_report.write_report(result, out)
+        except OSError as exc:
+            fail(f"cannot write the report: {first_line(exc)}")
+        note("wrote " + " and ".join(str(path) for path in written))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else compare_report.text(result))
+    raise typer.Exit(EXIT_OK if result.our_losses == 0 else EXIT_PROBLEM)
 
 
 @contextmanager

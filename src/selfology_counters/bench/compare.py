@@ -1,0 +1,889 @@
+"""`compare`: every counter strategy of the document's decision matrix, measured in one run.
+
+Each strategy (bench/strategies.py) is built in a scratch schema of its own on the same
+server; all of them exist for the whole run and are dropped afterwards, also on error or
+Ctrl-C. The phases, in order:
+
+1. sequential single-row inserts, interleaved across the strategies on one connection (the
+   order rotates every round, so machine noise hits every series alike), the event worker
+   folding beside them;
+2. ``writers`` connections released at once (an asyncio.Event), on one user and on as many
+   users as writers, for each strategy in turn, with its background work running;
+3. one bulk INSERT ... SELECT per strategy (migration 007: a ladder of growing sizes, because
+   its cost grows with the square of the rows), then the event worker drains the backlog;
+4. reading one user's total with ``read_answers`` answers: our counter, COUNT(*), the view,
+   against SELECT 1, after ANALYZE ("cold") and after VACUUM ("warm"); REFRESH timings.
+
+Consistency is counted, not assumed: for every scenario, the answers actually inserted
+against how much the strategy's counter moved (``Accounting``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import asyncpg
+
+from selfology_counters.bench.scratch import scratch_schema
+from selfology_counters.bench.strategies import (
+    STRATEGIES,
+    CountStar,
+    EventDriven,
+    EventWorker,
+    MaterializedView,
+    Migration007,
+    Ours,
+    Refresher,
+    Strategy,
+)
+from selfology_counters.bench.timing import LatencySummary, median
+from selfology_counters.connect import connect
+from selfology_counters.errors import DatabaseUnavailableError
+from selfology_counters.sqlfiles import query
+
+Progress = Callable[[str, int], None]  # (phase, units done)
+
+# User ids of the scenarios (each strategy has its own schema, so they can repeat there).
+SEQUENTIAL_USER = 1
+SAME_USER = 1000
+MANY_USERS_FROM = 2000
+BULK_USER = 3000
+LADDER_USER = 3001
+READ_USER = 5000
+BACKGROUND_USERS_FROM = 6000
+BACKGROUND_USERS = 100
+
+SETTINGS_SHOWN = [
+    "max_connections", "shared_buffers", "work_mem", "synchronous_commit", "fsync",
+    "wal_level", "full_page_writes", "jit", "max_wal_size", "checkpoint_timeout",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each phase does. ``FULL`` is the document's scale; ``QUICK`` a first look."""
+
+    name: str
+    inserts: int  # sequential single-row inserts per strategy
+    warmup: int  # rounds before those, not timed
+    writers: int  # concurrent writer connections
+    per_writer: int  # inserts per writer
+    bulk_rows: int
+    bulk_repeats: int
+    ladder: tuple[int, ...]  # migration 007's bulk sizes before bulk_rows
+    ladder_budget_s: float  # stop the ladder after a step slower than this
+    ladder_cap_s: float  # cancel a step of the ladder that takes longer than this
+    read_answers: int  # answers of the user whose total is read
+    read_repeats: int
+    refresh_repeats: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.inserts} sequential inserts per strategy (after {self.warmup} warm-up "
+            f"rounds); {self.writers} concurrent writers x {self.per_writer} inserts; "
+            f"bulk {self.bulk_rows:,} rows x {self.bulk_repeats}; reads at "
+            f"{self.read_answers:,} answers x {self.read_repeats}"
+        )
+
+
+FULL = Sizes("full", 1000, 50, 100, 10, 100_000, 3, (1000, 2000, 4000, 8000), 15.0, 60.0,
+             100_000, 100, 3)  # fmt: skip
+QUICK = Sizes("quick", 200, 20, 100, 5, 10_000, 3, (1000, 2000, 4000), 5.0, 15.0,
+              10_000, 30, 2)  # fmt: skip
+SMOKE = Sizes("smoke", 10, 2, 4, 2, 200, 1, (50, 100), 3.0, 10.0, 300, 3, 1)  # tests only
+
+
+def planned_units(sizes: Sizes) -> int:
+    """Progress units of a run (the CLI's bar)."""
+    concurrency_runs = 2 * sum(1 for s in STRATEGIES if s.own_writes or s is MaterializedView)
+    bulk_steps = sizes.bulk_repeats + len(sizes.ladder) + 1 + 1  # ladder ends at bulk_rows
+    reads = 2 * sizes.read_repeats + sizes.refresh_repeats
+    return len(STRATEGIES) + sizes.inserts + concurrency_runs + bulk_steps + reads
+
+
+def estimated_seconds(sizes: Sizes) -> float:
+    """What a run takes on this project's 2-core machine (per-unit costs measured there, on
+    the embedded server); other machines differ, the proportions less so."""
+    rounds = (sizes.inserts + sizes.warmup) * 0.007  # one insert of each of 7 strategies
+    concurrency = 16 * (0.25 + sizes.writers * (sizes.per_writer + 1) / 2000)
+    bulk = (sizes.bulk_repeats + 1) * 6 * sizes.bulk_rows * 8.5e-6
+    drain = sizes.bulk_repeats * sizes.bulk_rows / 200_000
+    reads = sizes.read_answers * 6e-5 + sizes.read_repeats * 2 * sizes.read_answers * 1e-7
+    return 3 + rounds + concurrency + bulk + _ladder_seconds(sizes) + drain + reads
+
+
+def _ladder_seconds(sizes: Sizes) -> float:
+    total = 0.0
+    for rows in (*sizes.ladder, sizes.bulk_rows):
+        step = min(rows * rows * 5.5e-8, sizes.ladder_cap_s)  # migration 007: quadratic
+        total += step
+        if step > sizes.ladder_budget_s:
+            break
+    return total
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Answers inserted against how much the counter moved. ``reflected_at_end``: when the
+    writes ended; ``reflected``: after the strategy settled (worker drained, view refreshed).
+    None where there is no counter."""
+
+    inserted: int
+    reflected_at_end: int | None
+    reflected: int | None
+    lost: int | None
+    consistency: float | None
+    consistency_at_end: float | None
+
+    @classmethod
+    def of(cls, inserted: int, at_end: int | None, settled: int | None) -> Accounting:
+        def share(n: int | None) -> float | None:
+            return None if n is None or inserted == 0 else n / inserted
+
+        lost = None if settled is None else inserted - settled
+        return cls(inserted, at_end, settled, lost, share(settled), share(at_end))
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    strategy: str
+    latency: LatencySummary
+    latency_vs_floor: float  # avg ms divided by the bare INSERT's (1.0 = free)
+    accounting: Accounting
+    max_event_age_s: float | None = None  # event-driven: the worker's lag
+
+
+@dataclass(frozen=True)
+class EventLag:
+    max_event_age_s: float  # oldest event when the worker folded it
+    drain_after_writers_s: float  # writers done -> no event left
+    events_folded: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class Staleness:
+    refreshes: int
+    avg_refresh_ms: float
+    max_unreflected: int
+    max_age_s: float
+
+
+@dataclass(frozen=True)
+class ConcurrentResult:
+    strategy: str
+    users: int
+    writers: int
+    attempted: int
+    errors: int
+    seconds: float
+    per_second: float
+    throughput_vs_floor: float | None
+    accounting: Accounting
+    lag: EventLag | None = None
+    staleness: Staleness | None = None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    strategy: str
+    rows: int
+    repeats: int
+    seconds: float  # median
+    rows_per_second: float
+    throughput_vs_floor: float | None
+    accounting: Accounting
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    rows: int
+    seconds: float
+    rows_per_second: float
+    cancelled: bool  # stopped by statement_timeout: ``seconds`` is a lower bound
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Migration 007's bulk insert at growing sizes: its row trigger updates the same three
+    counter rows once per row in one transaction, and each update walks the chain of row
+    versions the previous ones left, so the time grows with the square of the rows."""
+
+    steps: list[LadderStep]
+    exponent: float | None  # t ~ rows ** exponent, from the last two completed steps
+    extrapolated_s: float | None  # for ``target_rows``: an estimate, not a measurement
+    target_rows: int
+    accounting: Accounting
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    events: int
+    seconds: float
+    events_per_second: float
+    batch: int
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    path: str
+    label: str
+    state: str  # "cold" (after ANALYZE) or "warm" (after VACUUM)
+    value: int
+    expected: int | None
+    first_ms: float
+    latency: LatencySummary
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    table_rows: int
+    refresh_ms: float  # median
+    concurrently_ms: float
+    repeats: int
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    requested: int
+    writers: int
+    max_connections: int
+    in_use: int
+    reserved: int
+    note: str | None  # set when the writers had to be clamped
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    server_version: str
+    settings: list[str]
+    machine: str
+    cpus: int
+    memory_gib: float
+
+
+@dataclass
+class CompareResult:
+    command: str
+    sizes: Sizes
+    server: ServerInfo
+    started_at: str
+    strategies: dict[str, str]
+    budget: ConnectionBudget | None = None
+    sequential: list[SequentialResult] = field(default_factory=list)
+    concurrent: list[ConcurrentResult] = field(default_factory=list)
+    bulk: list[BulkResult] = field(default_factory=list)
+    ladder: Ladder | None = None
+    drain: DrainResult | None = None
+    reads: list[ReadResult] = field(default_factory=list)
+    refresh: RefreshResult | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def sequential_of(self, key: str) -> SequentialResult | None:
+        return next((s for s in self.sequential if s.strategy == key), None)
+
+    def concurrent_of(self, key: str, *, same_user: bool) -> ConcurrentResult | None:
+        return next(
+            (c for c in self.concurrent if c.strategy == key and (c.users == 1) == same_user),
+            None,
+        )
+
+    def bulk_of(self, key: str) -> BulkResult | None:
+        return next((b for b in self.bulk if b.strategy == key), None)
+
+    def read_of(self, path: str, state: str) -> ReadResult | None:
+        return next((r for r in self.reads if r.path == path and r.state == state), None)
+
+    @property
+    def our_losses(self) -> int:
+        """Counts our own triggers lost, anywhere in the run (must be 0)."""
+        scenarios = [s.accounting for s in self.sequential if s.strategy == Ours.key]
+        scenarios += [c.accounting for c in self.concurrent if c.strategy == Ours.key]
+        scenarios += [b.accounting for b in self.bulk if b.strategy == Ours.key]
+        return sum(a.lost or 0 for a in scenarios)
+
+
+async def run_compare(
+    dsn: str,
+    sizes: Sizes = FULL,
+    *,
+    progress: Progress | None = None,
+    command: str = "selfology-counters compare",
+) -> CompareResult:
+    """Build every strategy, measure them all, drop every scratch schema (also on error)."""
+    report = progress or (lambda _phase, _n: None)
+    started = time.perf_counter()
+    async with AsyncExitStack() as stack:
+        built: dict[str, Strategy] = {}
+        for cls in STRATEGIES:
+            schema = await stack.enter_async_context(
+                scratch_schema(dsn, cls.install, label=cls.key)
+            )
+            built[cls.key] = cls(schema)
+            report("build", 1)
+        result = CompareResult(
+            command=command,
+            sizes=sizes,
+            server=await _server_info(dsn),
+            started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            strategies={cls.key: cls.label for cls in STRATEGIES},
+        )
+        await _timed(result, "read data", _load_read_data(dsn, built[MaterializedView.key], sizes))
+        result.sequential = await _timed(
+            result, "sequential", _sequential(dsn, built, sizes, report)
+        )
+        result.budget, result.concurrent = await _timed(
+            result, "concurrent", _concurrency(dsn, built, sizes, report)
+        )
+        result.bulk, result.drain, result.ladder = await _timed(
+            result, "bulk", _bulk(dsn, built, sizes, report)
+        )
+        result.reads, result.refresh = await _timed(
+            result, "reads", _reads(dsn, built, sizes, report)
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def _timed(result: CompareResult, phase: str, work: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return await work
+    finally:
+        result.phase_seconds[phase] = round(time.perf_counter() - started, 2)
+
+
+async def _server_info(dsn: str) -> ServerInfo:
+    connection = await connect(dsn)
+    try:
+        row = await connection.fetchrow(query("compare.sql", "server"), SETTINGS_SHOWN)
+    finally:
+        await connection.close()
+    return ServerInfo(
+        version=row["version"],
+        server_version=row["server_version"],
+        settings=list(row["settings"]),
+        machine=_machine(),
+        cpus=os.cpu_count() or 0,
+        memory_gib=_memory_gib(),
+    )
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()} {platform.machine()}, {model}"
+
+
+def _memory_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+# ---- phase 1: sequential single-row inserts ----
+
+
+async def _sequential(
+    dsn: str, built: dict[str, Strategy], sizes: Sizes, report: Progress
+) -> list[SequentialResult]:
+    writing = [s for s in built.values() if s.own_writes]
+    connection = await connect(dsn)
+    worker_connection = await connect(dsn)
+    try:
+        sessions = {s.key: (await s.setup_users(connection, [SEQUENTIAL_USER]))[0] for s in writing}
+        before = {s.key: await s.reflected(connection, [SEQUENTIAL_USER]) for s in writing}
+        worker = EventWorker(worker_connection, _as(built[EventDriven.key], EventDriven))
+        stop = asyncio.Event()
+        folding = asyncio.create_task(worker.run(stop))
+        try:
+            samples = await _interleaved(connection, writing, sessions, sizes, report)
+            # Read while the worker still runs: what a reader saw the moment the writes ended.
+            at_end = {s.key: await s.reflected(connection, [SEQUENTIAL_USER]) for s in writing}
+        finally:
+            stop.set()
+            await folding
+        for strategy in writing:
+            await strategy.settle(connection)
+        after = {s.key: await s.reflected(connection, [SEQUENTIAL_USER]) for s in writing}
+    finally:
+        await asyncio.gather(connection.close(), worker_connection.close())
+    inserted = sizes.warmup + sizes.inserts
+    floor = LatencySummary.of(samples["bare"]).avg_ms
+    results = []
+    for strategy in writing:
+        latency = LatencySummary.of(samples[strategy.key])
+        accounting = Accounting.of(
+            inserted, _delta(at_end[strategy.key], before[strategy.key]),
+            _delta(after[strategy.key], before[strategy.key]),
+        )  # fmt: skip
+        lag = worker.stats.max_event_age_s if isinstance(strategy, EventDriven) else None
+        results.append(
+            SequentialResult(strategy.key, latency, latency.avg_ms / floor, accounting, lag)
+        )
+    return results
+
+
+async def _interleaved(
+    connection: asyncpg.Connection,
+    writing: list[Strategy],
+    sessions: dict[str, tuple[int, int]],
+    sizes: Sizes,
+    report: Progress,
+) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {s.key: [] for s in writing}
+    for i in range(-sizes.warmup, sizes.inserts):
+        shift = i % len(writing)
+        for strategy in writing[shift:] + writing[:shift]:
+            session, user = sessions[strategy.key]
+            started = time.perf_counter()
+            await strategy.write(connection, session, user, f"q{i}")
+            if i >= 0:
+                samples[strategy.key].append(time.perf_counter() - started)
+        if i >= 0:
+            report("sequential", 1)
+    return samples
+
+
+def _delta(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
+
+
+def _as(strategy: Strategy, cls: type[Any]) -> Any:
+    assert isinstance(strategy, cls)
+    return strategy
+
+
+# ---- phase 2: concurrent writers ----
+
+
+async def _concurrency(
+    dsn: str, built: dict[str, Strategy], sizes: Sizes, report: Progress
+) -> tuple[ConnectionBudget, list[ConcurrentResult]]:
+    """Every writer connection (and one for set-up and background work) is opened once, for
+    all strategies; nothing else of ours is open meanwhile."""
+    budget = await connection_budget(dsn, sizes.writers)
+    connections = await _open_connections(dsn, budget.writers + 1)
+    results: list[ConcurrentResult] = []
+    try:
+        if len(connections) - 1 < budget.writers:
+            budget = _clamped(budget, len(connections) - 1, "the server refused the rest")
+        aux, writers = connections[0], connections[1:]
+        running = [s for s in built.values() if s.own_writes or isinstance(s, MaterializedView)]
+        for users, first_user in ((1, SAME_USER), (len(writers), MANY_USERS_FROM)):
+            for strategy in running:
+                user_ids = [first_user + w % users for w in range(len(writers))]
+                results.append(
+                    await _concurrent_run(strategy, aux, writers, user_ids, sizes.per_writer)
+                )
+                report("concurrent", 1)
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+    return budget, _with_floor_ratios(results)
+
+
+async def connection_budget(dsn: str, requested: int) -> ConnectionBudget:
+    connection = await connect(dsn)
+    try:
+        room = await connection.fetchrow(query("compare.sql", "connection_room"))
+    finally:
+        await connection.close()
+    # Our measuring connection counts as in use: that slot is the margin we leave.
+    free = room["max_connections"] - room["in_use"] - room["reserved"]
+    budget = ConnectionBudget(
+        requested, requested, room["max_connections"], room["in_use"], room["reserved"], None
+    )
+    if free - 1 < requested:
+        return _clamped(budget, max(free - 1, 0), "the server has no room for more")
+    return budget
+
+
+def _clamped(budget: ConnectionBudget, writers: int, why: str) -> ConnectionBudget:
+    reserved = f", {budget.reserved} reserved for superusers" if budget.reserved else ""
+    note = (
+        f"{writers} concurrent writers instead of {budget.requested}: max_connections="
+        f"{budget.max_connections}, {budget.in_use} in use{reserved}, one kept for the "
+        f"set-up and background work ({why})"
+    )
+    if writers < 2:
+        raise DatabaseUnavailableError(f"too few free connections to compare: {note}")
+    return replace(budget, writers=writers, note=note)
+
+
+async def _open_connections(dsn: str, count: int) -> list[asyncpg.Connection]:
+    """Up to ``count`` connections; fewer if the server refuses some as too many."""
+
+    async def one() -> asyncpg.Connection | None:
+        try:
+            return await asyncpg.connect(dsn, timeout=30)
+        except asyncpg.TooManyConnectionsError:
+            return None
+
+    opened = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    connections = [c for c in opened if isinstance(c, asyncpg.Connection)]
+    failure = next((e for e in opened if isinstance(e, BaseException)), None)
+    if failure is not None:
+        await asyncio.gather(*(c.close() for c in connections))
+        raise failure
+    return connections
+
+
+async def _concurrent_run(
+    strategy: Strategy,
+    aux: asyncpg.Connection,
+    writers: list[asyncpg.Connection],
+    user_ids: list[int],
+    per_writer: int,
+) -> ConcurrentResult:
+    pairs = await strategy.setup_users(aux, user_ids)
+    users = sorted(set(user_ids))
+    # Warm-up, untimed and not counted: every writer's backend loads this schema's tables and
+    # prepares its statements, so the first strategy measured pays no more than the others.
+    await _release_together(strategy, writers, pairs, 1, "warm-up")
+    await strategy.settle(aux)
+    before = await strategy.reflected(aux, users)
+    background = strategy.background(aux, users)
+    if background is not None:
+        await background.before_writers()
+    stop = asyncio.Event()
+    side = asyncio.create_task(background.run(stop)) if background is not None else None
+    started = time.perf_counter()
+    try:
+        errors = await _release_together(strategy, writers, pairs, per_writer, "c")
+        seconds = time.perf_counter() - started
+        # What a reader saw the moment the writes ended (aux is busy with the background).
+        at_end = await strategy.reflected(writers[0], users)
+    finally:
+        stop.set()
+        if side is not None:
+            await side
+    await (background.settle() if background is not None else strategy.settle(aux))
+    settled_s = time.perf_counter() - started - seconds
+    after = await strategy.reflected(aux, users)
+    attempted = len(writers) * per_writer
+    inserted = attempted - errors
+    return ConcurrentResult(
+        strategy=strategy.key,
+        users=len(users),
+        writers=len(writers),
+        attempted=attempted,
+        errors=errors,
+        seconds=seconds,
+        per_second=inserted / seconds,
+        throughput_vs_floor=None,
+        accounting=Accounting.of(inserted, _delta(at_end, before), _delta(after, before)),
+        lag=_event_lag(background, settled_s),
+        staleness=_staleness(background),
+    )
+
+
+async def _release_together(
+    strategy: Strategy,
+    writers: list[asyncpg.Connection],
+    pairs: list[tuple[int, int]],
+    per_writer: int,
+    prefix: str,
+) -> int:
+    """Each writer waits on one event, then writes ``per_writer`` answers; returns how many
+    writes failed (an SQL error: the answer was not inserted)."""
+    start = asyncio.Event()
+
+    async def writer(connection: asyncpg.Connection, session: int, user: int) -> int:
+        await start.wait()
+        failed = 0
+        for k in range(per_writer):
+            try:
+                await strategy.write(connection, session, user, f"{prefix}{k}")
+            except asyncpg.PostgresError:
+                failed += 1
+        return failed
+
+    tasks = [asyncio.create_task(writer(c, *pair)) for c, pair in zip(writers, pairs, strict=True)]
+    await asyncio.sleep(0)  # let every writer reach start.wait()
+    start.set()
+    try:
+        return sum(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:  # only still running if a writer failed outside SQL
+            task.cancel()
+
+
+def _event_lag(background: object, drain_s: float) -> EventLag | None:
+    if not isinstance(background, EventWorker):
+        return None
+    s = background.stats
+    return EventLag(s.max_event_age_s, drain_s, s.events, s.batches)
+
+
+def _staleness(background: object) -> Staleness | None:
+    if not isinstance(background, Refresher):
+        return None
+    s = background.stats
+    avg_ms = s.refresh_s / s.refreshes * 1000 if s.refreshes else 0.0
+    return Staleness(s.refreshes, avg_ms, s.max_unreflected, s.max_age_s)
+
+
+def _with_floor_ratios(results: list[ConcurrentResult]) -> list[ConcurrentResult]:
+    floors = {r.users: r.per_second for r in results if r.strategy == "bare"}
+    return [replace(r, throughput_vs_floor=r.per_second / floors[r.users]) for r in results]
+
+
+# ---- phase 3: bulk inserts, and draining the events they left ----
+
+
+async def _bulk(
+    dsn: str, built: dict[str, Strategy], sizes: Sizes, report: Progress
+) -> tuple[list[BulkResult], DrainResult, Ladder]:
+    bulk = [s for s in built.values() if s.own_writes and not isinstance(s, Migration007)]
+    connection = await connect(dsn)
+    try:
+        sessions = {s.key: (await s.setup_users(connection, [BULK_USER]))[0] for s in bulk}
+        # Warm-up, untimed and not counted: one bulk each, so that no strategy pays alone for
+        # growing its files from empty; the events it leaves are drained now.
+        for strategy in bulk:
+            await strategy.write_bulk(connection, *sessions[strategy.key], sizes.bulk_rows)
+            await strategy.settle(connection)
+        before = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
+        timings = await _bulk_timings(connection, bulk, sessions, sizes, report)
+        at_end = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
+        drain = await _drain(connection, _as(built[EventDriven.key], EventDriven), report)
+        after = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
+        ladder = await _ladder(connection, built[Migration007.key], sizes, report)
+    finally:
+        await connection.close()
+    inserted = sizes.bulk_rows * sizes.bulk_repeats
+    floor = sizes.bulk_rows / median(timings["bare"])
+    results = []
+    for strategy in bulk:
+        seconds = median(timings[strategy.key])
+        accounting = Accounting.of(
+            inserted,
+            _delta(at_end[strategy.key], before[strategy.key]),
+            _delta(after[strategy.key], before[strategy.key]),
+        )
+        results.append(
+            BulkResult(
+                strategy.key,
+                sizes.bulk_rows,
+                sizes.bulk_repeats,
+                seconds,
+                sizes.bulk_rows / seconds,
+                sizes.bulk_rows / seconds / floor,
+                accounting,
+            )
+        )
+    return results, drain, ladder
+
+
+async def _bulk_timings(
+    connection: asyncpg.Connection,
+    bulk: list[Strategy],
+    sessions: dict[str, tuple[int, int]],
+    sizes: Sizes,
+    report: Progress,
+) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {s.key: [] for s in bulk}
+    for repeat in range(sizes.bulk_repeats):
+        shift = repeat * len(bulk) // sizes.bulk_repeats  # every strategy takes a turn first
+        for strategy in bulk[shift:] + bulk[:shift]:
+            started = time.perf_counter()
+            await strategy.write_bulk(connection, *sessions[strategy.key], sizes.bulk_rows)
+            timings[strategy.key].append(time.perf_counter() - started)
+        report("bulk", 1)
+    return timings
+
+
+async def _drain(
+    connection: asyncpg.Connection, events: EventDriven, report: Progress
+) -> DrainResult:
+    """The worker folds the bulk inserts' backlog of events (the worker did not run during
+    them): its drain rate."""
+    worker = EventWorker(connection, events)
+    seconds = await worker.drain()
+    report("drain", 1)
+    rate = worker.stats.events / seconds if seconds else 0.0
+    return DrainResult(worker.stats.events, seconds, rate, worker.batch)
+
+
+async def _ladder(
+    connection: asyncpg.Connection, strategy: Strategy, sizes: Sizes, report: Progress
+) -> Ladder:
+    """Migration 007's bulk insert at growing sizes, ending at ``bulk_rows``. Each step may
+    take at most ``ladder_cap_s`` (statement_timeout: a cancelled step is a measured lower
+    bound); the ladder stops after a step slower than ``ladder_budget_s``."""
+    (session, user), = await strategy.setup_users(connection, [LADDER_USER])  # fmt: skip
+    before = await strategy.reflected(connection, [user]) or 0
+    cap_ms = str(int(sizes.ladder_cap_s * 1000))
+    steps: list[LadderStep] = []
+    for rows in (*sizes.ladder, sizes.bulk_rows):
+        started = time.perf_counter()
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    query("compare.sql", "set_local_statement_timeout"), cap_ms
+                )
+                await strategy.write_bulk(connection, session, user, rows)
+        except asyncpg.QueryCanceledError:
+            seconds = time.perf_counter() - started
+            steps.append(LadderStep(rows, seconds, rows / seconds, cancelled=True))
+            break
+        seconds = time.perf_counter() - started
+        steps.append(LadderStep(rows, seconds, rows / seconds, cancelled=False))
+        report("bulk", 1)
+        if seconds > sizes.ladder_budget_s:
+            break
+    done = [s for s in steps if not s.cancelled]
+    report("bulk", len(sizes.ladder) + 1 - len(done))
+    after = await strategy.reflected(connection, [user]) or 0
+    exponent, estimate = _extrapolate(done, sizes.bulk_rows)
+    inserted = sum(s.rows for s in done)
+    return Ladder(
+        steps, exponent, estimate, sizes.bulk_rows,
+        Accounting.of(inserted, after - before, after - before),
+    )  # fmt: skip
+
+
+def _extrapolate(steps: list[LadderStep], target: int) -> tuple[float | None, float | None]:
+    if len(steps) < 2 or steps[-1].rows >= target:
+        return None, None
+    a, b = steps[-2], steps[-1]
+    exponent = math.log(b.seconds / a.seconds) / math.log(b.rows / a.rows)
+    return exponent, b.seconds * (target / b.rows) ** exponent
+
+
+# ---- phase 4: reading a user's total ----
+
+
+async def _load_read_data(dsn: str, strategy: Strategy, sizes: Sizes) -> None:
+    """The read user's answers and as many again over BACKGROUND_USERS other users; with
+    autovacuum off on the table, so that "cold" and "warm" are the states their names say."""
+    connection = await connect(dsn)
+    try:
+        await connection.execute(query("compare.sql", "disable_autovacuum", strategy.schema))
+        (session, user), = await strategy.setup_users(connection, [READ_USER])  # fmt: skip
+        await connection.execute(strategy.sql("insert_answers_bulk"), session, user,
+                                 sizes.read_answers)  # fmt: skip
+        others = list(range(BACKGROUND_USERS_FROM, BACKGROUND_USERS_FROM + BACKGROUND_USERS))
+        background = [s for s, _u in await strategy.setup_users(connection, others)]
+        per_user = max(sizes.read_answers // BACKGROUND_USERS, 1)
+        await connection.execute(strategy.sql("insert_answers_per_session"), background, per_user)
+        if isinstance(strategy, MaterializedView):
+            await strategy.settle(connection)
+    finally:
+        await connection.close()
+
+
+ReadPath = tuple[str, str, Strategy | None, str]  # key, label, where, query name
+
+
+async def _reads(
+    dsn: str, built: dict[str, Strategy], sizes: Sizes, report: Progress
+) -> tuple[list[ReadResult], RefreshResult]:
+    ours, count_star, matview = built[Ours.key], built[CountStar.key], built[MaterializedView.key]
+    for strategy in (ours, count_star):
+        await _load_read_data(dsn, strategy, sizes)
+    paths: list[tuple[str, str, str]] = [
+        ("select_1", "SELECT 1 (a round trip)", query("compare.sql", "select_one")),
+        (
+            "counter",
+            "our counter (user_stats)",
+            query("dao.sql", "user_total_answers", ours.schema),
+        ),
+        ("count_star", "COUNT(*) of the answers", count_star.sql("count_user_answers")),
+        ("matview", "materialized view", matview.sql("matview_user_total")),
+    ]
+    connection = await connect(dsn)
+    try:
+        await _maintain(connection, (ours, count_star, matview), "analyze")
+        cold = await _time_reads(connection, paths, "cold", sizes, report)
+        await _maintain(connection, (ours, count_star, matview), "vacuum")
+        warm = await _time_reads(connection, paths, "warm", sizes, report)
+        refresh = await _time_refresh(connection, _as(matview, MaterializedView), sizes, report)
+    finally:
+        await connection.close()
+    return cold + warm, refresh
+
+
+async def _maintain(
+    connection: asyncpg.Connection, strategies: tuple[Strategy, ...], what: str
+) -> None:
+    for strategy in strategies:
+        await connection.execute(strategy.sql(f"{what}_answers"))
+        if isinstance(strategy, MaterializedView):
+            await connection.execute(strategy.sql(f"{what}_matview"))
+
+
+async def _time_reads(
+    connection: asyncpg.Connection,
+    paths: list[tuple[str, str, str]],
+    state: str,
+    sizes: Sizes,
+    report: Progress,
+) -> list[ReadResult]:
+    samples: dict[str, list[float]] = {key: [] for key, _label, _sql in paths}
+    values: dict[str, int] = {}
+    # Prepared now, so the first read is the server's first execution (with its planning),
+    # not also the client's extra round trip to prepare.
+    prepared = {key: await connection.prepare(sql) for key, _label, sql in paths}
+    for i in range(sizes.read_repeats):
+        shift = i % len(paths)
+        for key, _label, _sql in paths[shift:] + paths[:shift]:
+            args = () if key == "select_1" else (READ_USER,)
+            started = time.perf_counter()
+            values[key] = await prepared[key].fetchval(*args)
+            samples[key].append(time.perf_counter() - started)
+        report("reads", 1)
+    return [
+        ReadResult(
+            key,
+            label,
+            state,
+            int(values[key]),
+            None if key == "select_1" else sizes.read_answers,
+            samples[key][0] * 1000,
+            LatencySummary.of(samples[key]),
+        )
+        for key, label, _sql in paths
+    ]
+
+
+async def _time_refresh(
+    connection: asyncpg.Connection, matview: MaterializedView, sizes: Sizes, report: Progress
+) -> RefreshResult:
+    timings: dict[str, list[float]] = {"refresh_matview": [], "refresh_matview_concurrently": []}
+    for repeat in range(sizes.refresh_repeats):
+        names = list(timings) if repeat % 2 == 0 else list(reversed(timings))
+        for name in names:
+            started = time.perf_counter()
+            await connection.execute(matview.sql(name))
+            timings[name].append(time.perf_counter() - started)
+        report("refresh", 1)
+    rows = await connection.fetchval(matview.sql("table_rows"))
+    return RefreshResult(
+        rows,
+        median(timings["refresh_matview"]) * 1000,
+        median(timings["refresh_matview_concurrently"]) * 1000,
+        sizes.refresh_repeats,
+    )

@@ -1,0 +1,357 @@
+"""The ways of keeping the per-user answer counter that ``compare`` measures side by side.
+
+Each strategy is built in a scratch schema of its own (``install``), always on the same tables
+(``schema_v1.sql``), and says how the application writes one answer and a bulk of answers and
+how many of the answers its counter shows (``reflected``). Every write starts with the same
+INSERT of the answer row; what else happens, in the database or in the application, is the
+strategy. The counter looked at is ``user_stats.total_answers_lifetime`` (what the bot reads),
+or what stands in for it (the materialized view, ``COUNT(*)``).
+
+Two strategies keep their counter up to date in the background: the event-driven worker and
+the materialized view's refresher (``background``); ``settle`` brings them fully up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import asyncpg
+
+from selfology_counters.sqlfiles import query, render
+
+ANSWER_TEXT = "a typical answer of about forty characters"
+WORKER_BATCH = 1000  # events folded per worker transaction
+WORKER_IDLE_S = 0.01  # the worker's poll interval when it found nothing to fold
+
+
+class Background(Protocol):
+    """Work a strategy does beside the writers (on a connection of its own)."""
+
+    async def before_writers(self) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def settle(self) -> None: ...
+
+
+class Strategy:
+    """One way of keeping the counter, bound to the scratch schema it was installed in."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
+    own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
+    has_counter: ClassVar[bool] = True
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    @classmethod
+    def install(cls, schema: str) -> list[str]:
+        """The scripts that build this strategy in ``schema``."""
+        return [render(filename, schema) for filename in cls.files]
+
+    def sql(self, name: str, filename: str = "compare.sql") -> str:
+        return query(filename, name, self.schema)
+
+    async def setup_users(
+        self, connection: asyncpg.Connection, user_ids: list[int]
+    ) -> list[tuple[int, int]]:
+        """A new session per element of ``user_ids``, and the users' counter rows at zero
+        (and a digital_personality row each); returns (session id, user id) pairs."""
+        rows = await connection.fetch(self.sql("create_sessions"), user_ids)
+        await connection.execute(self.sql("create_counter_rows"), user_ids)
+        await connection.execute(self.sql("create_personality_rows"), user_ids)
+        return [(row["id"], row["user_id"]) for row in rows]
+
+    async def write(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str
+    ) -> None:
+        """Record one answer, as the application would with this strategy."""
+        await self.insert_rows(connection, session, user, question, 1)
+
+    async def write_bulk(
+        self, connection: asyncpg.Connection, session: int, user: int, rows: int
+    ) -> None:
+        """Record ``rows`` answers of one session in one INSERT ... SELECT."""
+        await self.insert_rows(connection, session, user, None, rows)
+
+    async def insert_rows(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        """The answer rows alone: one answer to ``question``, or ``rows`` bulk answers."""
+        if question is None:
+            await connection.execute(self.sql("insert_answers_bulk"), session, user, rows)
+        else:
+            await connection.execute(
+                self.sql("insert_answer"), session, user, question, ANSWER_TEXT, len(ANSWER_TEXT)
+            )
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        """How many answers of ``users`` the counter shows now (None: there is no counter)."""
+        return int(await connection.fetchval(self.sql("user_stats_total"), users))
+
+    async def settle(self, connection: asyncpg.Connection) -> None:
+        """Bring a counter that lags behind (worker, refresh) fully up to date."""
+
+    def background(self, connection: asyncpg.Connection, users: list[int]) -> Background | None:
+        return None
+
+
+class Bare(Strategy):
+    key = "bare"
+    label = "bare INSERT, no counter (the floor)"
+    has_counter = False
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        return None
+
+
+class _ManualIncrements(Strategy):
+    """The application adds to each counter itself (``n = n + k``) after the INSERT."""
+
+    async def _insert_and_add(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        await self.insert_rows(connection, session, user, question, rows)
+        await connection.execute(self.sql("add_to_session"), session, rows)
+        await connection.execute(self.sql("add_to_user_stats"), user, rows)
+        await connection.execute(self.sql("add_to_personality"), user, rows)
+
+
+class ManualSameTransaction(_ManualIncrements):
+    key = "manual_tx"
+    label = "manual UPDATE n = n + 1, same transaction"
+
+    async def write(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str
+    ) -> None:
+        async with connection.transaction():
+            await self._insert_and_add(connection, session, user, question, 1)
+
+    async def write_bulk(
+        self, connection: asyncpg.Connection, session: int, user: int, rows: int
+    ) -> None:
+        async with connection.transaction():
+            await self._insert_and_add(connection, session, user, None, rows)
+
+
+class ManualAutocommit(_ManualIncrements):
+    key = "manual_autocommit"
+    label = "manual UPDATE n = n + 1, separate autocommit statements"
+
+    async def write(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str
+    ) -> None:
+        await self._insert_and_add(connection, session, user, question, 1)
+
+    async def write_bulk(
+        self, connection: asyncpg.Connection, session: int, user: int, rows: int
+    ) -> None:
+        await self._insert_and_add(connection, session, user, None, rows)
+
+
+class ManualReadModifyWrite(Strategy):
+    key = "manual_rmw"
+    label = "manual read-modify-write (SELECT n, then SET n = n + 1)"
+
+    async def _insert_and_set(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        async with connection.transaction():
+            await self.insert_rows(connection, session, user, question, rows)
+            current = await connection.fetchrow(self.sql("read_counters"), session)
+            await connection.execute(self.sql("set_session_count"), session, current[0] + rows)
+            await connection.execute(self.sql("set_user_count"), user, (current[1] or 0) + rows)
+            if current[2] is not None:
+                await connection.execute(self.sql("set_personality_count"), user, current[2] + rows)
+
+    async def write(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str
+    ) -> None:
+        await self._insert_and_set(connection, session, user, question, 1)
+
+    async def write_bulk(
+        self, connection: asyncpg.Connection, session: int, user: int, rows: int
+    ) -> None:
+        await self._insert_and_set(connection, session, user, None, rows)
+
+
+class Migration007(Strategy):
+    key = "trigger_007"
+    label = "document's migration 007 trigger (row-level, advisory try-lock)"
+    files = ("schema_v1.sql", "strategy_007.sql")
+
+
+class Ours(Strategy):
+    key = "ours"
+    label = "our statement-level triggers (counters_v1, as shipped)"
+    files = ("schema_v1.sql", "counters_v1.sql")
+
+
+class MaterializedView(Strategy):
+    key = "matview"
+    label = "materialized view of per-user counts + REFRESH"
+    files = ("schema_v1.sql", "strategy_matview.sql")
+    own_writes = False
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        return int(await connection.fetchval(self.sql("matview_total"), users))
+
+    async def settle(self, connection: asyncpg.Connection) -> None:
+        await connection.execute(self.sql("refresh_matview"))
+
+    def background(self, connection: asyncpg.Connection, users: list[int]) -> Background | None:
+        return Refresher(connection, self, users)
+
+
+class CountStar(Strategy):
+    key = "count_star"
+    label = "COUNT(*) on every read"
+    own_writes = False
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        return int(await connection.fetchval(self.sql("answers_total"), users))
+
+
+class EventDriven(Strategy):
+    key = "events"
+    label = "event-driven: outbox row in the same statement + worker"
+    files = ("schema_v1.sql", "strategy_events.sql")
+
+    async def insert_rows(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        if question is None:
+            await connection.execute(
+                self.sql("insert_answers_bulk_with_events"), session, user, rows
+            )
+        else:
+            await connection.execute(
+                self.sql("insert_answer_with_event"),
+                session, user, question, ANSWER_TEXT, len(ANSWER_TEXT),
+            )  # fmt: skip
+
+    async def settle(self, connection: asyncpg.Connection) -> None:
+        await EventWorker(connection, self).drain()
+
+    def background(self, connection: asyncpg.Connection, users: list[int]) -> Background | None:
+        return EventWorker(connection, self)
+
+
+STRATEGIES: tuple[type[Strategy], ...] = (
+    Bare,
+    ManualSameTransaction,
+    ManualAutocommit,
+    ManualReadModifyWrite,
+    Migration007,
+    Ours,
+    MaterializedView,
+    CountStar,
+    EventDriven,
+)
+
+
+@dataclass
+class FoldStats:
+    """What the event worker did: events folded, in how many batches and how much time, and
+    the oldest event it folded (its age then is the lag of the counter at that moment)."""
+
+    events: int = 0
+    batches: int = 0
+    busy_s: float = 0.0
+    max_event_age_s: float = 0.0
+
+
+class EventWorker:
+    """Folds the outbox into the counters, one batch per transaction (``fold_events``)."""
+
+    def __init__(
+        self, connection: asyncpg.Connection, strategy: EventDriven, batch: int = WORKER_BATCH
+    ) -> None:
+        self.connection = connection
+        self.sql = strategy.sql("fold_events")
+        self.batch = batch
+        self.stats = FoldStats()
+
+    async def fold_once(self) -> int:
+        started = time.perf_counter()
+        row = await self.connection.fetchrow(self.sql, self.batch)
+        self.stats.busy_s += time.perf_counter() - started
+        if row["events"]:
+            self.stats.events += row["events"]
+            self.stats.batches += 1
+            self.stats.max_event_age_s = max(self.stats.max_event_age_s, row["oldest_s"])
+        return int(row["events"])
+
+    async def before_writers(self) -> None:
+        await self.drain()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fold while the writers write; poll every WORKER_IDLE_S when there is nothing."""
+        while not stop.is_set():
+            if await self.fold_once() == 0:
+                await asyncio.sleep(WORKER_IDLE_S)
+
+    async def settle(self) -> None:
+        await self.drain()
+
+    async def drain(self) -> float:
+        """Fold until no event is left; the seconds it took."""
+        started = time.perf_counter()
+        while await self.fold_once():
+            pass
+        return time.perf_counter() - started
+
+
+@dataclass
+class RefreshStats:
+    """REFRESH ... CONCURRENTLY run back to back while the writers write."""
+
+    refreshes: int = 0
+    refresh_s: float = 0.0
+    max_unreflected: int = 0  # answers written but not in the view, seen before a refresh
+    max_age_s: float = 0.0  # longest time the view's content was behind the table
+
+
+class Refresher:
+    """Refreshes the materialized view over and over and records how stale it got."""
+
+    def __init__(
+        self, connection: asyncpg.Connection, strategy: MaterializedView, users: list[int]
+    ) -> None:
+        self.connection = connection
+        self.strategy = strategy
+        self.users = users
+        self.stats = RefreshStats()
+        self._previous_start = 0.0
+
+    async def before_writers(self) -> None:
+        self._previous_start = time.perf_counter()
+        await self.connection.execute(self.strategy.sql("refresh_matview"))
+
+    async def settle(self) -> None:
+        await self.strategy.settle(self.connection)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            behind = await self.connection.fetchval(
+                self.strategy.sql("matview_unreflected"), self.users
+            )
+            self.stats.max_unreflected = max(self.stats.max_unreflected, int(behind))
+            started = time.perf_counter()
+            await self.connection.execute(self.strategy.sql("refresh_matview_concurrently"))
+            finished = time.perf_counter()
+            # Until this refresh finished, the view showed the table as of the previous
+            # refresh's start: an answer committed just after that waited this long.
+            self.stats.max_age_s = max(self.stats.max_age_s, finished - self._previous_start)
+            self._previous_start = started
+            self.stats.refreshes += 1
+            self.stats.refresh_s += finished - started
