@@ -85,26 +85,30 @@ class Sizes:
     read_answers: int  # answers of the user whose total is read
     read_repeats: int
     refresh_repeats: int
+    rounds: int = 1  # the concurrent phase is run this many times, in rotated orders
 
     def describe(self) -> str:
         return (
             f"{self.inserts} sequential inserts per strategy (after {self.warmup} warm-up "
-            f"rounds); {self.writers} concurrent writers x {self.per_writer} inserts; "
+            f"rounds); {self.writers} concurrent writers x {self.per_writer} inserts, "
+            f"{self.rounds} round(s); "
             f"bulk {self.bulk_rows:,} rows x {self.bulk_repeats}; reads at "
             f"{self.read_answers:,} answers x {self.read_repeats}"
         )
 
 
 FULL = Sizes("full", 1000, 50, 100, 10, 100_000, 3, (1000, 2000, 4000, 8000), 15.0, 60.0,
-             100_000, 100, 3)  # fmt: skip
+             100_000, 100, 3, rounds=3)  # fmt: skip
 QUICK = Sizes("quick", 200, 20, 100, 5, 10_000, 3, (1000, 2000, 4000), 5.0, 15.0,
-              10_000, 30, 2)  # fmt: skip
+              10_000, 30, 2, rounds=2)  # fmt: skip
 SMOKE = Sizes("smoke", 10, 2, 4, 2, 200, 1, (50, 100), 3.0, 10.0, 300, 3, 1)  # tests only
 
 
 def planned_units(sizes: Sizes) -> int:
     """Progress units of a run (the CLI's bar)."""
-    concurrency_runs = 2 * sum(1 for s in STRATEGIES if s.own_writes or s is MaterializedView)
+    concurrency_runs = (
+        2 * sizes.rounds * sum(1 for s in STRATEGIES if s.own_writes or s is MaterializedView)
+    )
     bulk_steps = sizes.bulk_repeats + len(sizes.ladder) + 1 + 1  # ladder ends at bulk_rows
     reads = 2 * sizes.read_repeats + sizes.refresh_repeats
     return len(STRATEGIES) + sizes.inserts + concurrency_runs + bulk_steps + reads
@@ -114,7 +118,7 @@ def estimated_seconds(sizes: Sizes) -> float:
     """What a run takes on this project's 2-core machine (per-unit costs measured there, on
     the embedded server); other machines differ, the proportions less so."""
     rounds = (sizes.inserts + sizes.warmup) * 0.007  # one insert of each of 7 strategies
-    concurrency = 16 * (0.25 + sizes.writers * (sizes.per_writer + 1) / 2000)
+    concurrency = 16 * sizes.rounds * (0.25 + sizes.writers * (sizes.per_writer + 1) / 2000)
     bulk = (sizes.bulk_repeats + 1) * 6 * sizes.bulk_rows * 8.5e-6
     drain = sizes.bulk_repeats * sizes.bulk_rows / 200_000
     reads = sizes.read_answers * 6e-5 + sizes.read_repeats * 2 * sizes.read_answers * 1e-7
@@ -180,13 +184,18 @@ class Staleness:
 
 @dataclass(frozen=True)
 class ConcurrentResult:
+    """One strategy and scenario, over every round: ``per_second`` is all the answers
+    inserted over all the time taken; ``per_second_range`` the slowest and fastest round."""
+
     strategy: str
     users: int
     writers: int
+    rounds: int
     attempted: int
     errors: int
     seconds: float
     per_second: float
+    per_second_range: tuple[float, float]
     throughput_vs_floor: float | None
     accounting: Accounting
     lag: EventLag | None = None
@@ -200,6 +209,7 @@ class BulkResult:
     repeats: int
     seconds: float  # median
     rows_per_second: float
+    rows_per_second_range: tuple[float, float]  # slowest and fastest repeat
     throughput_vs_floor: float | None
     accounting: Accounting
 
@@ -493,15 +503,68 @@ async def _concurrency(
         aux, writers = connections[0], connections[1:]
         running = [s for s in built.values() if s.own_writes or isinstance(s, MaterializedView)]
         for users, first_user in ((1, SAME_USER), (len(writers), MANY_USERS_FROM)):
-            for strategy in running:
-                user_ids = [first_user + w % users for w in range(len(writers))]
-                results.append(
-                    await _concurrent_run(strategy, aux, writers, user_ids, sizes.per_writer)
-                )
-                report("concurrent", 1)
+            user_ids = [first_user + w % users for w in range(len(writers))]
+            runs: dict[str, list[ConcurrentResult]] = {s.key: [] for s in running}
+            # Rounds in rotated orders, so that no strategy is always measured first or last.
+            for round_ in range(sizes.rounds):
+                shift = round_ * len(running) // sizes.rounds
+                for strategy in running[shift:] + running[:shift]:
+                    runs[strategy.key].append(
+                        await _concurrent_run(strategy, aux, writers, user_ids, sizes.per_writer)
+                    )
+                    report("concurrent", 1)
+            results += [_merged(r) for r in runs.values()]
     finally:
         await asyncio.gather(*(c.close() for c in connections))
     return budget, _with_floor_ratios(results)
+
+
+def _merged(runs: list[ConcurrentResult]) -> ConcurrentResult:
+    """The rounds of one strategy and scenario as one result."""
+    first = runs[0]
+    seconds = sum(r.seconds for r in runs)
+    inserted = sum(r.accounting.inserted for r in runs)
+    at_end = _sum_or_none([r.accounting.reflected_at_end for r in runs])
+    settled = _sum_or_none([r.accounting.reflected for r in runs])
+    lags = [r.lag for r in runs if r.lag is not None]
+    stale = [r.staleness for r in runs if r.staleness is not None]
+    rates = [r.per_second for r in runs]
+    return replace(
+        first,
+        rounds=len(runs),
+        attempted=sum(r.attempted for r in runs),
+        errors=sum(r.errors for r in runs),
+        seconds=seconds,
+        per_second=inserted / seconds,
+        per_second_range=(min(rates), max(rates)),
+        accounting=Accounting.of(inserted, at_end, settled),
+        lag=_merged_lag(lags) if lags else None,
+        staleness=_merged_staleness(stale) if stale else None,
+    )
+
+
+def _sum_or_none(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v or 0 for v in values)
+
+
+def _merged_lag(lags: list[EventLag]) -> EventLag:
+    return EventLag(
+        max(x.max_event_age_s for x in lags),
+        max(x.drain_after_writers_s for x in lags),
+        sum(x.events_folded for x in lags),
+        sum(x.batches for x in lags),
+    )
+
+
+def _merged_staleness(stale: list[Staleness]) -> Staleness:
+    refreshes = sum(x.refreshes for x in stale)
+    total_ms = sum(x.avg_refresh_ms * x.refreshes for x in stale)
+    return Staleness(
+        refreshes,
+        total_ms / refreshes if refreshes else 0.0,
+        max(x.max_unreflected for x in stale),
+        max(x.max_age_s for x in stale),
+    )
 
 
 async def connection_budget(dsn: str, requested: int) -> ConnectionBudget:
@@ -588,10 +651,12 @@ async def _concurrent_run(
         strategy=strategy.key,
         users=len(users),
         writers=len(writers),
+        rounds=1,
         attempted=attempted,
         errors=errors,
         seconds=seconds,
         per_second=inserted / seconds,
+        per_second_range=(inserted / seconds, inserted / seconds),
         throughput_vs_floor=None,
         accounting=Accounting.of(inserted, _delta(at_end, before), _delta(after, before)),
         lag=_event_lag(background, settled_s),
@@ -690,6 +755,10 @@ async def _bulk(
                 sizes.bulk_repeats,
                 seconds,
                 sizes.bulk_rows / seconds,
+                (
+                    sizes.bulk_rows / max(timings[strategy.key]),
+                    sizes.bulk_rows / min(timings[strategy.key]),
+                ),
                 sizes.bulk_rows / seconds / floor,
                 accounting,
             )

@@ -94,12 +94,20 @@ def _throughput(axes: Any, r: CompareResult) -> None:
         "sequential inserts/s (1 connection)": [sequential(k) for k in keys],
         f"{writers} writers, same user": [concurrent(k, True) for k in keys],
         f"{writers} writers, {writers} users": [concurrent(k, False) for k in keys],
-        f"bulk rows/s ({r.sizes.bulk_rows:,}-row INSERT; 007: largest tried)": [
-            bulk(k) for k in keys
-        ],
+        _bulk_label(r): [bulk(k) for k in keys],
     })  # fmt: skip
     axes.set_xlabel("answers per second (log scale)")
     axes.set_title("Throughput")
+
+
+def _bulk_label(r: CompareResult) -> str:
+    label = f"bulk rows/s ({r.sizes.bulk_rows:,}-row INSERT"
+    last = r.ladder.steps[-1] if r.ladder and r.ladder.steps else None
+    if last is not None and last.cancelled:
+        return label + f"; 007: an upper bound, cancelled after {last.seconds:.0f} s)"
+    if last is not None and last.rows < r.sizes.bulk_rows:
+        return label + f"; 007: at {last.rows:,} rows)"
+    return label + ")"
 
 
 def _reads(axes: Any, r: CompareResult) -> None:

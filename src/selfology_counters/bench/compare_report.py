@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfology_counters.bench import compare_text
-from selfology_counters.bench.compare import CompareResult, ConcurrentResult, ReadResult
+from selfology_counters.bench.compare import (
+    BulkResult,
+    CompareResult,
+    ConcurrentResult,
+    ReadResult,
+)
 from selfology_counters.bench.compare_format import (
     DOC_CONCURRENT,
     DOC_SEQUENTIAL,
@@ -131,8 +136,8 @@ def _doc_concurrent(r: CompareResult) -> Table:
             f"{claim[2]} (not measured)",
         ])  # fmt: skip
     return Table(
-        f"Test: {writers} concurrent writers x {r.sizes.per_writer} inserts (same user) "
-        "(document's claim -> measured)",
+        f"Test: {writers} concurrent writers x {r.sizes.per_writer} inserts{_rounds(r)} "
+        "(same user) (document's claim -> measured)",
         ["Method", "Race Conditions (lost counts)", "Data Loss", "Complexity"],
         rows,
         [
@@ -186,7 +191,7 @@ def _concurrent(r: CompareResult) -> Table:
             c = r.concurrent_of(key, same_user=same_user)
             assert c is not None
             cells += [
-                rate(c.per_second), times(c.throughput_vs_floor), lost_text(c), str(c.errors),
+                _rate_range(c), times(c.throughput_vs_floor), lost_text(c), str(c.errors),
             ]  # fmt: skip
         rows.append(cells)
     writers = r.budget.writers if r.budget else r.sizes.writers
@@ -196,15 +201,32 @@ def _concurrent(r: CompareResult) -> Table:
         "Lost: answers inserted minus the counter's change, after the strategy settled (event "
         "worker drained, view refreshed).",
     ]
+    if r.sizes.rounds > 1:
+        notes.append(
+            f"Every strategy ran {r.sizes.rounds} times per scenario, the order rotated each "
+            "round; inserts/s is over all rounds, in brackets the slowest and fastest round. "
+            "The spread is this machine's noise."
+        )
     if r.budget and r.budget.note:
         notes.append(f"Clamped: {r.budget.note}.")
     return Table(
-        f"{writers} concurrent writers x {r.sizes.per_writer} inserts",
+        f"{writers} concurrent writers x {r.sizes.per_writer} inserts{_rounds(r)}",
         ["strategy", "same user: inserts/s", "vs floor", "lost", "errors",
          "many users: inserts/s", "vs floor", "lost", "errors"],
         rows,
         notes,
     )  # fmt: skip
+
+
+def _rounds(r: CompareResult) -> str:
+    return f", {r.sizes.rounds} rounds" if r.sizes.rounds > 1 else ""
+
+
+def _rate_range(c: ConcurrentResult) -> str:
+    if c.rounds == 1:
+        return rate(c.per_second)
+    low, high = c.per_second_range
+    return f"{rate(c.per_second)} ({low:,.0f}-{high:,.0f})"
 
 
 def _keys(results: list[ConcurrentResult]) -> list[str]:
@@ -215,7 +237,7 @@ def _bulk(r: CompareResult) -> Table:
     rows = []
     for b in r.bulk:
         rows.append([
-            SHORT[b.strategy], seconds(b.seconds), rate(b.rows_per_second),
+            SHORT[b.strategy], seconds(b.seconds), _bulk_rate(b),
             times(b.throughput_vs_floor), pct(b.accounting.consistency_at_end),
             pct(b.accounting.consistency),
         ])  # fmt: skip
@@ -240,7 +262,8 @@ def _bulk(r: CompareResult) -> Table:
     return Table(
         f"One INSERT ... SELECT of {r.sizes.bulk_rows:,} rows (median of "
         f"{r.sizes.bulk_repeats})",
-        ["strategy", "time", "rows/s", "throughput vs floor", "consistent at end",
+        ["strategy", "time (median)", "rows/s (slowest-fastest)", "throughput vs floor",
+         "consistent at end",
          "after settling"],
         rows,
         [
@@ -249,6 +272,13 @@ def _bulk(r: CompareResult) -> Table:
             "it drained their backlog (see the event-driven table).",
         ],
     )  # fmt: skip
+
+
+def _bulk_rate(b: BulkResult) -> str:
+    if b.repeats == 1:
+        return rate(b.rows_per_second)
+    low, high = b.rows_per_second_range
+    return f"{rate(b.rows_per_second)} ({low:,.0f}-{high:,.0f})"
 
 
 def _ladder(r: CompareResult) -> Table:

@@ -118,6 +118,8 @@ def _scale_row(
     if top <= ours_rate:
         measured = f"our triggers: {rate(ours_rate)}, {ours_rate / top:.1f}x the top rate"
         follows = "our triggers, exact; "
+        if ours_rate / top < 2:
+            follows += "little headroom on this machine, so watch the insert latency; "
         if _lost(m007):
             follows += (
                 f"not migration 007 (it lost {_lost(m007)} of {m007.accounting.inserted} "
@@ -203,7 +205,8 @@ def _manual_concurrent(r: CompareResult) -> str:
     tx, auto, rmw = _same(r, "manual_tx"), _same(r, "manual_autocommit"), _same(r, "manual_rmw")
     text = (
         f'**"Manual UPDATE: 15-30 race instances" in 100 concurrent inserts on one user.** '
-        f"Measured with {tx.writers} writers x {r.sizes.per_writer} inserts on one user "
+        f"Measured with {tx.writers} writers x {r.sizes.per_writer} inserts on one user, "
+        f"{r.sizes.rounds} round(s) "
         f"({tx.accounting.inserted} inserts): `n = n + 1` in the same transaction lost "
         f"{_lost(tx)}, in separate autocommit statements {_lost(auto)}, read-modify-write "
         f"{_lost(rmw)}."
