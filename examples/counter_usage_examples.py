@@ -44,9 +44,11 @@ from selfology_counters import (
     InvalidAnswerError,
     OnboardingDAO,
     SessionNotActiveError,
+    health,
 )
 from selfology_counters.config import resolve
 from selfology_counters.migrate import upgrade
+from selfology_counters.sqlfiles import quote_ident
 
 EXAMPLE_USER_BASE = 9_000_000
 CONCURRENT_WRITERS = 20
@@ -92,29 +94,6 @@ UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered
 MANUAL_USER_INCREMENT = """
 UPDATE selfology.user_stats SET total_answers_lifetime = total_answers_lifetime + 1
  WHERE user_id = $1
-"""
-
-# The repair. The rows are locked first (sessions before user_stats, the triggers' order), so
-# the count below runs in a snapshot taken after every concurrent answer of this session has
-# committed, and a later answer waits for this transaction: the value written is exact.
-LOCK_SESSION = """
-SELECT 1 FROM selfology.onboarding_sessions WHERE id = $1 FOR NO KEY UPDATE
-"""
-LOCK_USER_STATS = """
-SELECT 1 FROM selfology.user_stats WHERE user_id = $1 FOR NO KEY UPDATE
-"""
-RECOUNT_SESSION = """
-UPDATE selfology.onboarding_sessions s
-   SET questions_answered = (SELECT count(*) FROM selfology.user_answers_new a
-                              WHERE a.session_id = s.id)
- WHERE s.id = $1
-"""
-RECOUNT_USER = """
-UPDATE selfology.user_stats us
-   SET total_answers_lifetime = (SELECT count(*) FROM selfology.user_answers_new a
-                                  WHERE a.user_id = us.user_id),
-       updated_at = now()
- WHERE us.user_id = $1
 """
 
 # Anti-pattern 2, on a scratch table in a schema of its own (dropped afterwards).
@@ -293,18 +272,12 @@ async def show_double_count(
         f"double count: the counter says {wrong.session_counter}, COUNT(*) says "
         f"{wrong.session_count_star}; the trigger had already counted the answer"
     )
-    await repair(connection, session_id, user_id)
+    # The operator's repair (`selfology-counters repair --user N`): locks the rows in the
+    # triggers' order and recounts under the lock, so it is exact even while answers arrive.
+    repaired = await health.repair(connection, user_id=user_id)
+    say(f"repair changed {len(repaired.changes)} counters")
     say(f"after the repair: {(await snapshot(connection, session_id)).describe()}")
     say("fix: never write a counter from the application; insert the answer and stop")
-
-
-async def repair(connection: asyncpg.Connection, session_id: int, user_id: int) -> None:
-    """Set a session's and its user's counters to the true count."""
-    async with connection.transaction():
-        await connection.execute(LOCK_SESSION, session_id)
-        await connection.execute(LOCK_USER_STATS, user_id)
-        await connection.execute(RECOUNT_SESSION, session_id)
-        await connection.execute(RECOUNT_USER, user_id)
 
 
 # --- Anti-pattern 2: read-modify-write in the application -------------------------------------
@@ -315,7 +288,7 @@ async def show_lost_updates(dsn: str) -> None:
     schema = f"selfology_example_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(dsn)
     try:
-        await admin.execute(CREATE_SCRATCH.format(schema=schema))
+        await admin.execute(CREATE_SCRATCH.format(schema=quote_ident(schema)))
         pool = await asyncpg.create_pool(
             dsn, min_size=CONCURRENT_WRITERS, max_size=CONCURRENT_WRITERS
         )
@@ -324,7 +297,7 @@ async def show_lost_updates(dsn: str) -> None:
         finally:
             await pool.close()
     finally:
-        await admin.execute(DROP_SCRATCH.format(schema=schema))
+        await admin.execute(DROP_SCRATCH.format(schema=quote_ident(schema)))
         await admin.close()
     say(f"scratch schema {schema} dropped")
 
@@ -353,14 +326,17 @@ async def run_writers(
     writer: WriterFunction,
 ) -> int:
     """Reset the scratch counter, run every writer at once, and return the final value."""
-    await admin.execute(RESET_SCRATCH.format(schema=schema))
+    await admin.execute(RESET_SCRATCH.format(schema=quote_ident(schema)))
     await asyncio.gather(*(writer(pool, schema) for _ in range(CONCURRENT_WRITERS)))
-    return int(await admin.fetchval(READ_SCRATCH.format(schema=schema)))
+    return int(await admin.fetchval(READ_SCRATCH.format(schema=quote_ident(schema))))
 
 
 async def read_modify_write(pool: asyncpg.Pool, schema: str) -> None:
     """The anti-pattern: the value can change between the SELECT and the UPDATE."""
-    read, write = READ_SCRATCH.format(schema=schema), WRITE_SCRATCH.format(schema=schema)
+    read, write = (
+        READ_SCRATCH.format(schema=quote_ident(schema)),
+        WRITE_SCRATCH.format(schema=quote_ident(schema)),
+    )
     async with pool.acquire() as connection:
         for _ in range(INCREMENTS_PER_WRITER):
             value = await connection.fetchval(read)
@@ -368,7 +344,7 @@ async def read_modify_write(pool: asyncpg.Pool, schema: str) -> None:
 
 
 async def atomic_increment(pool: asyncpg.Pool, schema: str) -> None:
-    statement = ATOMIC_INCREMENT.format(schema=schema)
+    statement = ATOMIC_INCREMENT.format(schema=quote_ident(schema))
     async with pool.acquire() as connection:
         for _ in range(INCREMENTS_PER_WRITER):
             await connection.execute(statement)
