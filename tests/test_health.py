@@ -22,12 +22,20 @@ async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def populate(conn: asyncpg.Connection, users: int = 6, answers: int = 4) -> None:
     await conn.execute(
-        """
-        INSERT INTO selfology.onboarding_sessions (user_id) SELECT u FROM generate_series(1, $1) u;
-        INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)
-        SELECT s.id, 'q' || g, 'a' FROM selfology.onboarding_sessions s, generate_series(1, $2) g;
-        INSERT INTO selfology.digital_personality (user_id) SELECT u FROM generate_series(1, $1) u;
-        """.replace("$1", str(users)).replace("$2", str(answers))
+        "INSERT INTO selfology.onboarding_sessions (user_id)"
+        " SELECT u FROM generate_series(1, $1) u",
+        users,
+    )
+    await conn.execute(
+        "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
+        " SELECT s.id, 'q' || g, 'a'"
+        " FROM selfology.onboarding_sessions s, generate_series(1, $1) g",
+        answers,
+    )
+    await conn.execute(
+        "INSERT INTO selfology.digital_personality (user_id)"
+        " SELECT u FROM generate_series(1, $1) u",
+        users,
     )
 
 
