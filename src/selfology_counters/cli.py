@@ -353,10 +353,12 @@ def compare(
     the full tables. Exit 1 if our own triggers lost a count; 2 if it could not run.
     """
     from selfology_counters.bench import compare as comparison
-    from selfology_counters.bench import compare_report
+    from selfology_counters.bench import compare_report, compare_results
 
     url = target_dsn(dsn)
-    sizes = comparison.SMOKE if smoke else comparison.QUICK if quick else comparison.FULL
+    sizes = (
+        compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL
+    )
     command = " ".join(
         ["selfology-counters compare"]
         + (["--dsn ***"] if dsn else [])
@@ -365,10 +367,10 @@ def compare(
     )
     if config.explicit_dsn(dsn) is None:
         command += " (embedded server)"
-    expected = comparison.estimated_seconds(sizes)
+    expected = compare_results.estimated_seconds(sizes)
     note(f"compare: {sizes.name} run, expected to take about {expected:.0f} s "
          f"on a 2-core machine; {sizes.describe()}")  # fmt: skip
-    with progress_bar(comparison.planned_units(sizes), "compare") as advance:
+    with progress_bar(compare_results.planned_units(sizes), "compare") as advance:
         measuring = comparison.run_compare(
             url, sizes, progress=lambda _phase, n: advance(n), command=command
         )

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from selfology_counters.bench.compare import CompareResult
 from selfology_counters.bench.compare_format import SHORT
+from selfology_counters.bench.compare_results import CompareResult
 
 
 def write_chart(r: CompareResult, path: Path) -> None:

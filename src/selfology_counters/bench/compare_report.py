@@ -11,12 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfology_counters.bench import compare_text
-from selfology_counters.bench.compare import (
-    BulkResult,
-    CompareResult,
-    ConcurrentResult,
-    ReadResult,
-)
 from selfology_counters.bench.compare_format import (
     DOC_CONCURRENT,
     DOC_SEQUENTIAL,
@@ -26,6 +20,12 @@ from selfology_counters.bench.compare_format import (
     rate,
     seconds,
     times,
+)
+from selfology_counters.bench.compare_results import (
+    BulkResult,
+    CompareResult,
+    ConcurrentResult,
+    ReadResult,
 )
 from selfology_counters.bench.strategies import WORKER_BATCH, WORKER_IDLE_S
 

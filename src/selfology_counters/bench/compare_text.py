@@ -7,7 +7,6 @@ text stays true when the report is regenerated on another machine.
 
 from __future__ import annotations
 
-from selfology_counters.bench.compare import CompareResult, ConcurrentResult
 from selfology_counters.bench.compare_format import (
     DOC_SCALING,
     SHORT,
@@ -17,6 +16,7 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
+from selfology_counters.bench.compare_results import CompareResult, ConcurrentResult
 
 DOC_TRIGGER_MS = 0.52
 DOC_MANUAL_MS = 0.35
