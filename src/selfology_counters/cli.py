@@ -309,10 +309,11 @@ def benchmark(
     interrupted); never touches real data. Exit 1 if a count was lost.
     """
     from selfology_counters import report
-    from selfology_counters.bench.benchmark import WARMUP, run_benchmark
+    from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
 
     url = target_dsn(dsn)
-    total = inserts + (2 if concurrency else 0) + (3 if bulk else 0)
+    # Progress units: one per sequential round, per concurrency scenario, per bulk repeat.
+    total = inserts + (2 if concurrency else 0) + (BULK_REPEATS if bulk else 0)
     note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
     with progress_bar(total, "benchmark") as advance:
         result = run(
