@@ -35,6 +35,10 @@ UPDATE selfology.onboarding_sessions SET questions_answered = 0 WHERE id % 7 = 0
 DELETE FROM selfology.user_stats WHERE user_id % 8 = 0;
 -- personalities created after the answers, at zero
 INSERT INTO selfology.digital_personality (user_id) SELECT u FROM generate_series(1, 40, 4) u;
+-- the original's counters may be NULL
+UPDATE selfology.onboarding_sessions SET questions_answered = NULL WHERE id = 5;
+UPDATE selfology.user_stats SET total_answers_lifetime = NULL WHERE user_id = 7;
+UPDATE selfology.digital_personality SET total_answers_analyzed = NULL WHERE user_id = 9;
 """
 
 

@@ -166,7 +166,7 @@ class Adoption:
         swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"),
                     "-- DROP TRIGGER/FUNCTION of the original", render("counters_v1.sql"),
                     sql("drop_original_view"), render("consistency_view_v1.sql")]  # fmt: skip
-        checks = [sql("counter_defaults"), sql("add_counter_checks")]
+        checks = [sql("add_counter_checks")]
         return [
             Step(
                 "add user_id and missing columns (no rewrite)",
@@ -207,7 +207,8 @@ class Adoption:
             Step(
                 "recount every counter exactly (repair, batches of 500)",
                 True,
-                ["-- health.repair(): lock rows in order, recount, write differences"],
+                [sql("counter_defaults"),
+                 "-- health.repair(): lock rows in order, recount, write differences"],
                 self.recount,
             ),
             Step(
@@ -292,11 +293,12 @@ class Adoption:
         await self.ddl(sql("validate_session_fk"))
 
     async def recount(self) -> None:
+        # Defaults first, so no new row arrives with a NULL counter after the recount.
+        await self.ddl(sql("counter_defaults"))
         result = await health.repair(self.connection, batch_size=500)
         self.report.counters_corrected = len(result.changes)
 
     async def constraints(self) -> None:
-        await self.ddl(sql("counter_defaults"))
         await self.ddl(sql("add_counter_checks"))
         await self.ddl(sql("validate_counter_checks"))
         for table, column in NOT_NULL:

@@ -32,7 +32,7 @@ class CounterIssue:
     user_id: int
     stored: int | None
     actual: int
-    status: str  # INCONSISTENT, MISSING_ROW or NEGATIVE
+    status: str  # INCONSISTENT, MISSING_ROW, NULL_VALUE or NEGATIVE
 
     @property
     def drift(self) -> int | None:

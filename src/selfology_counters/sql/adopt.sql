@@ -49,21 +49,22 @@ WITH per_session AS (
      GROUP BY s.user_id
 ), drift AS (
     SELECT 'onboarding_sessions.questions_answered' AS counter, s.id::bigint AS key,
-           s.questions_answered::bigint AS stored, COALESCE(ps.n, 0) AS actual
+           s.questions_answered::bigint AS stored, COALESCE(ps.n, 0) AS actual,
+           true AS row_exists
       FROM @schema@.onboarding_sessions s LEFT JOIN per_session ps ON ps.session_id = s.id
     UNION ALL
     SELECT 'user_stats.total_answers_lifetime', u.user_id, us.total_answers_lifetime,
-           COALESCE(pu.n, 0)
+           COALESCE(pu.n, 0), us.user_id IS NOT NULL
       FROM (SELECT user_id FROM @schema@.user_stats UNION SELECT user_id FROM per_user) u
       LEFT JOIN @schema@.user_stats us ON us.user_id = u.user_id
       LEFT JOIN per_user pu ON pu.user_id = u.user_id
     UNION ALL
     SELECT 'digital_personality.total_answers_analyzed', dp.user_id, dp.total_answers_analyzed,
-           COALESCE(pu.n, 0)
+           COALESCE(pu.n, 0), true
       FROM @schema@.digital_personality dp LEFT JOIN per_user pu ON pu.user_id = dp.user_id
 )
 SELECT counter, count(*) AS wrong, max(abs(COALESCE(stored, 0) - actual)) AS largest_drift,
-       count(*) FILTER (WHERE stored IS NULL) AS missing_rows
+       count(*) FILTER (WHERE NOT row_exists) AS missing_rows
   FROM drift
  WHERE stored IS DISTINCT FROM actual
  GROUP BY counter

@@ -7,7 +7,8 @@
 CREATE VIEW @schema@.counter_consistency_check AS
 SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
        c.stored - c.actual AS drift,
-       CASE WHEN c.stored IS NULL THEN 'MISSING_ROW'
+       CASE WHEN NOT c.row_exists THEN 'MISSING_ROW'
+            WHEN c.stored IS NULL THEN 'NULL_VALUE'  -- possible in an adopted schema
             WHEN c.stored < 0 THEN 'NEGATIVE'
             WHEN c.stored <> c.actual THEN 'INCONSISTENT'
             ELSE 'CONSISTENT' END AS status
@@ -28,18 +29,18 @@ WITH per_session AS (
 SELECT 'onboarding_sessions.questions_answered'::text AS counter,
        s.id AS key, s.user_id,
        s.questions_answered::bigint AS stored,
-       COALESCE(ps.n, 0) AS actual
+       COALESCE(ps.n, 0) AS actual, true AS row_exists
   FROM @schema@.onboarding_sessions s
   LEFT JOIN per_session ps ON ps.session_id = s.id AND ps.user_id = s.user_id
 UNION ALL
 SELECT 'user_stats.total_answers_lifetime', u.user_id, u.user_id,
-       us.total_answers_lifetime::bigint, COALESCE(pu.n, 0)
+       us.total_answers_lifetime::bigint, COALESCE(pu.n, 0), us.user_id IS NOT NULL
   FROM users u
   LEFT JOIN @schema@.user_stats us ON us.user_id = u.user_id
   LEFT JOIN per_user pu ON pu.user_id = u.user_id
 UNION ALL
 SELECT 'digital_personality.total_answers_analyzed', dp.user_id, dp.user_id,
-       dp.total_answers_analyzed::bigint, COALESCE(pu.n, 0)
+       dp.total_answers_analyzed::bigint, COALESCE(pu.n, 0), true
   FROM @schema@.digital_personality dp
   LEFT JOIN per_user pu ON pu.user_id = dp.user_id
 ) c;

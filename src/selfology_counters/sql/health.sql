@@ -54,7 +54,7 @@ UPDATE @schema@.onboarding_sessions s
                (SELECT count(*) FROM @schema@.user_answers_new a WHERE a.session_id = s2.id)::integer
                    AS actual
           FROM @schema@.onboarding_sessions s2 WHERE s2.id = ANY ($1::bigint[])) c
- WHERE s.id = c.id AND s.questions_answered <> c.actual
+ WHERE s.id = c.id AND s.questions_answered IS DISTINCT FROM c.actual
 RETURNING s.id AS key, c.before, c.actual AS after
 
 -- name: create_user_stats --
@@ -79,7 +79,7 @@ UPDATE @schema@.user_stats us
                (SELECT min(answered_at) FROM @schema@.user_answers_new a WHERE a.user_id = u.user_id)
                    AS first_answer_at
           FROM @schema@.user_stats u WHERE u.user_id = ANY ($1::bigint[])) c
- WHERE us.user_id = c.user_id AND us.total_answers_lifetime <> c.actual
+ WHERE us.user_id = c.user_id AND us.total_answers_lifetime IS DISTINCT FROM c.actual
 RETURNING us.user_id AS key, c.before, c.actual AS after
 
 -- name: lock_digital_personality --
@@ -93,7 +93,7 @@ UPDATE @schema@.digital_personality dp
                (SELECT count(*) FROM @schema@.user_answers_new a WHERE a.user_id = d.user_id)::integer
                    AS actual
           FROM @schema@.digital_personality d WHERE d.user_id = ANY ($1::bigint[])) c
- WHERE dp.user_id = c.user_id AND dp.total_answers_analyzed <> c.actual
+ WHERE dp.user_id = c.user_id AND dp.total_answers_analyzed IS DISTINCT FROM c.actual
 RETURNING dp.user_id AS key, c.before, c.actual AS after
 
 -- name: settings --
