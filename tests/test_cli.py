@@ -58,6 +58,11 @@ def test_unreachable_server_and_bad_dsn_exit_2_without_password() -> None:
         assert "s3cret" not in line
         assert "127.0.0.1" in line
     assert_one_line_error(cli("demo", "--dsn", "postgresql://[broken"))
+    in_query = assert_one_line_error(
+        cli("check", "--dsn", "postgresql://u@127.0.0.1:1/x?password=s3cret")
+    )
+    assert "s3cret" not in in_query
+    assert_one_line_error(cli("check", "--dsn", "postgresql://u:s3cret@127.0.0.1:99999/x"))
 
 
 def test_check_repair_stats_through_the_console_script(db: str) -> None:

@@ -207,7 +207,12 @@ def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
 
 UserOption = Annotated[
     int | None,
-    typer.Option("--user", help="Only this user (their sessions, stats and personality).", min=1),
+    typer.Option(
+        "--user",
+        help="Only this user (their sessions, stats and personality).",
+        min=1,
+        max=2**63 - 1,
+    ),
 ]
 
 

@@ -54,11 +54,15 @@ def redact(dsn: str) -> str:
         password = parts.password
     except ValueError:
         return "<a DSN that does not parse>"
-    if not password:
-        return dsn
-    userinfo = f"{parts.username or ''}:***@"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=userinfo + host))
+    if password:
+        userinfo = f"{parts.username or ''}:***@"
+        parts = parts._replace(netloc=userinfo + parts.netloc.rsplit("@", 1)[1])
+    # libpq also takes the password as a query parameter: ?password=...
+    query = "&".join(
+        "password=***" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def with_database(dsn: str, database: str) -> str:

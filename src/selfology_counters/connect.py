@@ -20,6 +20,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.ClientConfigurationError,
     TimeoutError,
     ValueError,  # a DSN that does not parse
+    OverflowError,  # a port out of range
 )
 
 

@@ -111,6 +111,8 @@ async def check(
     for row in rows:
         checked[CHECKED_NAMES[row["counter"]]] = row["checked"]
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
+    # Worst first across all counters: the human report shows the head of this list.
+    issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
     triggers, foreign = await trigger_status(connection, schema)
     return CheckResult(checked, issues, triggers, foreign, time.perf_counter() - started)
 

@@ -89,7 +89,7 @@ def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
     try:
         with engine.connect() as connection:
             return current_revision(connection)
-    except (exc.OperationalError, exc.ArgumentError, ValueError) as error:
+    except (exc.OperationalError, exc.ArgumentError, ValueError, OverflowError) as error:
         reason = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
         raise DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}") from None
 
