@@ -124,3 +124,24 @@ def test_operator_commands_cannot_run_exit_2(empty_db: str) -> None:
         line = assert_one_line_error(cli(command, "--dsn", "postgresql://u:pw@127.0.0.1:1/x"))
         assert "pw" not in line
     assert cli("repair", "--batch-size", "0", dsn=empty_db).returncode == 2
+
+
+def test_migrate_reinstalls_a_dropped_trigger(db: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(db)
+        await connection.execute(
+            "DROP TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new"
+        )
+        await connection.close()
+
+    asyncio.run(drop())
+    assert cli("check", dsn=db).returncode == 1
+    repaired = cli("repair", dsn=db)
+    assert repaired.returncode == 1 and "migrate" in repaired.stdout
+    migrated = cli("migrate", dsn=db)
+    assert migrated.returncode == 0 and "reinstalled" in migrated.stdout
+    assert cli("check", dsn=db).returncode == 0

@@ -192,3 +192,26 @@ async def test_repair_while_writers_insert_delete_and_move(
     # Every counter that repair did not touch was right all along: the triggers kept them.
     await assert_exact(conn)
     assert (await health.check(conn)).consistent
+
+
+async def test_migrate_reinstalls_missing_and_outdated_triggers(
+    db: str, conn: asyncpg.Connection
+) -> None:
+    from selfology_counters.install import reinstall_counters
+
+    await populate(conn)
+    await conn.execute(
+        "DROP TRIGGER selfology_counters_delete_v1 ON selfology.user_answers_new;"
+        "COMMENT ON TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new"
+        " IS 'edited by hand';"
+        "DELETE FROM selfology.user_answers_new WHERE user_id = 1;"  # not counted: no trigger
+    )
+    assert not (await health.check(conn)).consistent
+    broken, corrected = await reinstall_counters(conn)
+    assert broken == [
+        "user_answers_new.selfology_counters_insert_v1",
+        "user_answers_new.selfology_counters_delete_v1",
+    ]
+    assert corrected == 3  # user 1: session, user_stats and digital_personality
+    assert (await health.check(conn)).consistent
+    assert await reinstall_counters(conn) == ([], 0)

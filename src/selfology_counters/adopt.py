@@ -23,11 +23,10 @@ import asyncpg
 
 from selfology_counters import health
 from selfology_counters.connect import connect
-from selfology_counters.errors import LockWaitExhaustedError
+from selfology_counters.ddl import retrying, set_lock_timeout
 from selfology_counters.migrate import VERSION_TABLE
 from selfology_counters.sqlfiles import SCHEMA, query, render
 
-LOCK_ATTEMPTS = 100
 BACKFILL_BATCH = 10_000
 INDEXES = (
     ("user_answers_new_user_id_idx", "create_index_answers_user_id"),
@@ -207,8 +206,10 @@ class Adoption:
             Step(
                 "recount every counter exactly (repair, batches of 500)",
                 True,
-                [sql("counter_defaults"),
-                 "-- health.repair(): lock rows in order, recount, write differences"],
+                [
+                    sql("counter_defaults"),
+                    "-- health.repair(): lock rows in order, recount, write differences",
+                ],
                 self.recount,
             ),
             Step(
@@ -227,7 +228,7 @@ class Adoption:
 
     async def run(self) -> AdoptionReport:
         started = time.perf_counter()
-        await self.connection.execute(query("adopt.sql", "set_lock_timeout"))
+        await set_lock_timeout(self.connection)
         await survey(self.connection, self.report)
         for step in self.steps(await Catalog.read(self.connection)):
             if step.pending:
@@ -348,17 +349,3 @@ async def adopt(dsn: str, progress: Progress | None = None) -> AdoptionReport:
         return await Adoption(connection, dsn, progress or (lambda _message: None)).run()
     finally:
         await connection.close()
-
-
-async def retrying(work: Callable[[], Awaitable[object]]) -> None:
-    """Retry ``work`` when it gave up waiting for a lock (lock_timeout) or was chosen as a
-    deadlock victim: the bot's writes always go first, adoption waits its turn."""
-    for attempt in range(LOCK_ATTEMPTS):
-        try:
-            await work()
-            return
-        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
-            await asyncio.sleep(min(0.05 * 2 ** min(attempt, 5), 1.0))
-    raise LockWaitExhaustedError(
-        f"could not take a lock in {LOCK_ATTEMPTS} attempts; the database is busy, retry later"
-    )

@@ -146,12 +146,26 @@ def migrate(
         fail(str(exc))
     except Exception as exc:  # a migration's SQL failed: one line, no traceback
         fail(f"migration failed: {first_line(exc)}")
+    from selfology_counters.install import reinstall_counters
+
+    reinstalled, corrected = run(_with_connection(url, reinstall_counters))
     if as_json:
-        emit_json({"before": result.before, "after": result.after, "changed": result.changed})
+        emit_json(
+            {
+                "before": result.before,
+                "after": result.after,
+                "changed": result.changed,
+                "reinstalled_triggers": reinstalled,
+                "counters_corrected": corrected,
+            }
+        )
     elif result.changed:
         typer.echo(f"migrated: {result.before or 'empty'} -> {result.after}")
-    else:
+    elif not reinstalled:
         typer.echo(f"already at {result.after}; nothing to do")
+    if reinstalled and not as_json:
+        typer.echo(f"reinstalled missing or outdated triggers: {', '.join(reinstalled)}; "
+                   f"recounted, {corrected} counters corrected")  # fmt: skip
 
 
 def _adopt(url: str, as_json: bool, dry_run: bool) -> None:

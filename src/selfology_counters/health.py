@@ -200,7 +200,8 @@ async def repair(
     found = found or await check(connection, user_id, schema)
     result = RepairResult(dry_run=dry_run)
     result.unfixable = [
-        f"trigger {t.table}.{t.name} is {'outdated' if t.installed else 'missing'}: run migrate"
+        f"trigger {t.table}.{t.name} is {'outdated' if t.installed else 'missing'}: "
+        "run `selfology-counters migrate`, which reinstalls it"
         for t in found.triggers
         if not (t.installed and t.current)
     ] + [

@@ -10,12 +10,13 @@
 -- statement. Locks are always taken in one order: onboarding_sessions, then user_stats, then
 -- digital_personality, keys ascending. Keys whose net change is zero are left alone.
 -- @schema@ is replaced by a quoted schema name (see sqlfiles.render).
+-- Re-runnable: `migrate` runs it again to reinstall a trigger that was dropped or edited.
 
 -- Applies per-key deltas. The arrays are sorted by key, with no zero delta. The single-key
 -- case (one answer, or one session of one user) is the hot path and needs no explicit lock
 -- ordering; several keys are locked in ascending order first, so that two statements touching
 -- the same keys can never deadlock on the counters.
-CREATE FUNCTION @schema@.selfology_counters_apply_v1(
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_apply_v1(
     session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -94,7 +95,7 @@ END;
 $$;
 
 -- AFTER INSERT, once per statement: every new answer counts +1 for its session and its user.
-CREATE FUNCTION @schema@.selfology_counters_on_insert_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_on_insert_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint; s_lo bigint; s_hi bigint; u_lo bigint; u_hi bigint;
@@ -120,7 +121,7 @@ END;
 $$;
 
 -- AFTER DELETE, once per statement (also for the cascade of a deleted session): -1 each.
-CREATE FUNCTION @schema@.selfology_counters_on_delete_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_on_delete_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
@@ -140,7 +141,7 @@ $$;
 -- AFTER UPDATE, once per statement: an answer that changed session or user moves its count.
 -- Transition tables cannot be combined with a column list, so this fires for every UPDATE;
 -- an UPDATE that moves nothing finds no non-zero delta and writes (and locks) nothing.
-CREATE FUNCTION @schema@.selfology_counters_on_update_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_on_update_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
@@ -169,7 +170,7 @@ $$;
 
 -- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
 -- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
-CREATE FUNCTION @schema@.selfology_counters_on_truncate_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_on_truncate_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE @schema@.onboarding_sessions SET questions_answered = 0 WHERE questions_answered <> 0;
@@ -185,7 +186,7 @@ $$;
 -- session, answer_length from the text), and follow a session change to the session's user.
 -- Only runs when its WHEN clause says there is something to fill, so the DAO, which supplies
 -- both columns, never pays for it.
-CREATE FUNCTION @schema@.selfology_counters_fill_answer_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_fill_answer_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.user_id IS NULL OR (TG_OP = 'UPDATE' AND NEW.session_id IS DISTINCT FROM OLD.session_id
@@ -209,7 +210,7 @@ $$;
 -- count. The user_stats row is locked first (created at zero if the user has no answers yet),
 -- which serialises this count with every answer trigger of the same user: an answer committed
 -- before is counted here, an answer committed after increments the new row.
-CREATE FUNCTION @schema@.selfology_counters_init_personality_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_init_personality_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO @schema@.user_stats AS us (user_id, total_answers_lifetime)
@@ -224,7 +225,7 @@ $$;
 
 -- A session's id is the key its answers and counter point at; changing it would carry the
 -- count to the new id twice (once on the row, once through the cascaded answers).
-CREATE FUNCTION @schema@.selfology_counters_freeze_session_id_v1() RETURNS trigger
+CREATE OR REPLACE FUNCTION @schema@.selfology_counters_freeze_session_id_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'onboarding_sessions.id cannot change (% -> %)', OLD.id, NEW.id
@@ -232,11 +233,13 @@ BEGIN
 END;
 $$;
 
+DROP TRIGGER IF EXISTS selfology_counters_fill_insert_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_fill_insert_v1
     BEFORE INSERT ON @schema@.user_answers_new
     FOR EACH ROW WHEN (NEW.user_id IS NULL OR NEW.answer_length IS NULL)
     EXECUTE FUNCTION @schema@.selfology_counters_fill_answer_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_fill_update_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_fill_update_v1
     BEFORE UPDATE ON @schema@.user_answers_new
     FOR EACH ROW WHEN (
@@ -245,29 +248,35 @@ CREATE TRIGGER selfology_counters_fill_update_v1
             AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length))
     EXECUTE FUNCTION @schema@.selfology_counters_fill_answer_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_insert_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_insert_v1
     AFTER INSERT ON @schema@.user_answers_new
     REFERENCING NEW TABLE AS new_answers
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@.selfology_counters_on_insert_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_delete_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_delete_v1
     AFTER DELETE ON @schema@.user_answers_new
     REFERENCING OLD TABLE AS old_answers
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@.selfology_counters_on_delete_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_update_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_update_v1
     AFTER UPDATE ON @schema@.user_answers_new
     REFERENCING OLD TABLE AS old_answers NEW TABLE AS new_answers
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@.selfology_counters_on_update_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_truncate_v1 ON @schema@.user_answers_new;
 CREATE TRIGGER selfology_counters_truncate_v1
     AFTER TRUNCATE ON @schema@.user_answers_new
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@.selfology_counters_on_truncate_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_init_personality_v1 ON @schema@.digital_personality;
 CREATE TRIGGER selfology_counters_init_personality_v1
     BEFORE INSERT OR UPDATE OF user_id ON @schema@.digital_personality
     FOR EACH ROW EXECUTE FUNCTION @schema@.selfology_counters_init_personality_v1();
 
+DROP TRIGGER IF EXISTS selfology_counters_freeze_session_id_v1 ON @schema@.onboarding_sessions;
 CREATE TRIGGER selfology_counters_freeze_session_id_v1
     BEFORE UPDATE OF id ON @schema@.onboarding_sessions
     FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
