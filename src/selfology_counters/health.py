@@ -8,7 +8,9 @@ recounting under that lock, so it is safe while the bot keeps writing.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,8 @@ from selfology_counters.connect import require_schema
 from selfology_counters.sqlfiles import SCHEMA, query
 
 ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+BATCH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,10 @@ async def repair(
         f"foreign trigger {name} also counts answers: remove it" for name in found.foreign_triggers
     ]
     result.triggers_enabled = await _enable_triggers(connection, found.triggers, dry_run, schema)
+    if result.triggers_enabled and not dry_run:
+        # A write committed while the trigger was off, after `found` was taken, is only seen
+        # by a check that starts after the trigger is back on.
+        found = await check(connection, user_id, schema)
     for counter in counters.COUNTERS:
         keys = sorted({i.key for i in found.issues if i.counter == counter.name})
         for batch in _batches(keys, batch_size):
@@ -242,12 +250,36 @@ async def _repair_batch(
     dry_run: bool,
     schema: str,
 ) -> list[RepairChange]:
+    """One batch, retried when PostgreSQL picks it as a deadlock or serialization victim."""
+    for attempt in range(BATCH_ATTEMPTS):
+        try:
+            return await _repair_batch_once(connection, counter, keys, dry_run, schema)
+        except RETRYABLE:
+            if attempt == BATCH_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+async def _repair_batch_once(
+    connection: asyncpg.Connection,
+    counter: counters.Counter,
+    keys: list[int],
+    dry_run: bool,
+    schema: str,
+) -> list[RepairChange]:
     prefix = counter.repair_prefix
     changes: list[RepairChange] = []
+    created: set[int] = set()
+    if counter is counters.USER_STATS and not dry_run:
+        # Missing rows are created (at zero) and committed on their own, before the batch
+        # locks rows in ascending order: holding a new row while waiting for an older one
+        # would break the triggers' lock order.
+        rows = await connection.fetch(query("health.sql", "create_user_stats", schema), keys)
+        created = {r["user_id"] for r in rows}
     try:
         async with connection.transaction():
-            created: set[int] = set()
-            if counter is counters.USER_STATS:
+            if counter is counters.USER_STATS and dry_run:
                 rows = await connection.fetch(
                     query("health.sql", "create_user_stats", schema), keys
                 )

@@ -173,6 +173,14 @@ $$;
 CREATE OR REPLACE FUNCTION @schema@.selfology_counters_on_truncate_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- TRUNCATE removes every answer whatever the snapshot, but under REPEATABLE READ the
+    -- UPDATEs below would only reach counter rows that snapshot sees; rows created since
+    -- would keep their counts. Refuse rather than leave them wrong.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'TRUNCATE of user_answers_new needs READ COMMITTED (this transaction is %)',
+              current_setting('transaction_isolation')
+              USING ERRCODE = 'feature_not_supported';
+    END IF;
     UPDATE @schema@.onboarding_sessions SET questions_answered = 0 WHERE questions_answered <> 0;
     UPDATE @schema@.user_stats SET total_answers_lifetime = 0, updated_at = now()
      WHERE total_answers_lifetime <> 0;
@@ -191,8 +199,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.user_id IS NULL OR (TG_OP = 'UPDATE' AND NEW.session_id IS DISTINCT FROM OLD.session_id
                                 AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
+        -- FOR KEY SHARE: if the session is moving to another user right now, wait for that
+        -- and read the new user, or the foreign key check would see a stale pair and fail.
         SELECT s.user_id INTO NEW.user_id
-          FROM @schema@.onboarding_sessions s WHERE s.id = NEW.session_id;
+          FROM @schema@.onboarding_sessions s WHERE s.id = NEW.session_id FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
                   USING ERRCODE = 'foreign_key_violation';

@@ -5,10 +5,13 @@ INSERT INTO @schema@.onboarding_sessions (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
 -- One round trip: the session lookup that validates the session also supplies user_id.
+-- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
+-- makes a session completed or moved at this moment re-checked on its latest version.
 INSERT INTO @schema@.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, $2, $3, $4
   FROM @schema@.onboarding_sessions s
  WHERE s.id = $1 AND s.status = 'active'
+   FOR NO KEY UPDATE OF s
 RETURNING id
 
 -- name: insert_answers --
@@ -19,6 +22,7 @@ SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
            AS a(question_json_id, raw_answer, answer_length, ord)
  WHERE s.id = $1 AND s.status = 'active'
  ORDER BY a.ord
+   FOR NO KEY UPDATE OF s
 RETURNING id
 
 -- name: session_status --
