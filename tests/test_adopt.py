@@ -247,3 +247,27 @@ def test_migrate_command_adopts_and_plain_alembic_refuses_clearly(original: str)
     assert json.loads(adopted.stdout)["counters_corrected"] > 0
     assert cli("check", dsn=original).returncode == 0
     assert "nothing to do" in cli("migrate", dsn=original).stdout
+
+
+async def test_backfill_waits_for_a_bot_transaction_instead_of_failing(original: str) -> None:
+    def stop_before_backfill(message: str) -> None:
+        if message.startswith("adopt: back-fill"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await adopt.adopt(original, progress=stop_before_backfill)
+    bot = await asyncpg.connect(original)
+    try:
+        async with bot.transaction():
+            # The bot keeps a row of the answers locked for longer than any lock_timeout.
+            await bot.execute(
+                "UPDATE selfology.user_answers_new SET analysis_status = 'done' WHERE id = 1"
+            )
+            adoption = asyncio.create_task(adopt.adopt(original))
+            await asyncio.sleep(0.8)
+            assert not adoption.done()
+        report = await adoption
+        assert report.counters_corrected > 0
+        await assert_exact(bot)
+    finally:
+        await bot.close()

@@ -17,17 +17,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any, NamedTuple
 
 import asyncpg
 
 from selfology_counters import health
 from selfology_counters.connect import connect
-from selfology_counters.ddl import retrying, set_lock_timeout
+from selfology_counters.ddl import retrying, run_ddl, set_local_lock_timeout
+from selfology_counters.errors import LockWaitExhaustedError
 from selfology_counters.migrate import VERSION_TABLE
 from selfology_counters.sqlfiles import SCHEMA, query, render
 
 BACKFILL_BATCH = 10_000
+INDEX_ATTEMPTS = 5
 INDEXES = (
     ("user_answers_new_user_id_idx", "create_index_answers_user_id"),
     ("user_answers_new_session_id_idx", "create_index_answers_session_id"),
@@ -200,7 +203,7 @@ class Adoption:
             Step(
                 "foreign key (session_id, user_id): NOT VALID, then validated",
                 "user_answers_new_session_fk" not in cat.constraints,
-                [sql("add_session_fk"), sql("validate_session_fk")],
+                [sql("add_session_fk"), sql("resync_user_id"), sql("validate_session_fk")],
                 self.foreign_key,
             ),
             Step(
@@ -228,7 +231,6 @@ class Adoption:
 
     async def run(self) -> AdoptionReport:
         started = time.perf_counter()
-        await set_lock_timeout(self.connection)
         await survey(self.connection, self.report)
         for step in self.steps(await Catalog.read(self.connection)):
             if step.pending:
@@ -245,19 +247,25 @@ class Adoption:
 
     async def build_indexes(self) -> None:
         for index, statement in INDEXES:
-            if await self.connection.fetchval(sql("index_state"), SCHEMA, index) is False:
-                # Left INVALID by an interrupted CREATE INDEX CONCURRENTLY: build it again.
-                await self.ddl(
-                    await self.connection.fetchval(sql("drop_invalid_index"), SCHEMA, index)
-                )
-            await self.ddl(sql(statement))
+            for _attempt in range(INDEX_ATTEMPTS):
+                state = await self.connection.fetchval(sql("index_state"), SCHEMA, index)
+                if state:
+                    break
+                if state is False:
+                    # Left INVALID by an interrupted CREATE INDEX CONCURRENTLY: build it again.
+                    drop = await self.connection.fetchval(sql("drop_invalid_index"), SCHEMA, index)
+                    await self.ddl(drop)
+                await self.ddl(sql(statement))
+            else:
+                raise LockWaitExhaustedError(f"could not build index {index}; retry later")
 
     async def backfill(self) -> None:
         lo, hi = await self.connection.fetchrow(sql("id_range"))
         for start in range(lo, hi + 1, BACKFILL_BATCH):
-            status = await self.connection.execute(
-                sql("backfill_user_id"), start, start + BACKFILL_BATCH
+            batch = partial(
+                self.connection.execute, sql("backfill_user_id"), start, start + BACKFILL_BATCH
             )
+            status = await retrying(batch)
             self.report.backfilled_answers += int(status.split()[-1])
             done = min(start + BACKFILL_BATCH, hi)
             self.say(f"adopt: user_id back-filled up to answer id {done} of {hi}")
@@ -268,6 +276,7 @@ class Adoption:
     async def _swap_once(self) -> None:
         connection = self.connection
         async with connection.transaction():
+            await set_local_lock_timeout(connection)
             await connection.execute(sql("lock_for_swap"))
             status = await connection.execute(sql("catch_up_user_id"))
             self.report.backfilled_answers += int(status.split()[-1])
@@ -291,6 +300,7 @@ class Adoption:
 
     async def foreign_key(self) -> None:
         await self.ddl(sql("add_session_fk"))
+        await retrying(lambda: self.connection.execute(sql("resync_user_id")))
         await self.ddl(sql("validate_session_fk"))
 
     async def recount(self) -> None:
@@ -321,7 +331,7 @@ class Adoption:
         await asyncio.to_thread(stamp_head, self.dsn)
 
     async def ddl(self, statement: str) -> None:
-        await retrying(lambda: self.connection.execute(statement))
+        await run_ddl(self.connection, statement)
 
 
 async def plan(dsn: str) -> AdoptionReport:

@@ -11,7 +11,7 @@ import asyncpg
 
 from selfology_counters import health
 from selfology_counters.counters import COUNTERS_FILE
-from selfology_counters.ddl import retrying, set_lock_timeout
+from selfology_counters.ddl import retrying, set_local_lock_timeout
 from selfology_counters.sqlfiles import SCHEMA, render
 
 
@@ -25,10 +25,10 @@ async def reinstall_counters(connection: asyncpg.Connection) -> tuple[list[str],
     broken = [f"{t.table}.{t.name}" for t in triggers if not (t.installed and t.current)]
     if not broken:
         return [], 0
-    await set_lock_timeout(connection)
 
     async def install() -> None:
         async with connection.transaction():
+            await set_local_lock_timeout(connection)
             await connection.execute(render(COUNTERS_FILE))
 
     await retrying(install)

@@ -169,6 +169,15 @@ ALTER TABLE @schema@.user_answers_new
     REFERENCES @schema@.onboarding_sessions (id, user_id)
     ON DELETE CASCADE ON UPDATE CASCADE NOT VALID
 
+-- name: resync_user_id --
+-- Answers back-filled before their session moved to another user (before the cascading
+-- foreign key existed) carry the old user; realigned here, the counter trigger moves their
+-- counts, and VALIDATE then finds every pair in place.
+UPDATE @schema@.user_answers_new a
+   SET user_id = s.user_id
+  FROM @schema@.onboarding_sessions s
+ WHERE s.id = a.session_id AND a.user_id IS DISTINCT FROM s.user_id
+
 -- name: validate_session_fk --
 ALTER TABLE @schema@.user_answers_new VALIDATE CONSTRAINT user_answers_new_session_fk
 
@@ -204,6 +213,13 @@ ALTER TABLE @schema@.user_stats VALIDATE CONSTRAINT user_stats_total_answers_lif
 ALTER TABLE @schema@.digital_personality VALIDATE CONSTRAINT digital_personality_total_answers_analyzed_check
 
 -- name: set_lock_timeout --
--- Below deadlock_timeout (1s by default): when adoption and the bot queue on each other,
--- adoption gives way (and retries), never the bot.
+-- Below deadlock_timeout (1s by default): when a schema change and the bot queue on each
+-- other, the schema change gives way (and is retried), never the bot. Only around DDL: the
+-- back-fill and the recount wait for row locks like any writer.
 SET lock_timeout = '200ms'
+
+-- name: reset_lock_timeout --
+SET lock_timeout = 0
+
+-- name: set_local_lock_timeout --
+SET LOCAL lock_timeout = '200ms'
