@@ -271,3 +271,13 @@ async def test_backfill_waits_for_a_bot_transaction_instead_of_failing(original:
         await assert_exact(bot)
     finally:
         await bot.close()
+
+
+def test_operator_commands_on_the_original_schema_say_adopt_first(original: str) -> None:
+    from tests.test_cli import assert_one_line_error, cli
+
+    for command in ("check", "repair", "stats"):
+        assert "migrate --dry-run" in assert_one_line_error(cli(command, dsn=original))
+    plan = cli("migrate", "--dry-run", dsn=original)
+    assert "DROP TRIGGER IF EXISTS update_all_answer_counters_trigger" in plan.stdout
+    assert "SET NOT NULL;" in plan.stdout

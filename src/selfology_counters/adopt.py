@@ -128,6 +128,8 @@ class Catalog:
     swapped: bool
     indexes_valid: bool
     constraints: set[str]
+    drop_original: list[str]  # DROP TRIGGER / DROP FUNCTION of the original's counter triggers
+    not_null: list[str]  # the statements that set NOT NULL without a table scan
 
     @classmethod
     async def read(cls, connection: asyncpg.Connection) -> Catalog:
@@ -142,6 +144,12 @@ class Catalog:
             swapped=await connection.fetchval(sql("our_trigger_count"), SCHEMA) > 0,
             indexes_valid=all(states),
             constraints=constraints,
+            drop_original=await drop_original_statements(connection),
+            not_null=[
+                statement
+                for table, column in NOT_NULL
+                for statement in await not_null_statements(connection, table, column)
+            ],
         )
 
     @property
@@ -166,7 +174,7 @@ class Adoption:
 
     def steps(self, cat: Catalog) -> list[Step]:
         swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"),
-                    "-- DROP TRIGGER/FUNCTION of the original", render("counters_v1.sql"),
+                    *cat.drop_original, render("counters_v1.sql"),
                     sql("drop_original_view"), render("consistency_view_v1.sql")]  # fmt: skip
         checks = [sql("add_counter_checks")]
         return [
@@ -218,7 +226,7 @@ class Adoption:
             Step(
                 "NOT NULL and CHECK (>= 0) on user_id and the counters, without a rewrite",
                 cat.nullable,
-                [*checks, sql("validate_counter_checks"), sql("not_null_check_sql")],
+                [*checks, sql("validate_counter_checks"), *cat.not_null],
                 self.constraints,
             ),
             Step(
@@ -280,17 +288,8 @@ class Adoption:
             await connection.execute(sql("lock_for_swap"))
             status = await connection.execute(sql("catch_up_user_id"))
             self.report.backfilled_answers += int(status.split()[-1])
-            for row in await connection.fetch(sql("original_triggers"), SCHEMA):
-                await connection.execute(
-                    await connection.fetchval(
-                        sql("drop_trigger_sql"), row["trigger_name"], SCHEMA, row["table_name"]
-                    )
-                )
-                await connection.execute(
-                    await connection.fetchval(
-                        sql("drop_function_sql"), SCHEMA, row["function_name"]
-                    )
-                )
+            for statement in await drop_original_statements(connection):
+                await connection.execute(statement)
             await connection.execute(render("counters_v1.sql"))
             await connection.execute(sql("drop_original_view"))
             await connection.execute(render("consistency_view_v1.sql"))  # fmt: skip
@@ -316,10 +315,10 @@ class Adoption:
             await self.set_not_null(table, column)
 
     async def set_not_null(self, table: str, column: str) -> None:
-        name = f"{table}_{column}_not_null"[:63]
-        add, validate, set_not_null, drop = await self.connection.fetchrow(
-            sql("not_null_check_sql"), SCHEMA, table, column, name
+        add, validate, set_not_null, drop = await not_null_statements(
+            self.connection, table, column
         )
+        name = not_null_check_name(table, column)
         if not await self.connection.fetchval(sql("constraint_exists"), SCHEMA, name):
             await self.ddl(add)
         for statement in (validate, set_not_null, drop):
@@ -332,6 +331,34 @@ class Adoption:
 
     async def ddl(self, statement: str) -> None:
         await run_ddl(self.connection, statement)
+
+
+async def drop_original_statements(connection: asyncpg.Connection) -> list[str]:
+    """DROP TRIGGER and DROP FUNCTION for each counter trigger of the original system."""
+    statements = []
+    for row in await connection.fetch(sql("original_triggers"), SCHEMA):
+        statements.append(
+            await connection.fetchval(
+                sql("drop_trigger_sql"), row["trigger_name"], SCHEMA, row["table_name"]
+            )
+        )
+        statements.append(await connection.fetchval(
+            sql("drop_function_sql"), SCHEMA, row["function_name"]))  # fmt: skip
+    return statements
+
+
+def not_null_check_name(table: str, column: str) -> str:
+    return f"{table}_{column}_not_null"[:63]
+
+
+async def not_null_statements(
+    connection: asyncpg.Connection, table: str, column: str
+) -> tuple[str, str, str, str]:
+    """ADD CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, DROP the CHECK."""
+    row = await connection.fetchrow(
+        sql("not_null_check_sql"), SCHEMA, table, column, not_null_check_name(table, column)
+    )
+    return row["add_check"], row["validate"], row["set_not_null"], row["drop_check"]
 
 
 async def plan(dsn: str) -> AdoptionReport:

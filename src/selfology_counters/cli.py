@@ -19,7 +19,7 @@ import asyncpg
 import typer
 
 from selfology_counters import config
-from selfology_counters.errors import SelfologyCountersError
+from selfology_counters.errors import SchemaMissingError, SelfologyCountersError
 
 T = TypeVar("T")
 
@@ -240,6 +240,22 @@ async def _with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaita
         await connection.close()
 
 
+async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Like _with_connection, for the operator's commands: the original system's schema,
+    not adopted yet, gets a clear message instead of errors about columns it lacks."""
+    from selfology_counters.adopt import DatabaseState, detect
+
+    async def guarded(connection: asyncpg.Connection) -> T:
+        if await detect(connection) is DatabaseState.ORIGINAL:
+            raise SchemaMissingError(
+                "this database holds the original Selfology schema, not adopted yet: run "
+                "`selfology-counters migrate --dry-run`, then `selfology-counters migrate`"
+            )
+        return await work(connection)
+
+    return await _with_connection(dsn, guarded)
+
+
 @app.command()
 def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption = None) -> None:
     """Compare every counter with COUNT(*) of the answers, and audit the counter triggers.
@@ -250,7 +266,7 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     """
     from selfology_counters import health, report
 
-    result = run(_with_connection(target_dsn(dsn), lambda c: health.check(c, user)))
+    result = run(_on_our_schema(target_dsn(dsn), lambda c: health.check(c, user)))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.check_text(result))
     raise typer.Exit(EXIT_OK if result.consistent else EXIT_PROBLEM)
 
@@ -284,7 +300,7 @@ def repair(
                 progress=advance, found=found,
             )  # fmt: skip
 
-    result = run(_with_connection(target_dsn(dsn), work))
+    result = run(_on_our_schema(target_dsn(dsn), work))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.repair_text(result))
     pending = dry_run and (result.changes or result.triggers_enabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
@@ -300,7 +316,7 @@ def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     from selfology_counters import report
     from selfology_counters import stats as stats_module
 
-    result = run(_with_connection(target_dsn(dsn), stats_module.collect))
+    result = run(_on_our_schema(target_dsn(dsn), stats_module.collect))
     typer.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json
                else report.stats_text(result))  # fmt: skip
     raise typer.Exit(EXIT_OK if result.healthy else EXIT_PROBLEM)

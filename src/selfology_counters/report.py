@@ -146,7 +146,11 @@ def adoption_text(result: AdoptionReport) -> str:
     lines += [f"{verb} original trigger: {name}" for name in result.original_triggers]
     lines += [f"  [{state}] {step}" for step, state in result.steps]
     if result.dry_run:
-        lines += ["", "SQL it would run:", *result.plan_sql]
+        lines += ["", "SQL it would run:"]
+        lines += [
+            sql if sql.startswith("--") or sql.rstrip().endswith(";") else sql.rstrip() + ";"
+            for sql in result.plan_sql
+        ]
     else:
         lines.append(
             f"back-filled user_id of {result.backfilled_answers} answers, corrected "
