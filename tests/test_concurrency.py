@@ -88,8 +88,8 @@ async def test_mixed_inserts_deletes_and_moves_across_users(db: str) -> None:
                         "SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1"
                     )
                     if answer is not None:
-                        await pool.execute(
-                            "DELETE FROM selfology.user_answers_new WHERE id = $1", answer
+                        await _retry_deadlock(
+                            pool, "DELETE FROM selfology.user_answers_new WHERE id = $1", answer
                         )
                 elif action < 0.9:
                     # Move a few answers to another session, often of another user.
@@ -114,8 +114,10 @@ async def test_mixed_inserts_deletes_and_moves_across_users(db: str) -> None:
 
 
 async def _retry_deadlock(pool: asyncpg.Pool, sql: str, *args: object) -> None:
-    """Statements that touch several answers in random order can deadlock on the answer rows
-    themselves (not on counters); PostgreSQL aborts one, which is retried like the DAO does."""
+    """Statements that lock answer rows in random order (a move of three, a delete of one that a
+    move also holds) can deadlock on the answer rows themselves, before any counter trigger
+    runs (seen: tuple locks of user_answers_new). PostgreSQL aborts one; it is retried like
+    the DAO retries its own writes."""
     for _ in range(10):
         try:
             await pool.execute(sql, *args)
