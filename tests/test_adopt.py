@@ -117,6 +117,14 @@ async def test_adoption_keeps_every_row_and_makes_every_counter_exact(original: 
         await assert_exact(connection)
         assert (await health.check(connection)).consistent
         assert await adopt.detect(connection) is adopt.DatabaseState.OURS
+        # The bot's index on answers(session_id) serves; no second one slows its writes.
+        indexes = await connection.fetch(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'user_answers_new'"
+        )
+        assert {"idx_user_answers_session", "user_answers_new_user_id_idx"} <= {
+            r["indexname"] for r in indexes
+        }
+        assert "user_answers_new_session_id_idx" not in {r["indexname"] for r in indexes}
         assert (
             await connection.fetchval(
                 "SELECT version_num FROM selfology.selfology_counters_version"

@@ -31,12 +31,16 @@ from selfology_counters.sqlfiles import SCHEMA, query, render
 
 BACKFILL_BATCH = 10_000
 INDEX_ATTEMPTS = 5
+# (index, statement that builds it, (table, column) of an existing index that serves as well)
 INDEXES = (
-    ("user_answers_new_user_id_idx", "create_index_answers_user_id"),
-    ("user_answers_new_session_id_idx", "create_index_answers_session_id"),
-    ("onboarding_sessions_user_id_idx", "create_index_sessions_user_id"),
-    ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id"),
-)
+    ("user_answers_new_user_id_idx", "create_index_answers_user_id",
+     ("user_answers_new", "user_id")),
+    ("user_answers_new_session_id_idx", "create_index_answers_session_id",
+     ("user_answers_new", "session_id")),
+    ("onboarding_sessions_user_id_idx", "create_index_sessions_user_id",
+     ("onboarding_sessions", "user_id")),
+    ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id", None),
+)  # fmt: skip
 NOT_NULL = (
     ("user_answers_new", "user_id"),
     ("onboarding_sessions", "questions_answered"),
@@ -134,7 +138,7 @@ class Catalog:
     @classmethod
     async def read(cls, connection: asyncpg.Connection) -> Catalog:
         columns = await connection.fetch(sql("table_columns"), SCHEMA)
-        states = [await connection.fetchval(sql("index_state"), SCHEMA, n) for n, _ in INDEXES]
+        states = [await index_in_place(connection, name, serves) for name, _, serves in INDEXES]
         names = ("onboarding_sessions_id_user_id_key", "user_answers_new_session_fk")
         constraints = {
             n for n in names if await connection.fetchval(sql("constraint_exists"), SCHEMA, n)
@@ -187,7 +191,7 @@ class Adoption:
             Step(
                 "build indexes concurrently",
                 not cat.indexes_valid,
-                [sql(statement) for _name, statement in INDEXES],
+                [sql(statement) for _name, statement, _serves in INDEXES],
                 self.build_indexes,
             ),
             Step(
@@ -254,11 +258,11 @@ class Adoption:
         await self.ddl(sql("add_missing_columns"))
 
     async def build_indexes(self) -> None:
-        for index, statement in INDEXES:
+        for index, statement, serves in INDEXES:
             for _attempt in range(INDEX_ATTEMPTS):
-                state = await self.connection.fetchval(sql("index_state"), SCHEMA, index)
-                if state:
+                if await index_in_place(self.connection, index, serves):
                     break
+                state = await self.connection.fetchval(sql("index_state"), SCHEMA, index)
                 if state is False:
                     # Left INVALID by an interrupted CREATE INDEX CONCURRENTLY: build it again.
                     drop = await self.connection.fetchval(sql("drop_invalid_index"), SCHEMA, index)
@@ -331,6 +335,17 @@ class Adoption:
 
     async def ddl(self, statement: str) -> None:
         await run_ddl(self.connection, statement)
+
+
+async def index_in_place(
+    connection: asyncpg.Connection, index: str, serves: tuple[str, str] | None
+) -> bool:
+    """Our index is built and valid, or another index leads with the same column."""
+    if await connection.fetchval(sql("index_state"), SCHEMA, index):
+        return True
+    if serves is None:
+        return False
+    return bool(await connection.fetchval(sql("leading_column_index"), SCHEMA, *serves))
 
 
 async def drop_original_statements(connection: asyncpg.Connection) -> list[str]:

@@ -38,6 +38,17 @@ SELECT i.indisvalid FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2
 
+-- name: leading_column_index --
+-- Does a valid, non-partial index of the table start with this column? The bot's own index
+-- on answers(session_id) serves as well as ours; building a second would only slow writes.
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i
+      JOIN pg_class t ON t.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+     WHERE n.nspname = $1 AND t.relname = $2 AND a.attname = $3
+       AND i.indisvalid AND i.indpred IS NULL)
+
 -- name: original_drift --
 -- Counters that differ from the truth, computed on the original layout (the answers carry no
 -- user_id yet, so the user comes from the session). For the plan and the report.
