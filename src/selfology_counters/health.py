@@ -271,19 +271,16 @@ async def _repair_batch_once(
     prefix = counter.repair_prefix
     changes: list[RepairChange] = []
     created: set[int] = set()
-    if counter is counters.USER_STATS and not dry_run:
+    creates_rows = counter is counters.USER_STATS
+    if creates_rows and not dry_run:
         # Missing rows are created (at zero) and committed on their own, before the batch
         # locks rows in ascending order: holding a new row while waiting for an older one
         # would break the triggers' lock order.
-        rows = await connection.fetch(query("health.sql", "create_user_stats", schema), keys)
-        created = {r["user_id"] for r in rows}
+        created = await _create_missing_user_stats(connection, keys, schema)
     try:
         async with connection.transaction():
-            if counter is counters.USER_STATS and dry_run:
-                rows = await connection.fetch(
-                    query("health.sql", "create_user_stats", schema), keys
-                )
-                created = {r["user_id"] for r in rows}
+            if creates_rows and dry_run:  # rolled back with the rest of the dry run
+                created = await _create_missing_user_stats(connection, keys, schema)
             await connection.execute(query("health.sql", f"lock_{prefix}", schema), keys)
             rows = await connection.fetch(query("health.sql", f"recount_{prefix}", schema), keys)
             changes = [
@@ -301,6 +298,13 @@ async def _repair_batch_once(
     except _DryRunRollback:
         pass
     return sorted(changes, key=lambda c: c.key)
+
+
+async def _create_missing_user_stats(
+    connection: asyncpg.Connection, keys: list[int], schema: str
+) -> set[int]:
+    rows = await connection.fetch(query("health.sql", "create_user_stats", schema), keys)
+    return {r["user_id"] for r in rows}
 
 
 def _batches(keys: list[int], size: int) -> Iterator[list[int]]:
