@@ -47,7 +47,7 @@ from selfology_counters import (
     health,
 )
 from selfology_counters.config import resolve
-from selfology_counters.migrate import upgrade
+from selfology_counters.lifecycle import upgrade
 from selfology_counters.sqlfiles import quote_ident
 
 EXAMPLE_USER_BASE = 9_000_000
@@ -60,18 +60,22 @@ WriterFunction = Callable[[asyncpg.Pool, str], Awaitable[None]]
 
 # --- SQL used to look at the database next to the DAO (the DAO itself writes no counter) ---
 
+# The package's view selfology.counter_consistency_check holds every counter next to its truth
+# (COUNT(*) of the answers it counts); here one session and its user.
 COUNTERS_VS_TRUTH = """
-SELECT s.questions_answered AS session_counter,
-       (SELECT count(*) FROM selfology.user_answers_new a WHERE a.session_id = s.id)
-           AS session_count_star,
-       (SELECT total_answers_lifetime FROM selfology.user_stats WHERE user_id = s.user_id)
-           AS user_counter,
-       (SELECT total_answers_analyzed FROM selfology.digital_personality
-         WHERE user_id = s.user_id) AS personality_counter,
-       (SELECT count(*) FROM selfology.user_answers_new a WHERE a.user_id = s.user_id)
+WITH c AS (
+    SELECT counter, key, stored, actual FROM selfology.counter_consistency_check
+     WHERE user_id = (SELECT user_id FROM selfology.onboarding_sessions WHERE id = $1)
+)
+SELECT (SELECT stored FROM c WHERE counter = 'onboarding_sessions.questions_answered'
+                               AND key = $1) AS session_counter,
+       (SELECT actual FROM c WHERE counter = 'onboarding_sessions.questions_answered'
+                               AND key = $1) AS session_count_star,
+       (SELECT stored FROM c WHERE counter = 'user_stats.total_answers_lifetime') AS user_counter,
+       (SELECT stored FROM c WHERE counter = 'digital_personality.total_answers_analyzed')
+           AS personality_counter,
+       COALESCE((SELECT actual FROM c WHERE counter = 'user_stats.total_answers_lifetime'), 0)
            AS user_count_star
-  FROM selfology.onboarding_sessions s
- WHERE s.id = $1
 """
 
 # The personality row is created by the application; its trigger starts it at the user's
@@ -112,29 +116,12 @@ ATOMIC_INCREMENT = "UPDATE {schema}.answer_counter SET value = value + 1 WHERE i
 COUNT_STAR_READ = "SELECT count(*) FROM selfology.user_answers_new WHERE user_id = $1"
 COUNTER_READ = "SELECT total_answers_lifetime FROM selfology.user_stats WHERE user_id = $1"
 
-# Every counter of the example users that differs from COUNT(*) (a missing user_stats row of a
-# user with answers counts as one).
+# Every counter of the example users that differs from COUNT(*), from the same view (a missing
+# user_stats row of a user with answers counts as one).
 MISMATCHES = """
-SELECT * FROM (
-    SELECT 'onboarding_sessions.questions_answered' AS counter, s.id AS key,
-           s.questions_answered::bigint AS stored,
-           (SELECT count(*) FROM selfology.user_answers_new a WHERE a.session_id = s.id) AS actual
-      FROM selfology.onboarding_sessions s
-     WHERE s.user_id = ANY ($1::bigint[])
-    UNION ALL
-    SELECT 'user_stats.total_answers_lifetime', u.user_id,
-           COALESCE(us.total_answers_lifetime, 0),
-           (SELECT count(*) FROM selfology.user_answers_new a WHERE a.user_id = u.user_id)
-      FROM unnest($1::bigint[]) AS u(user_id)
-      LEFT JOIN selfology.user_stats us ON us.user_id = u.user_id
-    UNION ALL
-    SELECT 'digital_personality.total_answers_analyzed', dp.user_id, dp.total_answers_analyzed,
-           (SELECT count(*) FROM selfology.user_answers_new a WHERE a.user_id = dp.user_id)
-      FROM selfology.digital_personality dp
-     WHERE dp.user_id = ANY ($1::bigint[])
-) c
-WHERE stored IS DISTINCT FROM actual
-ORDER BY counter, key
+SELECT counter, key, stored, actual FROM selfology.counter_consistency_check
+ WHERE user_id = ANY ($1::bigint[]) AND status <> 'CONSISTENT'
+ ORDER BY counter, key
 """
 
 # Deleting a session deletes its answers (ON DELETE CASCADE); the delete trigger counts them

@@ -12,7 +12,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,7 @@ import pytest
 
 from selfology_counters import embedded
 from selfology_counters.config import with_database
-from selfology_counters.migrate import upgrade
+from selfology_counters.lifecycle import upgrade
 
 
 def _admin(dsn: str, *statements: str) -> None:
@@ -65,23 +66,42 @@ def template_db(server_dsn: str) -> Iterator[str]:
         _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def empty_db(server_dsn: str) -> Iterator[str]:
-    """The DSN of a new, empty database (no migrations)."""
-    name = _fresh_name("sc_empty")
-    _admin(server_dsn, f'CREATE DATABASE "{name}"')
+@contextmanager
+def _database(server_dsn: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template``, else empty) for one test; dropped after it."""
+    name = _fresh_name(prefix)
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _admin(server_dsn, f'CREATE DATABASE "{name}"{copy}')
     try:
         yield with_database(server_dsn, name)
     finally:
         _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db(server_dsn: str) -> Iterator[str]:
+    """The DSN of a new, empty database (no migrations)."""
+    with _database(server_dsn, "sc_empty") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def second_empty_db(server_dsn: str) -> Iterator[str]:
+    """Another new, empty database, for tests that compare two."""
+    with _database(server_dsn, "sc_empty") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def db(server_dsn: str, template_db: str) -> Iterator[str]:
     """The DSN of a migrated database of this test's own."""
-    name = _fresh_name("sc_test")
-    _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database(server_dsn, "sc_test", template_db) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to this test's own migrated database."""
+    connection = await asyncpg.connect(db)
+    yield connection
+    await connection.close()

@@ -11,8 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from selfology_counters import InvalidInputError, OnboardingDAO, adopt, health
-from selfology_counters.migrate import head_revision, upgrade
+from selfology_counters import InvalidInputError, OnboardingDAO, health, lifecycle
+from selfology_counters.lifecycle import adopt, upgrade
+from selfology_counters.lifecycle.revisions import head_revision
 from tests.truth import assert_exact
 
 ORIGINAL = (Path(__file__).parent / "sql" / "original_selfology.sql").read_text()
@@ -100,7 +101,7 @@ async def test_adoption_keeps_every_row_and_makes_every_counter_exact(original: 
     before = await snapshot(original)
     connection = await asyncpg.connect(original)
     try:
-        assert await adopt.detect(connection) is adopt.DatabaseState.ORIGINAL
+        assert await lifecycle.detect(connection) is lifecycle.DatabaseState.ORIGINAL
         report = await adopt.adopt(original)
         assert report.counters_wrong > 0 and report.counters_corrected == report.counters_wrong
         assert report.original_triggers and report.backfilled_answers == len(before["answers"])
@@ -116,7 +117,7 @@ async def test_adoption_keeps_every_row_and_makes_every_counter_exact(original: 
         )
         await assert_exact(connection)
         assert (await health.check(connection)).consistent
-        assert await adopt.detect(connection) is adopt.DatabaseState.OURS
+        assert await lifecycle.detect(connection) is lifecycle.DatabaseState.OURS
         # The bot's index on answers(session_id) serves; no second one slows its writes.
         indexes = await connection.fetch(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'user_answers_new'"
@@ -168,7 +169,7 @@ async def test_interrupted_adoption_is_finished_by_a_rerun(original: str, stop_a
     connection = await asyncpg.connect(original)
     try:
         # Still the original kind until the last step: `migrate` would adopt again.
-        assert await adopt.detect(connection) is adopt.DatabaseState.ORIGINAL
+        assert await lifecycle.detect(connection) is lifecycle.DatabaseState.ORIGINAL
         report = await adopt.adopt(original)
         assert any(state.startswith("skipped") for _step, state in report.steps)
         assert (await snapshot(original))["answers"] == answers

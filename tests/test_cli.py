@@ -93,7 +93,7 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
         {"counter": "user_stats.total_answers_lifetime", "key": 1, "user_id": 1, "stored": 9,
          "actual": 3, "status": "INCONSISTENT", "drift": 6}
     ]  # fmt: skip
-    assert {"name", "installed", "enabled", "current"} <= set(report["triggers"][0])
+    assert {"kind", "name", "state", "installed", "enabled", "current"} <= set(report["objects"][0])
     assert "database:" in found.stderr and "database:" not in found.stdout
 
     human = cli("check", "--user", "1", dsn=db)

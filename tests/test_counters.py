@@ -3,8 +3,6 @@ bot's own statements), not only through the DAO."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
@@ -18,13 +16,6 @@ BOT_INSERT_WITH_LENGTH = (
     "INSERT INTO selfology.user_answers_new "
     "(session_id, question_json_id, raw_answer, answer_length) VALUES ($1, $2, $3, $4) RETURNING id"
 )
-
-
-@pytest.fixture
-async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(db)
-    yield connection
-    await connection.close()
 
 
 async def new_session(conn: asyncpg.Connection, user_id: int) -> int:

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
-from selfology_counters import OnboardingDAO, health
+from selfology_counters import OnboardingDAO, health, lifecycle
 from tests.truth import assert_exact, mismatches
-
-
-@pytest.fixture
-async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(db)
-    yield connection
-    await connection.close()
 
 
 async def populate(conn: asyncpg.Connection, users: int = 6, answers: int = 4) -> None:
@@ -81,7 +72,7 @@ async def test_check_finds_every_kind_of_drift_and_repair_fixes_exactly_that(
         ("user_stats.total_answers_lifetime", 6): ("INCONSISTENT", 4, 0),
         ("digital_personality.total_answers_analyzed", 6): ("INCONSISTENT", 4, 0),
     }
-    assert [t.name for t in found.triggers if not t.enabled] == ["selfology_counters_delete_v1"]
+    assert [o.name for o in found.objects if not o.enabled] == ["selfology_counters_delete_v1"]
     # The independent oracle agrees with check on which counters are wrong.
     assert {(m[0], m[1]) for m in await mismatches(conn)} == set(kinds)
 
@@ -125,7 +116,7 @@ async def test_missing_outdated_and_foreign_triggers_are_reported(conn: asyncpg.
         """
     )
     result = await health.check(conn)
-    states = {t.name: (t.installed, t.enabled, t.current) for t in result.triggers}
+    states = {o.name: (o.installed, o.enabled, o.current) for o in result.objects}
     assert states["selfology_counters_truncate_v1"] == (False, False, False)
     assert states["selfology_counters_insert_v1"] == (True, True, False)
     assert result.foreign_triggers == ["user_answers_new.update_all_answer_counters_trigger"]
@@ -197,8 +188,6 @@ async def test_repair_while_writers_insert_delete_and_move(
 async def test_migrate_reinstalls_missing_and_outdated_triggers(
     db: str, conn: asyncpg.Connection
 ) -> None:
-    from selfology_counters.install import reinstall_counters
-
     await populate(conn)
     await conn.execute(
         "DROP TRIGGER selfology_counters_delete_v1 ON selfology.user_answers_new;"
@@ -207,11 +196,12 @@ async def test_migrate_reinstalls_missing_and_outdated_triggers(
         "DELETE FROM selfology.user_answers_new WHERE user_id = 1;"  # not counted: no trigger
     )
     assert not (await health.check(conn)).consistent
-    broken, corrected = await reinstall_counters(conn)
-    assert broken == [
+    outcome = await lifecycle.apply(db)
+    assert outcome.reinstalled == [
         "user_answers_new.selfology_counters_insert_v1",
         "user_answers_new.selfology_counters_delete_v1",
     ]
-    assert corrected == 3  # user 1: session, user_stats and digital_personality
+    assert outcome.counters_corrected == 3  # user 1: session, user_stats and digital_personality
     assert (await health.check(conn)).consistent
-    assert await reinstall_counters(conn) == ([], 0)
+    again = await lifecycle.apply(db)
+    assert (again.reinstalled, again.counters_corrected, again.changed) == ([], 0, False)

@@ -11,13 +11,13 @@ from pathlib import Path
 import asyncpg
 from alembic import command
 
-from selfology_counters import counters
-from selfology_counters.migrate import alembic_config, head_revision, upgrade
-from selfology_counters.sqlfiles import digest
+from selfology_counters import model, objects
+from selfology_counters.lifecycle import upgrade
+from selfology_counters.lifecycle.revisions import alembic_config, head_revision, run_upgrade
 from tests.truth import assert_exact
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED_TRIGGERS = {(t.table, t.name) for t in counters.TRIGGERS}
+EXPECTED_TRIGGERS = {(t.table, t.name) for t in model.TRIGGERS}
 EXPECTED_COLUMNS = {
     "onboarding_sessions": {
         "id",
@@ -72,7 +72,9 @@ async def test_catalog_matches_what_the_code_expects(db: str) -> None:
         )
         assert {(r["relname"], r["tgname"]) for r in triggers} == EXPECTED_TRIGGERS
         assert {r["tgenabled"] for r in triggers} == {"O"}
-        assert {r["stamp"] for r in triggers} == {digest(counters.COUNTERS_FILE)}
+        assert all(r["stamp"].startswith("selfology-counters source=") for r in triggers)
+        audit = await objects.audit(connection)
+        assert [o.label for o in audit.objects if not o.healthy] == []
         version = await connection.fetchval(
             "SELECT version_num FROM selfology.selfology_counters_version"
         )
@@ -93,7 +95,7 @@ def test_upgrade_is_idempotent(empty_db: str) -> None:
 
 
 async def test_installing_counters_backfills_existing_answers(empty_db: str) -> None:
-    upgrade(empty_db, "0001_schema")
+    run_upgrade(empty_db, "0001_schema")
     connection = await asyncpg.connect(empty_db)
     try:
         # A database with answers written before any counter trigger existed, and counters

@@ -20,7 +20,7 @@ from selfology_counters.errors import (
     UnknownAnswerError,
     UnknownSessionError,
 )
-from selfology_counters.migrate import upgrade
+from selfology_counters.lifecycle import upgrade
 
 __all__ = [
     "Answer",

@@ -104,79 +104,38 @@ def migrate(
     as_json: JsonOption = False,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Print what would be done (and its SQL); change nothing."),
+        typer.Option(
+            "--dry-run", help="Print the whole plan (and adoption's SQL); change nothing."
+        ),
     ] = False,
 ) -> None:
-    """Create or upgrade the selfology schema and counter triggers to the newest version.
+    """Create or upgrade the selfology schema and counter objects to this release.
 
-    On an empty database it creates everything; on one of ours it upgrades (idempotent).
-    On the original Selfology database (tables present, not created by us) it ADOPTS it,
-    live: adds user_id, swaps the original counter trigger for ours, recounts every counter
-    exactly, and records our version in a table of its own (the bot's alembic_version is
-    never touched). See docs/ADOPTING.md; run with --dry-run first.
+    On an empty database it creates everything; on one of ours it applies pending revisions,
+    reinstalls every function, trigger or view that is missing or not current (edited by hand,
+    or from another release), and recounts. On the original Selfology database (tables
+    present, not created by us) it ADOPTS it, live: adds user_id, swaps the original counter
+    trigger for ours, recounts every counter exactly, and records our version in a table of
+    its own (the bot's alembic_version is never touched). See docs/ADOPTING.md; run with
+    --dry-run first. Concurrent runs wait for each other.
     """
-    from selfology_counters import adopt
-    from selfology_counters.connect import connect
-    from selfology_counters.migrate import pending_revisions, upgrade
+    from selfology_counters import lifecycle, report
 
     url = target_dsn(dsn)
-
-    async def state() -> adopt.DatabaseState:
-        connection = await connect(url)
-        try:
-            return await adopt.detect(connection)
-        finally:
-            await connection.close()
-
-    kind = run(state())
-    note(f"database kind: {kind.value}")
-    if kind is adopt.DatabaseState.ORIGINAL:
-        _adopt(url, as_json, dry_run)
-        return
     if dry_run:
-        revisions = pending_revisions(url)
-        if as_json:
-            emit_json({"dry_run": True, "pending": revisions})
-        else:
-            typer.echo("would apply: " + (", ".join(revisions) or "nothing (up to date)"))
+        planned = run(lifecycle.plan(url))
+        note(f"database kind: {planned.state.value}")
+        typer.echo(json.dumps({"dry_run": True, **planned.as_dict()}, indent=2) if as_json
+                   else report.plan_text(planned))  # fmt: skip
         return
     try:
-        result = upgrade(url)
-    except SelfologyCountersError as exc:
-        fail(str(exc))
+        outcome = run(lifecycle.apply(url, progress=note))
+    except typer.Exit:
+        raise
     except Exception as exc:  # a migration's SQL failed: one line, no traceback
         fail(f"migration failed: {first_line(exc)}")
-    from selfology_counters.install import reinstall_counters
-
-    reinstalled, corrected = run(_with_connection(url, reinstall_counters))
-    if as_json:
-        emit_json(
-            {
-                "before": result.before,
-                "after": result.after,
-                "changed": result.changed,
-                "reinstalled_triggers": reinstalled,
-                "counters_corrected": corrected,
-            }
-        )
-    elif result.changed:
-        typer.echo(f"migrated: {result.before or 'empty'} -> {result.after}")
-    elif not reinstalled:
-        typer.echo(f"already at {result.after}; nothing to do")
-    if reinstalled and not as_json:
-        typer.echo(f"reinstalled missing or outdated triggers: {', '.join(reinstalled)}; "
-                   f"recounted, {corrected} counters corrected")  # fmt: skip
-
-
-def _adopt(url: str, as_json: bool, dry_run: bool) -> None:
-    from selfology_counters import adopt, report
-
-    if dry_run:
-        result = run(adopt.plan(url))
-    else:
-        note("adopting the original Selfology database (see docs/ADOPTING.md)")
-        result = run(adopt.adopt(url, progress=note))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.adoption_text(result))
+    typer.echo(json.dumps(outcome.as_dict(), indent=2) if as_json
+               else report.outcome_text(outcome))  # fmt: skip
 
 
 @app.command()
@@ -243,7 +202,7 @@ async def _with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaita
 async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Like _with_connection, for the operator's commands: the original system's schema,
     not adopted yet, gets a clear message instead of errors about columns it lacks."""
-    from selfology_counters.adopt import DatabaseState, detect
+    from selfology_counters.lifecycle import DatabaseState, detect
 
     async def guarded(connection: asyncpg.Connection) -> T:
         if await detect(connection) is DatabaseState.ORIGINAL:

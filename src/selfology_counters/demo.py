@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from selfology_counters import model
 from selfology_counters.connect import connect, create_pool, require_schema
 from selfology_counters.dao import OnboardingDAO
 from selfology_counters.sqlfiles import query
@@ -52,17 +53,20 @@ async def run_demo(dsn: str, user_id: int = 424242) -> DemoResult:
 async def _read_back(dsn: str, dao: OnboardingDAO, user_id: int, session_id: int) -> DemoResult:
     connection = await connect(dsn)
     try:
-        row = await connection.fetchrow(query("demo.sql", "session_truth"), session_id)
+        rows = await connection.fetch(query("demo.sql", "counters_of_user"), user_id)
     finally:
         await connection.close()
+    found = {(r["counter"], r["key"]): r for r in rows}
+    session = found[(model.SESSIONS.name, session_id)]
+    user = found[(model.USER_STATS.name, user_id)]
     return DemoResult(
         user_id=user_id,
         session_id=session_id,
         answers_saved=10,
         answers_deleted=1,
-        questions_answered=row["questions_answered"],
+        questions_answered=session["stored"],
         total_answers_lifetime=await dao.get_user_total_answers(user_id),
         total_answers_analyzed=await dao.get_personality_count(user_id),
-        session_count_star=row["session_count"],
-        user_count_star=row["user_count"],
+        session_count_star=session["actual"],
+        user_count_star=user["actual"],
     )

@@ -18,11 +18,12 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import counters
+from selfology_counters import model, objects
 from selfology_counters.connect import require_schema
+from selfology_counters.model import Counter
+from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
-ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 BATCH_ATTEMPTS = 5
 
@@ -44,24 +45,11 @@ class CounterIssue:
 
 
 @dataclass(frozen=True)
-class TriggerStatus:
-    name: str
-    table: str
-    installed: bool
-    enabled: bool
-    current: bool
-
-    @property
-    def healthy(self) -> bool:
-        return self.installed and self.enabled and self.current
-
-
-@dataclass(frozen=True)
 class CheckResult:
     checked: dict[str, int]
     issues: list[CounterIssue]
-    triggers: list[TriggerStatus]
-    foreign_triggers: list[str]  # other triggers on the answers table (e.g. the original's)
+    objects: list[ObjectStatus]  # the model's functions, triggers and view as installed
+    foreign_triggers: list[str]  # other triggers on the counted tables (e.g. the original's)
     elapsed_s: float
 
     @property
@@ -70,7 +58,7 @@ class CheckResult:
 
     @property
     def triggers_healthy(self) -> bool:
-        return all(t.healthy for t in self.triggers) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.foreign_triggers
 
     @property
     def consistent(self) -> bool:
@@ -87,16 +75,16 @@ class CheckResult:
             "checked": self.checked,
             "consistency_rate": self.consistency_rate,
             "issues": [{**asdict(i), "drift": i.drift} for i in self.issues],
-            "triggers": [asdict(t) for t in self.triggers],
+            "objects": [o.as_dict() for o in self.objects],
             "foreign_triggers": self.foreign_triggers,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
 
 CHECKED_NAMES = {
-    counters.SESSIONS.name: "sessions",
-    counters.USER_STATS.name: "users",
-    counters.PERSONALITY.name: "personalities",
+    model.SESSIONS.name: "sessions",
+    model.USER_STATS.name: "users",
+    model.PERSONALITY.name: "personalities",
 }
 
 
@@ -117,35 +105,10 @@ async def check(
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
-    triggers, foreign = await trigger_status(connection, schema)
-    return CheckResult(checked, issues, triggers, foreign, time.perf_counter() - started)
-
-
-async def trigger_status(
-    connection: asyncpg.Connection, schema: str = SCHEMA
-) -> tuple[list[TriggerStatus], list[str]]:
-    """Each expected trigger's state, and the names of any other trigger on the counted
-    tables that is not ours (another counter trigger would count twice)."""
-    rows = await connection.fetch(
-        query("health.sql", "triggers", schema), schema, list(counters.COUNTED_TABLES)
+    audit = await objects.audit(connection, schema)
+    return CheckResult(
+        checked, issues, audit.objects, audit.foreign_triggers, time.perf_counter() - started
     )
-    found = {(r["table_name"], r["name"]): r for r in rows}
-    stamp = counters.expected_stamp()
-    statuses = []
-    for trigger in counters.TRIGGERS:
-        row = found.get((trigger.table, trigger.name))
-        statuses.append(
-            TriggerStatus(
-                name=trigger.name,
-                table=trigger.table,
-                installed=row is not None,
-                enabled=row is not None and row["enabled"] in ENABLED_STATES,
-                current=row is not None and row["stamp"] == stamp,
-            )
-        )
-    ours = {(t.table, t.name) for t in counters.TRIGGERS}
-    foreign = sorted(f"{table}.{name}" for table, name in found if (table, name) not in ours)
-    return statuses, foreign
 
 
 @dataclass(frozen=True)
@@ -161,7 +124,7 @@ class RepairResult:
     dry_run: bool
     changes: list[RepairChange] = field(default_factory=list)
     triggers_enabled: list[str] = field(default_factory=list)
-    # What repair cannot fix itself (missing or outdated triggers: run `migrate`).
+    # What repair cannot fix itself (missing or outdated objects: run `migrate`).
     unfixable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -204,19 +167,19 @@ async def repair(
     found = found or await check(connection, user_id, schema)
     result = RepairResult(dry_run=dry_run)
     result.unfixable = [
-        f"trigger {t.table}.{t.name} is {'outdated' if t.installed else 'missing'}: "
+        f"{o.kind} {o.label} is {o.state.value} ({o.reason}): "
         "run `selfology-counters migrate`, which reinstalls it"
-        for t in found.triggers
-        if not (t.installed and t.current)
+        for o in found.objects
+        if not (o.installed and o.current)
     ] + [
         f"foreign trigger {name} also counts answers: remove it" for name in found.foreign_triggers
     ]
-    result.triggers_enabled = await _enable_triggers(connection, found.triggers, dry_run, schema)
+    result.triggers_enabled = await _enable_triggers(connection, found.objects, dry_run, schema)
     if result.triggers_enabled and not dry_run:
         # A write committed while the trigger was off, after `found` was taken, is only seen
         # by a check that starts after the trigger is back on.
         found = await check(connection, user_id, schema)
-    for counter in counters.COUNTERS:
+    for counter in model.COUNTERS:  # the one lock order
         keys = sorted({i.key for i in found.issues if i.counter == counter.name})
         for batch in _batches(keys, batch_size):
             result.changes += await _repair_batch(connection, counter, batch, dry_run, schema)
@@ -226,13 +189,13 @@ async def repair(
 
 
 async def _enable_triggers(
-    connection: asyncpg.Connection, triggers: Sequence[TriggerStatus], dry_run: bool, schema: str
+    connection: asyncpg.Connection, statuses: Sequence[ObjectStatus], dry_run: bool, schema: str
 ) -> list[str]:
     enabled = []
-    for trigger in triggers:
+    for trigger in statuses:
         if trigger.installed and not trigger.enabled:
             sql = await connection.fetchval(
-                query("health.sql", "enable_trigger_sql", schema),
+                query("audit.sql", "enable_trigger_sql"),
                 schema,
                 trigger.table,
                 trigger.name,
@@ -245,7 +208,7 @@ async def _enable_triggers(
 
 async def _repair_batch(
     connection: asyncpg.Connection,
-    counter: counters.Counter,
+    counter: Counter,
     keys: list[int],
     dry_run: bool,
     schema: str,
@@ -263,26 +226,25 @@ async def _repair_batch(
 
 async def _repair_batch_once(
     connection: asyncpg.Connection,
-    counter: counters.Counter,
+    counter: Counter,
     keys: list[int],
     dry_run: bool,
     schema: str,
 ) -> list[RepairChange]:
-    prefix = counter.repair_prefix
     changes: list[RepairChange] = []
     created: set[int] = set()
-    creates_rows = counter is counters.USER_STATS
-    if creates_rows and not dry_run:
+    if counter.created_by_answers and not dry_run:
         # Missing rows are created (at zero) and committed on their own, before the batch
         # locks rows in ascending order: holding a new row while waiting for an older one
         # would break the triggers' lock order.
-        created = await _create_missing_user_stats(connection, keys, schema)
+        created = await _create_missing_rows(connection, counter, keys, schema)
     try:
         async with connection.transaction():
-            if creates_rows and dry_run:  # rolled back with the rest of the dry run
-                created = await _create_missing_user_stats(connection, keys, schema)
-            await connection.execute(query("health.sql", f"lock_{prefix}", schema), keys)
-            rows = await connection.fetch(query("health.sql", f"recount_{prefix}", schema), keys)
+            if counter.created_by_answers and dry_run:  # rolled back with the dry run
+                created = await _create_missing_rows(connection, counter, keys, schema)
+            await connection.execute(query("health.sql", f"lock_{counter.short}", schema), keys)
+            recount = query("health.sql", f"recount_{counter.short}", schema)
+            rows = await connection.fetch(recount, keys)
             changes = [
                 RepairChange(
                     counter.name, r["key"], None if r["key"] in created else r["before"], r["after"]
@@ -300,11 +262,11 @@ async def _repair_batch_once(
     return sorted(changes, key=lambda c: c.key)
 
 
-async def _create_missing_user_stats(
-    connection: asyncpg.Connection, keys: list[int], schema: str
+async def _create_missing_rows(
+    connection: asyncpg.Connection, counter: Counter, keys: list[int], schema: str
 ) -> set[int]:
-    rows = await connection.fetch(query("health.sql", "create_user_stats", schema), keys)
-    return {r["user_id"] for r in rows}
+    create = query("health.sql", f"create_missing_{counter.short}", schema)
+    return {r["key"] for r in await connection.fetch(create, keys)}
 
 
 def _batches(keys: list[int], size: int) -> Iterator[list[int]]:

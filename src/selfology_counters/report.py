@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from selfology_counters.adopt import AdoptionReport
 from selfology_counters.bench.benchmark import SERIES, BenchmarkResult
 from selfology_counters.health import CheckResult, RepairResult
+from selfology_counters.lifecycle import Outcome, Plan
+from selfology_counters.lifecycle.adopt import AdoptionReport
+from selfology_counters.objects import ObjectStatus
 from selfology_counters.stats import StatsResult
 
 WORST_SHOWN = 10
@@ -23,16 +25,22 @@ def check_text(result: CheckResult) -> str:
             stored = "-" if issue.stored is None else issue.stored
             row = f"{issue.counter:44} {issue.key:>10} {stored!s:>8} {issue.actual:>8}"
             lines.append(f"  {row} {issue.status}")
-    bad = [t for t in result.triggers if not t.healthy]
-    for trigger in bad:
-        state = ("missing" if not trigger.installed else
-                 "disabled" if not trigger.enabled else "outdated")  # fmt: skip
-        lines.append(f"trigger {trigger.table}.{trigger.name}: {state}")
-    lines += [f"foreign trigger on a counted table: {name}" for name in result.foreign_triggers]
-    if not bad and not result.foreign_triggers:
-        lines.append(f"triggers: all {len(result.triggers)} installed, enabled and current")
+    lines += objects_text(result.objects, result.foreign_triggers)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
+
+
+def objects_text(statuses: list[ObjectStatus], foreign_triggers: list[str]) -> list[str]:
+    """The audit of the installed functions, triggers and view: only what is wrong, or a
+    one-line all-clear."""
+    bad = [o for o in statuses if not o.healthy]
+    lines = [f"{o.kind} {o.label}: {o.state.value.upper()}"
+             + (f" ({o.reason})" if o.reason and o.installed else "") for o in bad]  # fmt: skip
+    lines += [f"foreign trigger on a counted table: {name}" for name in foreign_triggers]
+    if not lines:
+        lines.append(f"objects: all {len(statuses)} functions, triggers and views installed, "
+                     "enabled and current")  # fmt: skip
+    return lines
 
 
 def repair_text(result: RepairResult) -> str:
@@ -54,22 +62,18 @@ def stats_text(result: StatsResult) -> str:
         f"server: {result.server_version}",
         f"database: {result.database}; synchronous_commit={result.synchronous_commit}, "
         f"track_functions={result.track_functions}",
-        "triggers:",
+        "functions, triggers and views:",
     ]
-    for trigger in result.triggers:
-        states = (
-            "installed" if trigger.installed else "MISSING",
-            "enabled" if trigger.enabled else "DISABLED",
-            "current" if trigger.current else "OUTDATED",
-        )
-        lines.append(f"  {trigger.table}.{trigger.name}: {', '.join(states)}")
+    for o in result.objects:
+        reason = f" ({o.reason})" if o.reason and o.installed else ""
+        lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
     lines += [f"  foreign trigger: {name}" for name in result.foreign_triggers]
-    lines.append("functions (calls, total ms, self ms):")
+    lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
-        state = "current" if f.current else ("OUTDATED" if f.installed else "MISSING")
-        lines.append(
-            f"  {f.name}: {state}, {f.calls or 0}, {f.total_ms or 0:.1f}, {f.self_ms or 0:.1f}"
-        )
+        if f.calls is None:
+            lines.append(f"  {f.name}: not tracked")
+        else:
+            lines.append(f"  {f.name}: {f.calls}, {f.total_ms or 0:.1f}, {f.self_ms or 0:.1f}")
     lines.append(f"answers written in the last hour: {result.answers_last_hour}")
     lines.append(f"sessions waiting on locks on counter tables now: {len(result.lock_waiters)}")
     lines.append("tables (size, live, dead, HOT-update ratio):")
@@ -157,3 +161,34 @@ def adoption_text(result: AdoptionReport) -> str:
             f"{result.counters_corrected} counters in {result.elapsed_s:.1f} s"
         )
     return "\n".join(lines)
+
+
+def plan_text(plan: Plan) -> str:
+    """``migrate --dry-run``: the whole plan."""
+    if plan.adoption is not None:
+        return adoption_text(plan.adoption)
+    lines = [
+        f"database: {plan.state.value}, at revision {plan.revision or '(none of ours)'}",
+        "would apply revisions: " + (", ".join(plan.revisions) or "none (up to date)"),
+    ]
+    if plan.reinstall:
+        lines.append("would reinstall (missing or not current):")
+        lines += [f"  {o.kind} {o.label}: {o.state.value} ({o.reason})" for o in plan.reinstall]
+    else:
+        lines.append("would reinstall: nothing (every function, trigger and view is current)")
+    lines.append("would recount every counter (repair)" if plan.recount else "nothing to do")
+    return "\n".join(lines)
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """What ``migrate`` did."""
+    if outcome.adoption is not None:
+        return adoption_text(outcome.adoption)
+    lines = []
+    if outcome.before != outcome.after:
+        lines.append(f"migrated: {outcome.before or 'empty'} -> {outcome.after}")
+    if outcome.reinstalled:
+        lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
+    if outcome.plan.recount or outcome.reinstalled:
+        lines.append(f"recounted: {outcome.counters_corrected} counters corrected")
+    return "\n".join(lines) or f"already at {outcome.after}; nothing to do"

@@ -1,23 +1,26 @@
-"""Every SQL text of the package, loaded from the ``sql/`` folder.
+"""Every SQL text of the package: Mako templates in the ``sql/`` folder, rendered from the model.
 
-SQL lives in ``.sql`` files. A file is either a script (run whole, e.g. by a migration) or a
-file of named queries, each introduced by a ``-- name: query_name --`` line. The only thing
-ever substituted into SQL text is a schema name, through :func:`quote_ident`; values always
-travel as bind parameters.
+A file is either a script (run whole) or a file of named queries, each introduced by a
+``-- name: query_name --`` line. Templates see ``schema`` (the quoted schema name) and
+``model`` (:mod:`selfology_counters.model`); every other fact about a counter comes from the
+model, never from a value spliced in at run time. Values always travel as bind parameters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cache
 from importlib.resources import files
+from typing import Any
+
+from mako.lookup import TemplateLookup
+from mako.template import Template
+
+from selfology_counters import model
 
 SCHEMA = "selfology"
 """The schema the bot's tables live in."""
 
-_SCHEMA_TOKEN = "@schema@"
-_DIGEST_TOKEN = "@digest@"
 _NAME_LINE = re.compile(r"^-- name: (\w+) --\s*$", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -35,23 +38,35 @@ def load(filename: str) -> str:
     return (files("selfology_counters") / "sql" / filename).read_text(encoding="utf-8")
 
 
-def digest(filename: str) -> str:
-    """The stamp that objects installed from ``filename`` carry as their comment."""
-    return "selfology-counters:" + hashlib.sha256(load(filename).encode()).hexdigest()[:16]
+@cache
+def _lookup() -> TemplateLookup:
+    # Templates include each other (``<%namespace file="truth.sql"/>``) by file name.
+    return TemplateLookup(
+        directories=[str(files("selfology_counters") / "sql")], strict_undefined=True
+    )
 
 
-def render(filename: str, schema: str = SCHEMA) -> str:
-    """A script with its placeholders replaced: the quoted ``schema`` and the file's digest."""
-    text = load(filename).replace(_SCHEMA_TOKEN, quote_ident(schema))
-    return text.replace(_DIGEST_TOKEN, digest(filename))
+def _template(filename: str) -> Template:
+    return _lookup().get_template(filename)
+
+
+@cache
+def render(filename: str, schema: str = SCHEMA, **context: Any) -> str:
+    """The template ``sql/<filename>`` rendered for ``schema`` from the model."""
+    text = _template(filename).render(schema=quote_ident(schema), model=model, **context)
+    return str(text)
 
 
 @cache
 def _named(filename: str, schema: str) -> dict[str, str]:
-    text = render(filename, schema)
-    parts = _NAME_LINE.split(text)
+    parts = _NAME_LINE.split(render(filename, schema))
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def names(filename: str) -> list[str]:
+    """The names of the queries in ``sql/<filename>``, in file order."""
+    return list(_named(filename, SCHEMA))
 
 
 def query(filename: str, name: str, schema: str = SCHEMA) -> str:

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import counters
+from selfology_counters import model, objects
 from selfology_counters.connect import require_schema
-from selfology_counters.health import TriggerStatus, trigger_status
+from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
 TRACK_FUNCTIONS_HINT = (
@@ -21,9 +21,9 @@ TRACK_FUNCTIONS_HINT = (
 
 @dataclass(frozen=True)
 class FunctionStats:
+    """Calls and time of one counter function (None: not tracked, or not installed)."""
+
     name: str
-    installed: bool
-    current: bool
     calls: int | None
     total_ms: float | None
     self_ms: float | None
@@ -49,7 +49,7 @@ class StatsResult:
     database: str
     synchronous_commit: str
     track_functions: str
-    triggers: list[TriggerStatus]
+    objects: list[ObjectStatus]
     foreign_triggers: list[str]
     functions: list[FunctionStats]
     answers_last_hour: int
@@ -62,10 +62,11 @@ class StatsResult:
 
     @property
     def healthy(self) -> bool:
-        return all(t.healthy for t in self.triggers) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.foreign_triggers
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["objects"] = [o.as_dict() for o in self.objects]
         data["tables"] = [{**asdict(t), "hot_ratio": t.hot_ratio} for t in self.tables]
         data["hints"] = self.hints
         data["healthy"] = self.healthy
@@ -75,8 +76,8 @@ class StatsResult:
 async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> StatsResult:
     await require_schema(connection, schema)
     settings = await connection.fetchrow(query("health.sql", "settings", schema))
-    triggers, foreign = await trigger_status(connection, schema)
-    tables = list(counters.COUNTED_TABLES)
+    audit = await objects.audit(connection, schema)
+    tables = list(model.COUNTED_TABLES)
     waiters = await connection.fetch(query("health.sql", "lock_waiters", schema), schema, tables)
     table_rows = await connection.fetch(query("health.sql", "table_stats", schema), schema, tables)
     return StatsResult(
@@ -84,8 +85,8 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         database=settings["database"],
         synchronous_commit=settings["synchronous_commit"],
         track_functions=settings["track_functions"],
-        triggers=triggers,
-        foreign_triggers=foreign,
+        objects=audit.objects,
+        foreign_triggers=audit.foreign_triggers,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)
@@ -104,22 +105,17 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
 
 
 async def _functions(connection: asyncpg.Connection, schema: str) -> list[FunctionStats]:
+    names = [f.name for f in model.FUNCTIONS]
     rows = {
         r["name"]: r
-        for r in await connection.fetch(query("health.sql", "functions", schema), schema)
+        for r in await connection.fetch(query("health.sql", "function_calls"), schema, names)
     }
-    stamp = counters.expected_stamp()
-    result = []
-    for name in counters.FUNCTIONS:
-        row = rows.get(name)
-        result.append(
-            FunctionStats(
-                name=name,
-                installed=row is not None,
-                current=row is not None and row["stamp"] == stamp,
-                calls=None if row is None else row["calls"],
-                total_ms=None if row is None else row["total_time"],
-                self_ms=None if row is None else row["self_time"],
-            )
+    return [
+        FunctionStats(
+            name=name,
+            calls=rows[name]["calls"] if name in rows else None,
+            total_ms=rows[name]["total_time"] if name in rows else None,
+            self_ms=rows[name]["self_time"] if name in rows else None,
         )
-    return result
+        for name in names
+    ]

@@ -13,11 +13,11 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from selfology_counters import objects
 from selfology_counters.connect import connect
 from selfology_counters.sqlfiles import query, render
 
 SCRATCH_PREFIX = "selfology_bench_"
-INSTALL_FILES = ("schema_v1.sql", "counters_v1.sql", "consistency_view_v1.sql")
 
 Installer = Callable[[str], Sequence[str]]
 """Given a schema name, the SQL texts that build what goes into it, run in order."""
@@ -29,8 +29,10 @@ def scratch_name(label: str = "") -> str:
 
 def benchmark_install(schema: str) -> list[str]:
     """The shipped design and the benchmark's bare table (what ``benchmark`` measures)."""
-    return [render(filename, schema) for filename in INSTALL_FILES] + [
-        query("bench.sql", "create_bare_table", schema)
+    return [
+        render("schema_v1.sql", schema),
+        objects.install_sql(schema=schema),
+        query("bench.sql", "create_bare_table", schema),
     ]
 
 

@@ -20,6 +20,7 @@ from typing import ClassVar, Protocol
 
 import asyncpg
 
+from selfology_counters import objects
 from selfology_counters.sqlfiles import query, render
 
 ANSWER_TEXT = "a typical answer of about forty characters"
@@ -191,8 +192,12 @@ class Migration007(Strategy):
 
 class Ours(Strategy):
     key = "ours"
-    label = "our statement-level triggers (counters_v1, as shipped)"
-    files = ("schema_v1.sql", "counters_v1.sql")
+    label = "our statement-level triggers (as shipped)"
+
+    @classmethod
+    def install(cls, schema: str) -> list[str]:
+        """The shipped tables and counter objects, exactly as ``migrate`` installs them."""
+        return [render("schema_v1.sql", schema), objects.install_sql(schema=schema)]
 
 
 class MaterializedView(Strategy):

@@ -1,6 +1,6 @@
 -- Adopting the original Selfology database (see docs/ADOPTING.md). Every statement is
 -- idempotent: a rerun after an interruption skips what is done. Schema names are fixed to
--- @schema@; values are bind parameters.
+-- ${schema}; values are bind parameters.
 
 -- name: table_columns --
 SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -53,26 +53,26 @@ SELECT EXISTS (
 -- Counters that differ from the truth, computed on the original layout (the answers carry no
 -- user_id yet, so the user comes from the session). For the plan and the report.
 WITH per_session AS (
-    SELECT a.session_id, count(*) AS n FROM @schema@.user_answers_new a GROUP BY a.session_id
+    SELECT a.session_id, count(*) AS n FROM ${schema}.user_answers_new a GROUP BY a.session_id
 ), per_user AS (
     SELECT s.user_id, count(*) AS n
-      FROM @schema@.user_answers_new a JOIN @schema@.onboarding_sessions s ON s.id = a.session_id
+      FROM ${schema}.user_answers_new a JOIN ${schema}.onboarding_sessions s ON s.id = a.session_id
      GROUP BY s.user_id
 ), drift AS (
     SELECT 'onboarding_sessions.questions_answered' AS counter, s.id::bigint AS key,
            s.questions_answered::bigint AS stored, COALESCE(ps.n, 0) AS actual,
            true AS row_exists
-      FROM @schema@.onboarding_sessions s LEFT JOIN per_session ps ON ps.session_id = s.id
+      FROM ${schema}.onboarding_sessions s LEFT JOIN per_session ps ON ps.session_id = s.id
     UNION ALL
     SELECT 'user_stats.total_answers_lifetime', u.user_id, us.total_answers_lifetime,
            COALESCE(pu.n, 0), us.user_id IS NOT NULL
-      FROM (SELECT user_id FROM @schema@.user_stats UNION SELECT user_id FROM per_user) u
-      LEFT JOIN @schema@.user_stats us ON us.user_id = u.user_id
+      FROM (SELECT user_id FROM ${schema}.user_stats UNION SELECT user_id FROM per_user) u
+      LEFT JOIN ${schema}.user_stats us ON us.user_id = u.user_id
       LEFT JOIN per_user pu ON pu.user_id = u.user_id
     UNION ALL
     SELECT 'digital_personality.total_answers_analyzed', dp.user_id, dp.total_answers_analyzed,
            COALESCE(pu.n, 0), true
-      FROM @schema@.digital_personality dp LEFT JOIN per_user pu ON pu.user_id = dp.user_id
+      FROM ${schema}.digital_personality dp LEFT JOIN per_user pu ON pu.user_id = dp.user_id
 )
 SELECT counter, count(*) AS wrong, max(abs(COALESCE(stored, 0) - actual)) AS largest_drift,
        count(*) FILTER (WHERE NOT row_exists) AS missing_rows
@@ -81,49 +81,49 @@ SELECT counter, count(*) AS wrong, max(abs(COALESCE(stored, 0) - actual)) AS lar
  GROUP BY counter
 
 -- name: add_answers_user_id_integer --
-ALTER TABLE @schema@.user_answers_new ADD COLUMN IF NOT EXISTS user_id integer
+ALTER TABLE ${schema}.user_answers_new ADD COLUMN IF NOT EXISTS user_id integer
 
 -- name: add_answers_user_id_bigint --
-ALTER TABLE @schema@.user_answers_new ADD COLUMN IF NOT EXISTS user_id bigint
+ALTER TABLE ${schema}.user_answers_new ADD COLUMN IF NOT EXISTS user_id bigint
 
 -- name: add_missing_columns --
 -- Columns our code reads that an older schema may lack. Adding a column with a constant
 -- default does not rewrite the table.
-ALTER TABLE @schema@.onboarding_sessions
+ALTER TABLE ${schema}.onboarding_sessions
     ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'active',
     ADD COLUMN IF NOT EXISTS questions_answered integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS completed_at timestamptz;
-ALTER TABLE @schema@.user_answers_new
+ALTER TABLE ${schema}.user_answers_new
     ADD COLUMN IF NOT EXISTS answer_length integer,
     ADD COLUMN IF NOT EXISTS answered_at timestamptz DEFAULT now();
-ALTER TABLE @schema@.user_answers_new ALTER COLUMN answered_at SET DEFAULT now();
-ALTER TABLE @schema@.user_stats
+ALTER TABLE ${schema}.user_answers_new ALTER COLUMN answered_at SET DEFAULT now();
+ALTER TABLE ${schema}.user_stats
     ADD COLUMN IF NOT EXISTS first_answer_at timestamptz,
     ADD COLUMN IF NOT EXISTS updated_at timestamptz DEFAULT now();
-ALTER TABLE @schema@.digital_personality
+ALTER TABLE ${schema}.digital_personality
     ADD COLUMN IF NOT EXISTS last_updated timestamptz DEFAULT now()
 
 -- name: id_range --
 SELECT COALESCE(min(id), 0)::bigint AS lo, COALESCE(max(id), 0)::bigint AS hi
-  FROM @schema@.user_answers_new
+  FROM ${schema}.user_answers_new
 
 -- name: backfill_user_id --
-UPDATE @schema@.user_answers_new a
+UPDATE ${schema}.user_answers_new a
    SET user_id = s.user_id
-  FROM @schema@.onboarding_sessions s
+  FROM ${schema}.onboarding_sessions s
  WHERE a.id >= $1 AND a.id < $2 AND a.user_id IS NULL AND s.id = a.session_id
 
 -- name: lock_for_swap --
 -- The answers first, as writers take them; DROP TRIGGER needs ACCESS EXCLUSIVE there, and
 -- CREATE TRIGGER needs SHARE ROW EXCLUSIVE on the other two tables that get one.
-LOCK TABLE @schema@.user_answers_new IN ACCESS EXCLUSIVE MODE;
-LOCK TABLE @schema@.onboarding_sessions, @schema@.digital_personality IN SHARE ROW EXCLUSIVE MODE
+LOCK TABLE ${schema}.user_answers_new IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE ${schema}.onboarding_sessions, ${schema}.digital_personality IN SHARE ROW EXCLUSIVE MODE
 
 -- name: catch_up_user_id --
 -- Answers the bot inserted since the back-fill, under the swap lock (found by the index).
-UPDATE @schema@.user_answers_new a
+UPDATE ${schema}.user_answers_new a
    SET user_id = s.user_id
-  FROM @schema@.onboarding_sessions s
+  FROM ${schema}.onboarding_sessions s
  WHERE a.user_id IS NULL AND s.id = a.session_id
 
 -- name: drop_trigger_sql --
@@ -133,9 +133,9 @@ SELECT format('DROP TRIGGER IF EXISTS %I ON %I.%I', $1::text, $2::text, $3::text
 SELECT format('DROP FUNCTION IF EXISTS %I.%I()', $1::text, $2::text)
 
 -- name: counter_defaults --
-ALTER TABLE @schema@.onboarding_sessions ALTER COLUMN questions_answered SET DEFAULT 0;
-ALTER TABLE @schema@.user_stats ALTER COLUMN total_answers_lifetime SET DEFAULT 0;
-ALTER TABLE @schema@.digital_personality ALTER COLUMN total_answers_analyzed SET DEFAULT 0
+ALTER TABLE ${schema}.onboarding_sessions ALTER COLUMN questions_answered SET DEFAULT 0;
+ALTER TABLE ${schema}.user_stats ALTER COLUMN total_answers_lifetime SET DEFAULT 0;
+ALTER TABLE ${schema}.digital_personality ALTER COLUMN total_answers_analyzed SET DEFAULT 0
 
 -- name: not_null_check_sql --
 -- The no-rewrite way to SET NOT NULL on a large live table: a CHECK added NOT VALID, then
@@ -148,49 +148,49 @@ SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VA
        format('ALTER TABLE %I.%I DROP CONSTRAINT %I', $1::text, $2::text, $4::text) AS drop_check
 
 -- name: drop_original_view --
-DROP VIEW IF EXISTS @schema@.counter_consistency_check
+DROP VIEW IF EXISTS ${schema}.counter_consistency_check
 
 -- name: create_index_answers_user_id --
 CREATE INDEX CONCURRENTLY IF NOT EXISTS user_answers_new_user_id_idx
-    ON @schema@.user_answers_new (user_id)
+    ON ${schema}.user_answers_new (user_id)
 
 -- name: create_index_answers_session_id --
 CREATE INDEX CONCURRENTLY IF NOT EXISTS user_answers_new_session_id_idx
-    ON @schema@.user_answers_new (session_id)
+    ON ${schema}.user_answers_new (session_id)
 
 -- name: create_index_sessions_user_id --
 CREATE INDEX CONCURRENTLY IF NOT EXISTS onboarding_sessions_user_id_idx
-    ON @schema@.onboarding_sessions (user_id)
+    ON ${schema}.onboarding_sessions (user_id)
 
 -- name: create_index_sessions_id_user_id --
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS onboarding_sessions_id_user_id_key
-    ON @schema@.onboarding_sessions (id, user_id)
+    ON ${schema}.onboarding_sessions (id, user_id)
 
 -- name: drop_invalid_index --
 -- Only ever called with one of the index names above, after index_state said INVALID.
 SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', $1::text, $2::text)
 
 -- name: add_unique_constraint --
-ALTER TABLE @schema@.onboarding_sessions
+ALTER TABLE ${schema}.onboarding_sessions
     ADD CONSTRAINT onboarding_sessions_id_user_id_key UNIQUE USING INDEX onboarding_sessions_id_user_id_key
 
 -- name: add_session_fk --
-ALTER TABLE @schema@.user_answers_new
+ALTER TABLE ${schema}.user_answers_new
     ADD CONSTRAINT user_answers_new_session_fk FOREIGN KEY (session_id, user_id)
-    REFERENCES @schema@.onboarding_sessions (id, user_id)
+    REFERENCES ${schema}.onboarding_sessions (id, user_id)
     ON DELETE CASCADE ON UPDATE CASCADE NOT VALID
 
 -- name: resync_user_id --
 -- Answers back-filled before their session moved to another user (before the cascading
 -- foreign key existed) carry the old user; realigned here, the counter trigger moves their
 -- counts, and VALIDATE then finds every pair in place.
-UPDATE @schema@.user_answers_new a
+UPDATE ${schema}.user_answers_new a
    SET user_id = s.user_id
-  FROM @schema@.onboarding_sessions s
+  FROM ${schema}.onboarding_sessions s
  WHERE s.id = a.session_id AND a.user_id IS DISTINCT FROM s.user_id
 
 -- name: validate_session_fk --
-ALTER TABLE @schema@.user_answers_new VALIDATE CONSTRAINT user_answers_new_session_fk
+ALTER TABLE ${schema}.user_answers_new VALIDATE CONSTRAINT user_answers_new_session_fk
 
 -- name: add_counter_checks --
 -- Added only where the counter has no such constraint yet (the original may have them).
@@ -198,20 +198,20 @@ DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                     WHERE conname = 'onboarding_sessions_questions_answered_check'
-                      AND conrelid = '@schema@.onboarding_sessions'::regclass) THEN
-        ALTER TABLE @schema@.onboarding_sessions ADD CONSTRAINT
+                      AND conrelid = '${schema}.onboarding_sessions'::regclass) THEN
+        ALTER TABLE ${schema}.onboarding_sessions ADD CONSTRAINT
             onboarding_sessions_questions_answered_check CHECK (questions_answered >= 0) NOT VALID;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                     WHERE conname = 'user_stats_total_answers_lifetime_check'
-                      AND conrelid = '@schema@.user_stats'::regclass) THEN
-        ALTER TABLE @schema@.user_stats ADD CONSTRAINT
+                      AND conrelid = '${schema}.user_stats'::regclass) THEN
+        ALTER TABLE ${schema}.user_stats ADD CONSTRAINT
             user_stats_total_answers_lifetime_check CHECK (total_answers_lifetime >= 0) NOT VALID;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                     WHERE conname = 'digital_personality_total_answers_analyzed_check'
-                      AND conrelid = '@schema@.digital_personality'::regclass) THEN
-        ALTER TABLE @schema@.digital_personality ADD CONSTRAINT
+                      AND conrelid = '${schema}.digital_personality'::regclass) THEN
+        ALTER TABLE ${schema}.digital_personality ADD CONSTRAINT
             digital_personality_total_answers_analyzed_check
             CHECK (total_answers_analyzed >= 0) NOT VALID;
     END IF;
@@ -219,9 +219,9 @@ END;
 $$
 
 -- name: validate_counter_checks --
-ALTER TABLE @schema@.onboarding_sessions VALIDATE CONSTRAINT onboarding_sessions_questions_answered_check;
-ALTER TABLE @schema@.user_stats VALIDATE CONSTRAINT user_stats_total_answers_lifetime_check;
-ALTER TABLE @schema@.digital_personality VALIDATE CONSTRAINT digital_personality_total_answers_analyzed_check
+ALTER TABLE ${schema}.onboarding_sessions VALIDATE CONSTRAINT onboarding_sessions_questions_answered_check;
+ALTER TABLE ${schema}.user_stats VALIDATE CONSTRAINT user_stats_total_answers_lifetime_check;
+ALTER TABLE ${schema}.digital_personality VALIDATE CONSTRAINT digital_personality_total_answers_analyzed_check
 
 -- name: set_lock_timeout --
 -- Below deadlock_timeout (1s by default): when a schema change and the bot queue on each

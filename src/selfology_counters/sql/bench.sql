@@ -3,39 +3,39 @@
 
 -- name: create_bare_table --
 -- The floor: the same table, indexes and foreign key as user_answers_new, without triggers.
-CREATE TABLE @schema@.bare_answers (LIKE @schema@.user_answers_new
+CREATE TABLE ${schema}.bare_answers (LIKE ${schema}.user_answers_new
     INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY);
-ALTER TABLE @schema@.bare_answers ADD CONSTRAINT bare_answers_session_fk
-    FOREIGN KEY (session_id, user_id) REFERENCES @schema@.onboarding_sessions (id, user_id)
+ALTER TABLE ${schema}.bare_answers ADD CONSTRAINT bare_answers_session_fk
+    FOREIGN KEY (session_id, user_id) REFERENCES ${schema}.onboarding_sessions (id, user_id)
     ON DELETE CASCADE ON UPDATE CASCADE
 
 -- name: create_session --
-INSERT INTO @schema@.onboarding_sessions (user_id) VALUES ($1) RETURNING id
+INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
 
 -- name: bare_insert --
-INSERT INTO @schema@.bare_answers (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.bare_answers (session_id, user_id, question_json_id, raw_answer, answer_length)
 VALUES ($1, $2, $3, $4, $5) RETURNING id
 
 -- name: bot_insert --
 -- The bot's original statement: user_id and answer_length are filled in by the database.
-INSERT INTO @schema@.user_answers_new (session_id, question_json_id, raw_answer)
+INSERT INTO ${schema}.user_answers_new (session_id, question_json_id, raw_answer)
 VALUES ($1, $2, $3) RETURNING id
 
 -- name: bulk_bare --
-INSERT INTO @schema@.bare_answers (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.bare_answers (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answer number ' || g)
   FROM generate_series(1, $3::integer) g
 
 -- name: bulk_counted --
-INSERT INTO @schema@.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answer number ' || g)
   FROM generate_series(1, $3::integer) g
 
 -- name: user_total --
-SELECT COALESCE((SELECT total_answers_lifetime FROM @schema@.user_stats WHERE user_id = $1), 0)
+SELECT COALESCE((SELECT total_answers_lifetime FROM ${schema}.user_stats WHERE user_id = $1), 0)
 
 -- name: drop_schema --
-DROP SCHEMA IF EXISTS @schema@ CASCADE
+DROP SCHEMA IF EXISTS ${schema} CASCADE
 
 -- name: leftover_schemas --
 SELECT nspname FROM pg_namespace WHERE nspname LIKE 'selfology\_bench\_%'

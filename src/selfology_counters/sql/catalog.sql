@@ -8,4 +8,12 @@ SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2)) IS NOT NULL
 
 -- name: answers_table_literal --
 -- The same question without a bind parameter, for Alembic's driver inside a migration.
-SELECT to_regclass('@schema@.user_answers_new') IS NOT NULL
+SELECT to_regclass('${schema}.user_answers_new') IS NOT NULL
+
+-- name: lifecycle_lock --
+-- Serialises `migrate` runs on one database (session-level: held across the Alembic
+-- revisions, which run on a connection of their own). The key is this package's, fixed.
+SELECT pg_advisory_lock(7395602861027461201)
+
+-- name: lifecycle_unlock --
+SELECT pg_advisory_unlock(7395602861027461201)

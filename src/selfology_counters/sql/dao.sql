@@ -1,23 +1,23 @@
 -- Statements of OnboardingDAO. None of them touches a counter: the triggers do.
 
 -- name: start_session --
-INSERT INTO @schema@.onboarding_sessions (user_id) VALUES ($1) RETURNING id
+INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
 -- One round trip: the session lookup that validates the session also supplies user_id.
 -- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
 -- makes a session completed or moved at this moment re-checked on its latest version.
-INSERT INTO @schema@.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, $2, $3, $4
-  FROM @schema@.onboarding_sessions s
+  FROM ${schema}.onboarding_sessions s
  WHERE s.id = $1 AND s.status = 'active'
    FOR NO KEY UPDATE OF s
 RETURNING id
 
 -- name: insert_answers --
-INSERT INTO @schema@.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
-  FROM @schema@.onboarding_sessions s,
+  FROM ${schema}.onboarding_sessions s,
        unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
            AS a(question_json_id, raw_answer, answer_length, ord)
  WHERE s.id = $1 AND s.status = 'active'
@@ -26,25 +26,26 @@ SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
 RETURNING id
 
 -- name: session_status --
-SELECT status FROM @schema@.onboarding_sessions WHERE id = $1
+SELECT status FROM ${schema}.onboarding_sessions WHERE id = $1
 
 -- name: delete_answer --
-DELETE FROM @schema@.user_answers_new WHERE id = $1 RETURNING id
+DELETE FROM ${schema}.user_answers_new WHERE id = $1 RETURNING id
 
 -- name: complete_session --
-UPDATE @schema@.onboarding_sessions
+UPDATE ${schema}.onboarding_sessions
    SET status = 'completed', completed_at = now()
  WHERE id = $1 AND status = 'active'
 RETURNING id
 
+<% U, P = model.USER_STATS, model.PERSONALITY %>
 -- name: user_total_answers --
-SELECT total_answers_lifetime FROM @schema@.user_stats WHERE user_id = $1
+SELECT ${U.column} FROM ${schema}.${U.table} WHERE ${U.key} = $1
 
 -- name: personality_count --
-SELECT total_answers_analyzed FROM @schema@.digital_personality WHERE user_id = $1
+SELECT ${P.column} FROM ${schema}.${P.table} WHERE ${P.key} = $1
 
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at
-  FROM @schema@.user_answers_new
+  FROM ${schema}.user_answers_new
  WHERE session_id = $1
  ORDER BY id

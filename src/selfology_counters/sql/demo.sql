@@ -1,6 +1,5 @@
--- name: session_truth --
-SELECT s.questions_answered,
-       (SELECT count(*) FROM @schema@.user_answers_new a WHERE a.session_id = s.id) AS session_count,
-       (SELECT count(*) FROM @schema@.user_answers_new a WHERE a.user_id = s.user_id) AS user_count
-  FROM @schema@.onboarding_sessions s
- WHERE s.id = $1
+-- name: counters_of_user --
+-- The user's counters next to the truth, read from the consistency view (the one truth).
+SELECT counter, key, stored, actual
+  FROM ${schema}.${model.VIEW["counter_consistency_check"].name}
+ WHERE user_id = $1

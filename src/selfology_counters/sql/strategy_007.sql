@@ -8,29 +8,29 @@
 -- transaction holds it (a concurrent answer of the same user), skip every increment silently.
 -- The original's comment on that branch: "the counter will be updated by the next answer".
 -- It will not: nothing ever adds the skipped answer back.
--- @schema@ is replaced by a quoted schema name (see sqlfiles.render).
+-- ${schema} is replaced by a quoted schema name (see sqlfiles.render).
 
-CREATE FUNCTION @schema@.update_all_answer_counters() RETURNS trigger
+CREATE FUNCTION ${schema}.update_all_answer_counters() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     answer_user_id bigint;
 BEGIN
     SELECT s.user_id INTO answer_user_id
-      FROM @schema@.onboarding_sessions s WHERE s.id = NEW.session_id;
+      FROM ${schema}.onboarding_sessions s WHERE s.id = NEW.session_id;
 
     IF pg_try_advisory_xact_lock(answer_user_id) THEN
-        INSERT INTO @schema@.user_stats AS us
+        INSERT INTO ${schema}.user_stats AS us
                (user_id, total_answers_lifetime, first_answer_at, updated_at)
         VALUES (answer_user_id, 1, NEW.answered_at, now())
         ON CONFLICT (user_id) DO UPDATE
            SET total_answers_lifetime = us.total_answers_lifetime + 1,
                updated_at = now();
 
-        UPDATE @schema@.onboarding_sessions
+        UPDATE ${schema}.onboarding_sessions
            SET questions_answered = questions_answered + 1
          WHERE id = NEW.session_id;
 
-        UPDATE @schema@.digital_personality
+        UPDATE ${schema}.digital_personality
            SET total_answers_analyzed = total_answers_analyzed + 1,
                last_updated = now()
          WHERE user_id = answer_user_id;
@@ -42,5 +42,5 @@ END;
 $$;
 
 CREATE TRIGGER update_all_answer_counters_trigger
-    AFTER INSERT ON @schema@.user_answers_new
-    FOR EACH ROW EXECUTE FUNCTION @schema@.update_all_answer_counters();
+    AFTER INSERT ON ${schema}.user_answers_new
+    FOR EACH ROW EXECUTE FUNCTION ${schema}.update_all_answer_counters();

@@ -3,7 +3,7 @@
 -- a worker folds the events into the counters in batches and deletes them in the same
 -- transaction (compare.sql, fold_events). The counters are as fresh as the worker's last batch.
 
-CREATE TABLE @schema@.answer_events (
+CREATE TABLE ${schema}.answer_events (
     id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     session_id bigint      NOT NULL,
     user_id    bigint      NOT NULL,

@@ -7,7 +7,7 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
-from selfology_counters.migrations.sqlscript import refuse_original_schema, run_sql_file
+from selfology_counters.lifecycle.migrations.sqlscript import refuse_original_schema, run_sql_file
 
 revision = "0001_schema"
 down_revision = None

@@ -16,18 +16,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from functools import partial
 from typing import Any, NamedTuple
 
 import asyncpg
 
-from selfology_counters import health
+from selfology_counters import health, objects
 from selfology_counters.connect import connect
-from selfology_counters.ddl import retrying, run_ddl, set_local_lock_timeout
 from selfology_counters.errors import LockWaitExhaustedError
-from selfology_counters.migrate import VERSION_TABLE
-from selfology_counters.sqlfiles import SCHEMA, query, render
+from selfology_counters.lifecycle.ddl import retrying, run_ddl, set_local_lock_timeout
+from selfology_counters.lifecycle.revisions import VERSION_TABLE, stamp_head
+from selfology_counters.sqlfiles import SCHEMA, query
 
 BACKFILL_BATCH = 10_000
 INDEX_ATTEMPTS = 5
@@ -50,25 +49,8 @@ NOT_NULL = (
 Progress = Callable[[str], None]
 
 
-class DatabaseState(str, Enum):
-    EMPTY = "empty"  # no selfology tables: the migrations create them
-    OURS = "ours"  # created or adopted by us: the migrations upgrade it
-    ORIGINAL = "original"  # the original system's tables: adopt
-
-
 def sql(name: str) -> str:
     return query("adopt.sql", name)
-
-
-async def detect(connection: asyncpg.Connection) -> DatabaseState:
-    """Which of the three kinds of database this is."""
-    has_answers = await connection.fetchval(query("catalog.sql", "answers_table"), SCHEMA)
-    if not has_answers:
-        return DatabaseState.EMPTY
-    stamped = await connection.fetchval(
-        query("catalog.sql", "version_table"), SCHEMA, VERSION_TABLE
-    )
-    return DatabaseState.OURS if stamped else DatabaseState.ORIGINAL
 
 
 @dataclass(frozen=True)
@@ -177,9 +159,8 @@ class Adoption:
         self.report = AdoptionReport(dry_run=False)
 
     def steps(self, cat: Catalog) -> list[Step]:
-        swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"),
-                    *cat.drop_original, render("counters_v1.sql"),
-                    sql("drop_original_view"), render("consistency_view_v1.sql")]  # fmt: skip
+        swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"), *cat.drop_original,
+                    sql("drop_original_view"), objects.install_sql()]  # fmt: skip
         checks = [sql("add_counter_checks")]
         return [
             Step(
@@ -294,9 +275,9 @@ class Adoption:
             self.report.backfilled_answers += int(status.split()[-1])
             for statement in await drop_original_statements(connection):
                 await connection.execute(statement)
-            await connection.execute(render("counters_v1.sql"))
+            # The original's view has other columns: dropped, not replaced.
             await connection.execute(sql("drop_original_view"))
-            await connection.execute(render("consistency_view_v1.sql"))  # fmt: skip
+            await connection.execute(objects.install_sql())
 
     async def unique(self) -> None:
         await self.ddl(sql("add_unique_constraint"))
@@ -329,8 +310,6 @@ class Adoption:
             await self.ddl(statement)
 
     async def stamp(self) -> None:
-        from selfology_counters.migrate import stamp_head
-
         await asyncio.to_thread(stamp_head, self.dsn)
 
     async def ddl(self, statement: str) -> None:

@@ -1,12 +1,11 @@
-"""Schema migrations (Alembic), runnable from the library, the CLI or ``alembic upgrade head``.
+"""The Alembic side of the lifecycle: our revisions, where they are recorded, running them.
 
 Our revisions record themselves in ``selfology.selfology_counters_version``, never in the
-``alembic_version`` table that the bot's own Alembic history uses.
+``alembic_version`` table that the bot's own Alembic history uses. ``lifecycle.apply`` runs
+them (and ``alembic upgrade head`` from the repository goes through ``lifecycle.apply`` too).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
@@ -20,19 +19,8 @@ from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.sqlfiles import SCHEMA, quote_ident
 
 VERSION_TABLE = "selfology_counters_version"
-SCRIPT_LOCATION = "selfology_counters:migrations"
-
-
-@dataclass(frozen=True)
-class MigrationResult:
-    """What ``upgrade`` did: the revision before and after, and whether anything ran."""
-
-    before: str | None
-    after: str | None
-
-    @property
-    def changed(self) -> bool:
-        return self.before != self.after
+SCRIPT_LOCATION = "selfology_counters.lifecycle:migrations"
+FROM_LIFECYCLE = "selfology_counters.lifecycle"  # set in the config by lifecycle.apply
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -51,6 +39,7 @@ def alembic_config(dsn: str | None = None) -> Config:
     """Alembic configuration pointing at the migrations shipped in this package."""
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes[FROM_LIFECYCLE] = True
     if dsn is not None:
         cfg.attributes["dsn"] = dsn
     return cfg
@@ -72,17 +61,18 @@ def ensure_schema(connection: Connection) -> None:
     connection.execute(text("CREATE SCHEMA IF NOT EXISTS " + quote_ident(SCHEMA)))
 
 
-def upgrade(dsn: str, revision: str = "head") -> MigrationResult:
-    """Upgrade the database at ``dsn`` to ``revision``; a no-op when it is already there."""
+def run_upgrade(dsn: str, revision: str = "head") -> None:
+    """Apply our pending revisions up to ``revision`` (tables and the objects they install)."""
+    command.upgrade(alembic_config(dsn), revision)
+
+
+def current(dsn: str) -> str | None:
+    """The revision the database at ``dsn`` is at (None: none of ours)."""
     engine = engine_for(dsn)
     try:
-        before = _revision_or_unavailable(engine, dsn)
-        command.upgrade(alembic_config(dsn), revision)
-        with engine.connect() as connection:
-            after = current_revision(connection)
+        return _revision_or_unavailable(engine, dsn)
     finally:
         engine.dispose()
-    return MigrationResult(before, after)
 
 
 def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
@@ -99,13 +89,8 @@ def stamp_head(dsn: str) -> None:
     command.stamp(alembic_config(dsn), "head")
 
 
-def pending_revisions(dsn: str) -> list[str]:
-    """Revisions ``upgrade`` would apply, oldest first."""
-    engine = engine_for(dsn)
-    try:
-        current = _revision_or_unavailable(engine, dsn)
-    finally:
-        engine.dispose()
+def pending_revisions(at: str | None) -> list[str]:
+    """Revisions an upgrade from ``at`` to head applies, oldest first."""
     script = ScriptDirectory.from_config(alembic_config())
-    revisions = script.iterate_revisions("head", current)
+    revisions = script.iterate_revisions("head", at)
     return [revision.revision for revision in reversed(list(revisions))]

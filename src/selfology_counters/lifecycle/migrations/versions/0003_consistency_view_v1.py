@@ -7,7 +7,8 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
-from selfology_counters.migrations.sqlscript import run_sql_file
+from selfology_counters import model
+from selfology_counters.lifecycle.migrations.sqlscript import drop_objects, install_objects
 
 revision = "0003_consistency_view_v1"
 down_revision = "0002_counters_v1"
@@ -16,8 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("consistency_view_v1.sql")
+    install_objects(model.VIEWS)
 
 
 def downgrade() -> None:
-    run_sql_file("drop_consistency_view_v1.sql")
+    drop_objects(model.VIEWS)

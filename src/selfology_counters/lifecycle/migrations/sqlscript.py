@@ -1,18 +1,35 @@
-"""Runs a packaged ``.sql`` script inside the current Alembic migration's transaction."""
+"""What a revision runs, inside the current Alembic migration's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from alembic import op
 
+from selfology_counters import objects
+from selfology_counters.model import DbObject
 from selfology_counters.sqlfiles import SCHEMA, query, render
 
 
-def run_sql_file(filename: str, schema: str = SCHEMA) -> None:
+def _run_script(script: str) -> None:
     # The driver connection (psycopg) runs a multi-statement script in one call when no
     # parameters are given; it shares the transaction Alembic opened for this revision.
     driver_connection = op.get_bind().connection.driver_connection
     assert driver_connection is not None
-    driver_connection.execute(render(filename, schema))
+    driver_connection.execute(script)
+
+
+def run_sql_file(filename: str, schema: str = SCHEMA) -> None:
+    _run_script(render(filename, schema))
+
+
+def install_objects(wanted: Iterable[DbObject]) -> None:
+    """(Re)create and stamp these objects of the model, as ``migrate`` reinstalls them."""
+    _run_script(objects.install_sql(wanted))
+
+
+def drop_objects(wanted: Iterable[DbObject]) -> None:
+    _run_script(objects.drop_sql(wanted))
 
 
 def refuse_original_schema(schema: str = SCHEMA) -> None:

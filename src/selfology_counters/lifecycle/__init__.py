@@ -1,0 +1,205 @@
+"""One schema lifecycle: what the database is, the plan for it, and applying that plan.
+
+:func:`plan` returns a typed :class:`Plan` (what kind of database, the revisions to apply, the
+objects that are not current, whether counters get recounted, or the adoption of the original
+schema); :func:`apply` carries it out under a lock that serialises concurrent runs, so a
+second ``migrate`` waits and then finds nothing to do. The CLI only renders these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+import asyncpg
+
+from selfology_counters import health, objects
+from selfology_counters.connect import connect
+from selfology_counters.lifecycle import adopt, revisions
+from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
+from selfology_counters.objects import ObjectStatus
+from selfology_counters.sqlfiles import SCHEMA, query
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+
+class DatabaseState(str, Enum):
+    EMPTY = "empty"  # no selfology tables: the revisions create them
+    OURS = "ours"  # created or adopted by us: the revisions upgrade it
+    ORIGINAL = "original"  # the original system's tables: adopt
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`apply` would do now."""
+
+    state: DatabaseState
+    revision: str | None  # where the database is (None: none of our revisions)
+    revisions: list[str]  # to apply, oldest first
+    reinstall: list[ObjectStatus]  # installed objects that are not current, or missing
+    adoption: adopt.AdoptionReport | None  # the original schema's adoption steps and SQL
+
+    @property
+    def recount(self) -> bool:
+        """Every counter is recounted (repair) after revisions ran or objects were installed."""
+        return bool(self.revisions or self.reinstall)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.recount and self.adoption is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "revision": self.revision,
+            "revisions": self.revisions,
+            "reinstall": [o.as_dict() for o in self.reinstall],
+            "recount": self.recount,
+            "adoption": None if self.adoption is None else self.adoption.as_dict(),
+        }
+
+
+@dataclass
+class Outcome:
+    """What :func:`apply` did."""
+
+    plan: Plan
+    before: str | None
+    after: str | None
+    reinstalled: list[str] = field(default_factory=list)
+    counters_corrected: int = 0
+    adoption: adopt.AdoptionReport | None = None  # what the adoption did
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after or bool(self.reinstalled) or self.adoption is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.plan.state.value,
+            "before": self.before,
+            "after": self.after,
+            "changed": self.changed,
+            "applied": self.plan.revisions,
+            "reinstalled": self.reinstalled,
+            "counters_corrected": self.counters_corrected,
+            "adoption": None if self.adoption is None else self.adoption.as_dict(),
+        }
+
+
+async def detect(connection: asyncpg.Connection) -> DatabaseState:
+    """Which of the three kinds of database this is."""
+    has_answers = await connection.fetchval(query("catalog.sql", "answers_table"), SCHEMA)
+    if not has_answers:
+        return DatabaseState.EMPTY
+    stamped = await connection.fetchval(
+        query("catalog.sql", "version_table"), SCHEMA, revisions.VERSION_TABLE
+    )
+    return DatabaseState.OURS if stamped else DatabaseState.ORIGINAL
+
+
+async def plan(dsn: str) -> Plan:
+    """The plan for the database at ``dsn``; changes nothing."""
+    connection = await connect(dsn)
+    try:
+        return await _plan(connection, dsn)
+    finally:
+        await connection.close()
+
+
+async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
+    """Bring the database at ``dsn`` to this release: create, upgrade or adopt it, reinstall
+    every object that is not current, recount. Concurrent runs wait for each other."""
+    say = progress or (lambda _message: None)
+    connection = await connect(dsn)
+    try:
+        await connection.execute(query("catalog.sql", "lifecycle_lock"))
+        planned = await _plan(connection, dsn)
+        say(f"database kind: {planned.state.value}")
+        if planned.state is DatabaseState.ORIGINAL:
+            say("adopting the original Selfology database (see docs/ADOPTING.md)")
+            report = await adopt.adopt(dsn, progress=say)
+            head = revisions.head_revision()
+            return Outcome(
+                planned, None, head, counters_corrected=report.counters_corrected, adoption=report
+            )
+        if planned.revisions:
+            say(f"applying revisions: {', '.join(planned.revisions)}")
+            await asyncio.to_thread(revisions.run_upgrade, dsn)
+        outcome = Outcome(planned, planned.revision, revisions.head_revision())
+        outcome.reinstalled, outcome.counters_corrected = await settle(
+            connection, recount=planned.recount, progress=say
+        )
+        return outcome
+    finally:
+        await connection.close()  # releases the lock
+
+
+def upgrade(dsn: str) -> Outcome:
+    """:func:`apply`, for synchronous callers (tests, scripts)."""
+    return run_sync(apply(dsn))
+
+
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to completion, also from code that an event loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+async def _plan(connection: asyncpg.Connection, dsn: str) -> Plan:
+    state = await detect(connection)
+    if state is DatabaseState.ORIGINAL:
+        return Plan(state, None, [], [], await adopt.plan(dsn))
+    at = await asyncio.to_thread(revisions.current, dsn) if state is DatabaseState.OURS else None
+    reinstall: list[ObjectStatus] = []
+    if state is DatabaseState.OURS:
+        reinstall = (await objects.audit(connection)).not_current
+    return Plan(state, at, revisions.pending_revisions(at), reinstall, None)
+
+
+async def settle(
+    connection: asyncpg.Connection, *, recount: bool, progress: Progress | None = None
+) -> tuple[list[str], int]:
+    """After the revisions: reinstall what is not current, then recount every counter if
+    anything was applied or reinstalled. Returns what was reinstalled, and how many counters
+    the recount corrected."""
+    reinstalled = await _reinstall(connection)
+    if not (recount or reinstalled):
+        return reinstalled, 0
+    if progress is not None:
+        progress("recounting every counter (repair)")
+    return reinstalled, len((await health.repair(connection)).changes)
+
+
+async def settle_dsn(dsn: str, *, recount: bool) -> tuple[list[str], int]:
+    """:func:`settle` on a connection of its own (for Alembic's ``env.py``)."""
+    connection = await connect(dsn)
+    try:
+        return await settle(connection, recount=recount)
+    finally:
+        await connection.close()
+
+
+async def _reinstall(connection: asyncpg.Connection) -> list[str]:
+    """Reinstall, in one short transaction, every object that is missing or not current."""
+    broken = (await objects.audit(connection)).not_current
+    if not broken:
+        return []
+    wanted = [status.obj for status in broken]
+
+    async def install() -> None:
+        async with connection.transaction():
+            await set_local_lock_timeout(connection)
+            await connection.execute(objects.install_sql(wanted))
+
+    await retrying(install)
+    return [status.label for status in broken]

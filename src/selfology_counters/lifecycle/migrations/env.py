@@ -1,0 +1,53 @@
+"""Alembic environment: used by ``selfology-counters migrate`` and by ``alembic upgrade head``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from selfology_counters import config as dsn_config
+from selfology_counters.lifecycle import run_sync, settle_dsn
+from selfology_counters.lifecycle.revisions import (
+    FROM_LIFECYCLE,
+    VERSION_TABLE,
+    engine_for,
+    ensure_schema,
+    head_revision,
+)
+from selfology_counters.sqlfiles import SCHEMA, query
+
+
+def run_migrations_online(dsn: str, *, standalone: bool) -> None:
+    engine = engine_for(dsn)
+    try:
+        with engine.connect() as connection:
+            if standalone:  # `migrate` holds this lock already when it runs the revisions
+                connection.exec_driver_sql(query("catalog.sql", "lifecycle_lock"))
+            ensure_schema(connection)
+            connection.commit()
+            context.configure(
+                connection=connection,
+                version_table=VERSION_TABLE,
+                version_table_schema=SCHEMA,
+                transaction_per_migration=True,
+            )
+            before = context.get_context().get_current_revision()
+            with context.begin_transaction():
+                context.run_migrations()
+            if standalone and context.get_revision_argument() == head_revision():
+                # Plain `alembic upgrade head` finishes like `selfology-counters migrate`:
+                # reinstall what is not current, recount if anything changed.
+                after = context.get_context().get_current_revision()
+                run_sync(settle_dsn(dsn, recount=before != after))
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    if context.is_offline_mode():
+        raise SystemExit("selfology-counters migrations run against a live database only")
+    attributes = context.config.attributes
+    dsn = attributes.get("dsn") or dsn_config.resolve().dsn
+    run_migrations_online(dsn, standalone=not attributes.get(FROM_LIFECYCLE))
+
+
+main()

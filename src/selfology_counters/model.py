@@ -1,0 +1,173 @@
+"""The counters and the database objects that keep them, defined once.
+
+Every other place takes these facts from here: the SQL templates are rendered from this
+model (``sqlfiles.render`` passes it to every template as ``model``), the audit in
+``objects.py`` compares what is installed with what the model renders, and the tests hold
+the few hand-written statements to it.
+
+A counter is a stored count of the answers in ``user_answers_new`` that share a value of
+``source`` with the counter row's ``key``. The counters are listed in the one lock order that
+every writer (the triggers, repair, the install-time recount) follows: sessions, then
+user_stats, then digital_personality, keys ascending within each.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+VERSION = 1
+"""The version suffix of every function, trigger and view name (``_v1``). A released body may
+change in place: the audit sees the change (its source digest differs) and ``migrate``
+reinstalls it. A new version number is needed only when a signature changes, so that the
+old and the new function can live side by side during a rolling deploy."""
+
+PREFIX = "selfology_counters_"
+
+ANSWERS = "user_answers_new"
+"""The table whose rows are counted."""
+
+
+def _ident(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Counter:
+    """``table.column`` holds, for each ``key``, the number of answers whose ``source`` equals
+    it. ``touched`` is the row's last-update timestamp column. ``created_by_answers``: the
+    first answer of a key creates its row (user_stats); otherwise the row is someone else's
+    to create, and only kept up to date while it exists."""
+
+    short: str
+    table: str
+    column: str
+    key: str
+    source: str
+    touched: str | None
+    created_by_answers: bool
+    counts: str
+
+    def __post_init__(self) -> None:
+        for name in (self.short, self.table, self.column, self.key, self.source):
+            _ident(name)
+        if self.touched is not None:
+            _ident(self.touched)
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+SESSIONS = Counter(
+    short="sessions",
+    table="onboarding_sessions",
+    column="questions_answered",
+    key="id",
+    source="session_id",
+    touched=None,  # a session row has no last-update timestamp
+    created_by_answers=False,
+    counts="answers in the session",
+)
+USER_STATS = Counter(
+    short="user_stats",
+    table="user_stats",
+    column="total_answers_lifetime",
+    key="user_id",
+    source="user_id",
+    touched="updated_at",
+    created_by_answers=True,
+    counts="answers of the user",
+)
+PERSONALITY = Counter(
+    short="personality",
+    table="digital_personality",
+    column="total_answers_analyzed",
+    key="user_id",
+    source="user_id",
+    touched="last_updated",
+    created_by_answers=False,
+    counts="answers of the user, where the row exists",
+)
+
+COUNTERS = (SESSIONS, USER_STATS, PERSONALITY)
+"""In lock order."""
+
+BY_SHORT = {counter.short: counter for counter in COUNTERS}
+
+COUNTED_TABLES = (ANSWERS, *(counter.table for counter in COUNTERS))
+
+
+@dataclass(frozen=True)
+class DbObject:
+    """A versioned function, trigger or view that the package installs.
+
+    ``block`` names its definition in ``sql/objects.sql`` (a named block rendered from this
+    model); ``table`` is the table a trigger is on; ``signature`` a function's argument types.
+    """
+
+    kind: str  # function | trigger | view
+    short: str
+    table: str | None = None
+    signature: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.kind == "view":
+            return self.short
+        return f"{PREFIX}{self.short}_v{VERSION}"
+
+    @property
+    def block(self) -> str:
+        return f"{self.kind}_{self.short}"
+
+    @property
+    def label(self) -> str:
+        """How reports name it: ``table.trigger`` for a trigger, ``name()`` for a function."""
+        if self.kind == "trigger":
+            return f"{self.table}.{self.name}"
+        if self.kind == "function":
+            return f"{self.name}({self.signature})"
+        return self.name
+
+
+def _function(short: str, signature: str = "") -> DbObject:
+    return DbObject("function", short, signature=signature)
+
+
+def _trigger(short: str, table: str) -> DbObject:
+    return DbObject("trigger", short, table=table)
+
+
+FUNCTIONS = (
+    _function("apply", "bigint[], integer[], bigint[], integer[]"),
+    _function("on_insert"),
+    _function("on_delete"),
+    _function("on_update"),
+    _function("on_truncate"),
+    _function("fill_answer"),
+    _function("init_personality"),
+    _function("freeze_session_id"),
+)
+TRIGGERS = (
+    _trigger("fill_insert", ANSWERS),
+    _trigger("fill_update", ANSWERS),
+    _trigger("insert", ANSWERS),
+    _trigger("delete", ANSWERS),
+    _trigger("update", ANSWERS),
+    _trigger("truncate", ANSWERS),
+    _trigger("init_personality", PERSONALITY.table),
+    _trigger("freeze_session_id", SESSIONS.table),
+)
+VIEWS = (DbObject("view", "counter_consistency_check"),)
+
+OBJECTS = (*FUNCTIONS, *TRIGGERS, *VIEWS)
+"""In install order: functions before the triggers that call them."""
+
+FUNCTION = {f.short: f for f in FUNCTIONS}
+TRIGGER = {t.short: t for t in TRIGGERS}
+VIEW = {v.short: v for v in VIEWS}

@@ -1,0 +1,172 @@
+"""The model's functions, triggers and view: their SQL, installing them, and auditing them.
+
+Each object's SQL is its own block of ``sql/objects.sql``, rendered from the model. Installed,
+it carries a stamp (``sql/stamps.sql``): the digest of that block and the md5 of the object's
+definition as PostgreSQL reports it (``pg_get_functiondef``, ``pg_get_triggerdef``,
+``pg_get_viewdef``). The audit compares both with what the model renders now and what the
+catalog says now, per object, in the manner of django-pgtrigger: an object from another
+release, or edited by hand after it was installed, is OUTDATED and named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import asyncpg
+
+from selfology_counters import model
+from selfology_counters.model import DbObject
+from selfology_counters.sqlfiles import SCHEMA, query, render
+
+ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
+_STAMP_FILE = "stamps.sql"
+
+
+class State(str, Enum):
+    CURRENT = "current"
+    OUTDATED = "outdated"
+    DISABLED = "disabled"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class ObjectStatus:
+    """One object of the model as the catalog has it."""
+
+    obj: DbObject
+    installed: bool
+    enabled: bool
+    current: bool
+    reason: str  # why it is not current ("" when it is)
+
+    @property
+    def state(self) -> State:
+        if not self.installed:
+            return State.MISSING
+        if not self.current:
+            return State.OUTDATED
+        return State.CURRENT if self.enabled else State.DISABLED
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is State.CURRENT
+
+    @property
+    def kind(self) -> str:
+        return self.obj.kind
+
+    @property
+    def name(self) -> str:
+        return self.obj.name
+
+    @property
+    def table(self) -> str | None:
+        return self.obj.table
+
+    @property
+    def label(self) -> str:
+        return f"{self.table}.{self.name}" if self.table else self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "table": self.table,
+            "state": self.state.value,
+            "installed": self.installed,
+            "enabled": self.enabled,
+            "current": self.current,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Audit:
+    objects: list[ObjectStatus]
+    foreign_triggers: list[str]  # other triggers on the counted tables (another counter?)
+
+    @property
+    def not_current(self) -> list[ObjectStatus]:
+        return [o for o in self.objects if not (o.installed and o.current)]
+
+    @property
+    def healthy(self) -> bool:
+        return all(o.healthy for o in self.objects) and not self.foreign_triggers
+
+
+def source_sql(obj: DbObject, schema: str = SCHEMA) -> str:
+    """The statement(s) that create ``obj``, rendered from the model."""
+    return query("objects.sql", obj.block, schema)
+
+
+def source_digest(obj: DbObject, schema: str = SCHEMA) -> str:
+    return hashlib.sha256(source_sql(obj, schema).encode()).hexdigest()[:16]
+
+
+def _stamp_sql(obj: DbObject, schema: str) -> str:
+    stamp = f"selfology-counters source={source_digest(obj, schema)}"
+    text = render(_STAMP_FILE, schema, obj=obj, source=stamp)
+    return text.split(f"-- name: {obj.kind} --", 1)[1].split("-- name:", 1)[0].strip()
+
+
+def install_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) -> str:
+    """One script that (re)creates ``objects`` in install order and stamps each.
+
+    Runs in the caller's transaction, through asyncpg or psycopg alike (no parameters)."""
+    wanted = set(objects)
+    parts = []
+    for obj in model.OBJECTS:
+        if obj in wanted:
+            parts += [source_sql(obj, schema).rstrip().rstrip(";") + ";", _stamp_sql(obj, schema)]
+    return "\n\n".join(parts)
+
+
+def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) -> str:
+    """One script that drops ``objects`` (triggers and view before the functions)."""
+    wanted = [obj for obj in reversed(model.OBJECTS) if obj in set(objects)]
+    return render("drop_objects.sql", schema, objects=tuple(wanted))
+
+
+async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
+    """Each object of the model: installed, enabled, current (and why not)."""
+    async with connection.transaction():
+        # Definitions are hashed with the same search_path as when they were stamped.
+        await connection.execute(query("audit.sql", "catalog_search_path"))
+        rows = await connection.fetch(
+            query("audit.sql", "installed_objects"),
+            schema,
+            [f.name for f in model.FUNCTIONS],
+            list(model.COUNTED_TABLES),
+            [v.name for v in model.VIEWS],
+        )
+    found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
+    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema)
+                for obj in model.OBJECTS]  # fmt: skip
+    ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
+    foreign = sorted(
+        f"{table}.{name}" for kind, table, name in found if (kind, table, name) not in ours
+    )
+    return Audit(statuses, foreign)
+
+
+def _status(obj: DbObject, row: asyncpg.Record | None, schema: str) -> ObjectStatus:
+    if row is None:
+        return ObjectStatus(obj, False, False, False, "not installed")
+    enabled = row["enabled"] is None or row["enabled"] in ENABLED_STATES
+    reason = _why_not_current(obj, row["stamp"], row["definition"], schema)
+    return ObjectStatus(obj, True, enabled, not reason, reason)
+
+
+def _why_not_current(obj: DbObject, stamp: str | None, definition: str, schema: str) -> str:
+    fields = dict(part.split("=", 1) for part in (stamp or "").split() if "=" in part)
+    if "source" not in fields or "definition" not in fields:
+        return "not stamped by this release (installed by an older one, or by hand)"
+    if fields["source"] != source_digest(obj, schema):
+        return "installed from another release's definition"
+    if fields["definition"] != definition:
+        return "edited since it was installed: its definition differs from the stamped one"
+    return ""

@@ -1,1 +1,0 @@
-DROP VIEW IF EXISTS @schema@.counter_consistency_check;

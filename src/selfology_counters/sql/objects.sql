@@ -1,0 +1,364 @@
+## The functions, triggers and view that keep the counters, one named block per object of
+## model.OBJECTS (block name: <kind>_<short>). Rendered from the model: every table, column,
+## key and object name below comes from model.py. objects.py installs a block, stamps the
+## object with the digests the audit compares, and reinstalls what is not current.
+##
+## Every change to the answers is folded into the counters by one statement-level trigger per
+## operation, in the same transaction, with one counter write per affected key and statement.
+## Locks are taken in the model's one order (model.COUNTERS: sessions, then user_stats, then
+## digital_personality), keys ascending; keys whose net change is zero are left alone.
+<%namespace name="truth" file="truth.sql"/>
+<%
+    S, U, P = model.SESSIONS, model.USER_STATS, model.PERSONALITY
+    answers = f"{schema}.{model.ANSWERS}"
+    sessions = f"{schema}.{S.table}"
+    stats = f"{schema}.{U.table}"
+    personality = f"{schema}.{P.table}"
+    fn = {f.short: f"{schema}.{f.name}" for f in model.FUNCTIONS}
+    tg = {t.short: t.name for t in model.TRIGGERS}
+%>
+## The user_stats upsert for keys gaining answers, written once: a row another transaction
+## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
+## instead would miss one committed between the two statements and lose its count.
+<%def name="add_to_new_user_stats(rows)">
+        INSERT INTO ${schema}.${model.USER_STATS.table} AS us
+               (${model.USER_STATS.key}, ${model.USER_STATS.column}, first_answer_at, ${model.USER_STATS.touched})
+        ${rows}
+        ON CONFLICT (${model.USER_STATS.key}) DO UPDATE
+           SET ${model.USER_STATS.column} = us.${model.USER_STATS.column} + EXCLUDED.${model.USER_STATS.column},
+               first_answer_at = COALESCE(us.first_answer_at, EXCLUDED.first_answer_at),
+               ${model.USER_STATS.touched} = EXCLUDED.${model.USER_STATS.touched};</%def>
+## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
+## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
+## when it found nothing.
+<%def name="add_to_user_stats_one(user, n)">
+        UPDATE ${schema}.${model.USER_STATS.table}
+           SET ${model.USER_STATS.column} = ${model.USER_STATS.column} + ${n},
+               first_answer_at = COALESCE(first_answer_at, now()),
+               ${model.USER_STATS.touched} = now()
+         WHERE ${model.USER_STATS.key} = ${user};
+        IF NOT FOUND THEN
+${add_to_new_user_stats(f"VALUES ({user}, {n}, now(), now())")}
+        END IF;</%def>
+
+-- name: function_apply --
+-- Applies per-key deltas. The arrays are sorted by key, with no zero delta. The single-key
+-- case needs no explicit lock ordering; several keys are locked in ascending order first, so
+-- that two statements touching the same keys can never deadlock on the counters.
+CREATE OR REPLACE FUNCTION ${fn['apply']}(
+    session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    updated_ids bigint[];
+BEGIN
+    IF cardinality(session_ids) = 1 THEN
+        UPDATE ${sessions}
+           SET ${S.column} = GREATEST(${S.column} + session_deltas[1], 0)
+         WHERE ${S.key} = session_ids[1];
+    ELSIF cardinality(session_ids) > 1 THEN
+        PERFORM 1 FROM ${sessions}
+          WHERE ${S.key} = ANY (session_ids) ORDER BY ${S.key} FOR NO KEY UPDATE;
+        UPDATE ${sessions} s
+           SET ${S.column} = GREATEST(s.${S.column} + d.delta, 0)
+          FROM unnest(session_ids, session_deltas) AS d(key, delta)
+         WHERE s.${S.key} = d.key;
+    END IF;
+
+    IF cardinality(user_ids) = 1 THEN
+        IF user_deltas[1] > 0 THEN
+${add_to_user_stats_one("user_ids[1]", "user_deltas[1]")}
+        ELSE
+            UPDATE ${stats}
+               SET ${U.column} = GREATEST(${U.column} + user_deltas[1], 0),
+                   ${U.touched} = now()
+             WHERE ${U.key} = user_ids[1];
+        END IF;
+        UPDATE ${personality}
+           SET ${P.column} = GREATEST(${P.column} + user_deltas[1], 0),
+               ${P.touched} = now()
+         WHERE ${P.key} = user_ids[1];
+    ELSIF cardinality(user_ids) > 1 THEN
+        PERFORM 1 FROM ${stats}
+          WHERE ${U.key} = ANY (user_ids) ORDER BY ${U.key} FOR NO KEY UPDATE;
+        WITH updated AS (
+            UPDATE ${stats} us
+               SET ${U.column} = GREATEST(us.${U.column} + d.delta, 0),
+                   first_answer_at = CASE WHEN d.delta > 0
+                                          THEN COALESCE(us.first_answer_at, now())
+                                          ELSE us.first_answer_at END,
+                   ${U.touched} = now()
+              FROM unnest(user_ids, user_deltas) AS d(key, delta)
+             WHERE us.${U.key} = d.key
+            RETURNING us.${U.key})
+        SELECT array_agg(${U.key}) INTO updated_ids FROM updated;
+        -- Users gaining their first row: exactly those the UPDATE did not reach.
+${add_to_new_user_stats(f'''SELECT d.key, d.delta, now(), now()
+          FROM unnest(user_ids, user_deltas) AS d(key, delta)
+         WHERE d.delta > 0
+           AND NOT EXISTS (SELECT 1 FROM unnest(updated_ids) AS x(key) WHERE x.key = d.key)
+         ORDER BY d.key''')}
+        PERFORM 1 FROM ${personality}
+          WHERE ${P.key} = ANY (user_ids) ORDER BY ${P.key} FOR NO KEY UPDATE;
+        UPDATE ${personality} dp
+           SET ${P.column} = GREATEST(dp.${P.column} + d.delta, 0),
+               ${P.touched} = now()
+          FROM unnest(user_ids, user_deltas) AS d(key, delta)
+         WHERE dp.${P.key} = d.key;
+    END IF;
+END;
+$$;
+
+-- name: function_on_insert --
+-- AFTER INSERT, once per statement: every new answer counts +1 for its session and its user.
+CREATE OR REPLACE FUNCTION ${fn['on_insert']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer; s_lo bigint; s_hi bigint; u_lo bigint; u_hi bigint;
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    SELECT count(*), min(${S.source}), max(${S.source}), min(${U.source}), max(${U.source})
+      INTO n, s_lo, s_hi, u_lo, u_hi FROM new_answers;
+    IF n = 0 THEN
+        RETURN NULL;
+    END IF;
+    IF s_lo = s_hi AND u_lo = u_hi THEN
+        -- One session of one user: every answer the DAO or the bot writes. Inlined (the
+        -- single-key path of apply, for a positive delta) because the nested call cost about
+        -- 15 us per INSERT, measured with pgbench.
+        UPDATE ${sessions}
+           SET ${S.column} = ${S.column} + n
+         WHERE ${S.key} = s_lo;
+${add_to_user_stats_one("u_lo", "n")}
+        UPDATE ${personality}
+           SET ${P.column} = ${P.column} + n, ${P.touched} = now()
+         WHERE ${P.key} = u_lo;
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
+      FROM (SELECT ${S.source} AS k, count(*)::integer AS d FROM new_answers GROUP BY 1) x;
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
+      FROM (SELECT ${U.source} AS k, count(*)::integer AS d FROM new_answers GROUP BY 1) x;
+    PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
+    RETURN NULL;
+END;
+$$;
+
+-- name: function_on_delete --
+-- AFTER DELETE, once per statement (also for the cascade of a deleted session): -1 each.
+CREATE OR REPLACE FUNCTION ${fn['on_delete']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
+      FROM (SELECT ${S.source} AS k, -count(*)::integer AS d FROM old_answers GROUP BY 1) x;
+    IF s_ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
+      FROM (SELECT ${U.source} AS k, -count(*)::integer AS d FROM old_answers GROUP BY 1) x;
+    PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
+    RETURN NULL;
+END;
+$$;
+
+-- name: function_on_update --
+-- AFTER UPDATE, once per statement: an answer that changed session or user moves its count.
+-- Transition tables cannot be combined with a column list, so this fires for every UPDATE;
+-- an UPDATE that moves nothing finds no non-zero delta and writes (and locks) nothing.
+CREATE OR REPLACE FUNCTION ${fn['on_update']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
+      FROM (SELECT k, sum(d)::integer AS d
+              FROM (SELECT ${S.source} AS k, 1 AS d FROM new_answers
+                    UNION ALL
+                    SELECT ${S.source}, -1 FROM old_answers) moved
+             GROUP BY k HAVING sum(d) <> 0) x;
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
+      FROM (SELECT k, sum(d)::integer AS d
+              FROM (SELECT ${U.source} AS k, 1 AS d FROM new_answers
+                    UNION ALL
+                    SELECT ${U.source}, -1 FROM old_answers) moved
+             GROUP BY k HAVING sum(d) <> 0) x;
+    IF s_ids IS NULL AND u_ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM ${fn['apply']}(
+        COALESCE(s_ids, '{}'), COALESCE(s_deltas, '{}'),
+        COALESCE(u_ids, '{}'), COALESCE(u_deltas, '{}'));
+    RETURN NULL;
+END;
+$$;
+
+-- name: function_on_truncate --
+-- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
+-- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
+CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- TRUNCATE removes every answer whatever the snapshot, but under REPEATABLE READ the
+    -- UPDATEs below would only reach counter rows that snapshot sees; rows created since
+    -- would keep their counts. Refuse rather than leave them wrong.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'TRUNCATE of ${model.ANSWERS} needs READ COMMITTED (this transaction is %)',
+              current_setting('transaction_isolation')
+              USING ERRCODE = 'feature_not_supported';
+    END IF;
+    UPDATE ${sessions} SET ${S.column} = 0 WHERE ${S.column} <> 0;
+    UPDATE ${stats} SET ${U.column} = 0, ${U.touched} = now()
+     WHERE ${U.column} <> 0;
+    UPDATE ${personality} SET ${P.column} = 0, ${P.touched} = now()
+     WHERE ${P.column} <> 0;
+    RETURN NULL;
+END;
+$$;
+
+-- name: function_fill_answer --
+-- BEFORE INSERT/UPDATE of an answer: fill in what the bot's INSERT omits (user_id from the
+-- session, answer_length from the text), and follow a session change to the session's user.
+-- Only runs when its WHEN clause says there is something to fill, so the DAO, which supplies
+-- both columns, never pays for it.
+CREATE OR REPLACE FUNCTION ${fn['fill_answer']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_id IS NULL OR (TG_OP = 'UPDATE' AND NEW.session_id IS DISTINCT FROM OLD.session_id
+                                AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
+        -- FOR KEY SHARE: if the session is moving to another user right now, wait for that
+        -- and read the new user, or the foreign key check would see a stale pair and fail.
+        SELECT s.user_id INTO NEW.user_id
+          FROM ${sessions} s WHERE s.${S.key} = NEW.session_id FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
+                  USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    END IF;
+    IF NEW.answer_length IS NULL OR (TG_OP = 'UPDATE' AND NEW.raw_answer IS DISTINCT FROM OLD.raw_answer
+                                      AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length) THEN
+        NEW.answer_length := char_length(NEW.raw_answer);
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+-- name: function_init_personality --
+-- BEFORE INSERT (or change of user) of a digital_personality row: start at the user's true
+-- count. The user_stats row is locked first (created at zero if the user has no answers yet),
+-- which serialises this count with every answer trigger of the same user: an answer committed
+-- before is counted here, an answer committed after increments the new row.
+CREATE OR REPLACE FUNCTION ${fn['init_personality']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ${stats} AS us (${U.key}, ${U.column})
+    VALUES (NEW.${P.key}, 0)
+    ON CONFLICT (${U.key}) DO UPDATE SET ${U.touched} = us.${U.touched};
+    SELECT count(*) INTO NEW.${P.column}
+      FROM ${answers} WHERE ${P.source} = NEW.${P.key};
+    NEW.${P.touched} := now();
+    RETURN NEW;
+END;
+$$;
+
+-- name: function_freeze_session_id --
+-- A session's id is the key its answers and counter point at; changing it would carry the
+-- count to the new id twice (once on the row, once through the cascaded answers).
+CREATE OR REPLACE FUNCTION ${fn['freeze_session_id']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '${S.table}.${S.key} cannot change (% -> %)', OLD.${S.key}, NEW.${S.key}
+          USING ERRCODE = 'restrict_violation';
+END;
+$$;
+
+-- name: trigger_fill_insert --
+DROP TRIGGER IF EXISTS ${tg['fill_insert']} ON ${answers};
+CREATE TRIGGER ${tg['fill_insert']}
+    BEFORE INSERT ON ${answers}
+    FOR EACH ROW WHEN (NEW.user_id IS NULL OR NEW.answer_length IS NULL)
+    EXECUTE FUNCTION ${fn['fill_answer']}();
+
+-- name: trigger_fill_update --
+DROP TRIGGER IF EXISTS ${tg['fill_update']} ON ${answers};
+CREATE TRIGGER ${tg['fill_update']}
+    BEFORE UPDATE ON ${answers}
+    FOR EACH ROW WHEN (
+        (NEW.session_id IS DISTINCT FROM OLD.session_id AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id)
+        OR (NEW.raw_answer IS DISTINCT FROM OLD.raw_answer
+            AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length))
+    EXECUTE FUNCTION ${fn['fill_answer']}();
+
+-- name: trigger_insert --
+DROP TRIGGER IF EXISTS ${tg['insert']} ON ${answers};
+CREATE TRIGGER ${tg['insert']}
+    AFTER INSERT ON ${answers}
+    REFERENCING NEW TABLE AS new_answers
+    FOR EACH STATEMENT EXECUTE FUNCTION ${fn['on_insert']}();
+
+-- name: trigger_delete --
+DROP TRIGGER IF EXISTS ${tg['delete']} ON ${answers};
+CREATE TRIGGER ${tg['delete']}
+    AFTER DELETE ON ${answers}
+    REFERENCING OLD TABLE AS old_answers
+    FOR EACH STATEMENT EXECUTE FUNCTION ${fn['on_delete']}();
+
+-- name: trigger_update --
+DROP TRIGGER IF EXISTS ${tg['update']} ON ${answers};
+CREATE TRIGGER ${tg['update']}
+    AFTER UPDATE ON ${answers}
+    REFERENCING OLD TABLE AS old_answers NEW TABLE AS new_answers
+    FOR EACH STATEMENT EXECUTE FUNCTION ${fn['on_update']}();
+
+-- name: trigger_truncate --
+DROP TRIGGER IF EXISTS ${tg['truncate']} ON ${answers};
+CREATE TRIGGER ${tg['truncate']}
+    AFTER TRUNCATE ON ${answers}
+    FOR EACH STATEMENT EXECUTE FUNCTION ${fn['on_truncate']}();
+
+-- name: trigger_init_personality --
+DROP TRIGGER IF EXISTS ${tg['init_personality']} ON ${personality};
+CREATE TRIGGER ${tg['init_personality']}
+    BEFORE INSERT OR UPDATE OF ${P.key} ON ${personality}
+    FOR EACH ROW EXECUTE FUNCTION ${fn['init_personality']}();
+
+-- name: trigger_freeze_session_id --
+DROP TRIGGER IF EXISTS ${tg['freeze_session_id']} ON ${sessions};
+CREATE TRIGGER ${tg['freeze_session_id']}
+    BEFORE UPDATE OF ${S.key} ON ${sessions}
+    FOR EACH ROW WHEN (NEW.${S.key} IS DISTINCT FROM OLD.${S.key})
+    EXECUTE FUNCTION ${fn['freeze_session_id']}();
+
+-- name: view_counter_consistency_check --
+-- Every counter next to the truth, one row per counter and key, covering what the original
+-- view missed (sessions, keys with answers but no row where the first answer creates it).
+-- `check` reads it; people who prefer SQL can too:
+--   SELECT * FROM selfology.counter_consistency_check WHERE status <> 'CONSISTENT';
+-- The truth is counted per key through the answers' indexes, so a filter on user_id (check
+-- --user) reads only that user's rows.
+CREATE OR REPLACE VIEW ${schema}.${model.VIEW['counter_consistency_check'].name} AS
+SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
+       c.stored - c.actual AS drift,
+       CASE WHEN NOT c.row_exists THEN 'MISSING_ROW'
+            WHEN c.stored IS NULL THEN 'NULL_VALUE'  -- possible in an adopted schema
+            WHEN c.stored < 0 THEN 'NEGATIVE'
+            WHEN c.stored <> c.actual THEN 'INCONSISTENT'
+            ELSE 'CONSISTENT' END AS status
+  FROM (
+% for c in model.COUNTERS:
+    ${"" if loop.first else "UNION ALL"}
+    SELECT '${c.name}'::text AS counter, t.${c.key}::bigint AS key, t.user_id::bigint AS user_id,
+           t.${c.column}::bigint AS stored, ${truth.answers_of(c, "t")} AS actual,
+           true AS row_exists
+      FROM ${schema}.${c.table} t
+% endfor
+% for c in model.COUNTERS:
+%   if c.created_by_answers:
+    UNION ALL
+    SELECT '${c.name}', a.${c.source}::bigint, a.user_id::bigint, NULL::bigint, count(*), false
+      FROM ${answers} a
+     WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${c.table} t WHERE t.${c.key} = a.${c.source})
+     GROUP BY a.${c.source}, a.user_id
+%   endif
+% endfor
+) c;
