@@ -204,3 +204,25 @@ async def test_rolled_back_writes_leave_counters_untouched(conn: asyncpg.Connect
     await insert_many(conn, s, 5)
     await tx.rollback()
     assert await counters(conn, s, 1) == (2, 2, None)
+
+
+async def test_one_statement_into_one_session_naming_two_users_counts_each_user(
+    conn: asyncpg.Connection,
+) -> None:
+    # Only possible without the composite foreign key (dropped, deferred or NOT ENFORCED):
+    # the single-session fast path must still credit each row to its own user.
+    await conn.execute(
+        "ALTER TABLE selfology.user_answers_new DROP CONSTRAINT user_answers_new_session_fk"
+    )
+    session = await new_session(conn, 1)
+    await conn.execute(
+        "INSERT INTO selfology.user_answers_new"
+        " (session_id, user_id, question_json_id, raw_answer, answer_length)"
+        " VALUES ($1, 1, 'q1', 'a', 1), ($1, 2, 'q2', 'b', 1)",
+        session,
+    )
+    totals = await conn.fetch(
+        "SELECT user_id, total_answers_lifetime FROM selfology.user_stats ORDER BY user_id"
+    )
+    assert [tuple(r) for r in totals] == [(1, 1), (2, 1)]
+    assert await counters(conn, session, 1) == (2, 1, None)

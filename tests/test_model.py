@@ -91,3 +91,39 @@ def test_every_object_name_written_outside_the_model_is_the_models() -> None:
         if name not in known
     }
     assert unknown == set()
+
+
+# What release 0.1 installed under each name. The rule (docs/COUNTER_ARCHITECTURE.md): a
+# released body may change in place (the audit sees the new source digest and `migrate`
+# reinstalls it), but what callers and CREATE OR REPLACE depend on may not: a function's
+# argument types and a view's leading columns. Changing those needs a new version suffix, so
+# that old and new live side by side during a rolling deploy; this test fails until then.
+RELEASED_SIGNATURES = {
+    "selfology_counters_apply_v1": "bigint[], integer[], bigint[], integer[]",
+    **{f"selfology_counters_{short}_v1": "" for short in (
+        "on_insert", "on_delete", "on_update", "on_truncate", "fill_answer",
+        "init_personality", "freeze_session_id",
+    )},
+}  # fmt: skip
+RELEASED_VIEW_COLUMNS = {
+    "counter_consistency_check": [
+        ("counter", "text"), ("key", "bigint"), ("user_id", "bigint"), ("stored", "bigint"),
+        ("actual", "bigint"), ("drift", "bigint"), ("status", "text"),
+    ],
+}  # fmt: skip
+
+
+def test_a_released_name_keeps_its_signature() -> None:
+    for function in model.FUNCTIONS:
+        if function.name in RELEASED_SIGNATURES:
+            assert function.signature == RELEASED_SIGNATURES[function.name], function.name
+
+
+async def test_a_released_view_keeps_its_columns(conn: asyncpg.Connection) -> None:
+    for name, released in RELEASED_VIEW_COLUMNS.items():
+        columns = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'selfology' AND table_name = $1 ORDER BY ordinal_position",
+            name,
+        )
+        assert [tuple(c) for c in columns][: len(released)] == released
