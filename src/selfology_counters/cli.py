@@ -142,6 +142,7 @@ def migrate(
 def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     """Record a few answers through OnboardingDAO, delete one, and print the counters
     next to COUNT(*). Run ``migrate`` first."""
+    from selfology_counters import model
     from selfology_counters.demo import run_demo
 
     result = run(run_demo(target_dsn(dsn)))
@@ -150,17 +151,17 @@ def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     else:
         rows = [
             (
-                "onboarding_sessions.questions_answered",
+                model.SESSIONS.name,
                 result.questions_answered,
                 result.session_count_star,
             ),
             (
-                "user_stats.total_answers_lifetime",
+                model.USER_STATS.name,
                 result.total_answers_lifetime,
                 result.user_count_star,
             ),
             (
-                "digital_personality.total_answers_analyzed",
+                model.PERSONALITY.name,
                 result.total_answers_analyzed,
                 result.user_count_star,
             ),

@@ -81,13 +81,6 @@ class CheckResult:
         }
 
 
-CHECKED_NAMES = {
-    model.SESSIONS.name: "sessions",
-    model.USER_STATS.name: "users",
-    model.PERSONALITY.name: "personalities",
-}
-
-
 async def check(
     connection: asyncpg.Connection, user_id: int | None = None, schema: str = SCHEMA
 ) -> CheckResult:
@@ -98,10 +91,11 @@ async def check(
         rows = await connection.fetch(query("health.sql", "check_all", schema))
     else:
         rows = await connection.fetch(query("health.sql", "check_user", schema), user_id)
-    checked = dict.fromkeys(CHECKED_NAMES.values(), 0)
+    checked_as = {counter.name: counter.checked_as for counter in model.COUNTERS}
+    checked = dict.fromkeys(checked_as.values(), 0)
     issues: list[CounterIssue] = []
     for row in rows:
-        checked[CHECKED_NAMES[row["counter"]]] = row["checked"]
+        checked[checked_as[row["counter"]]] = row["checked"]
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))

@@ -50,7 +50,7 @@ class Counter:
     source: str
     touched: str | None
     created_by_answers: bool
-    counts: str
+    checked_as: str  # how `check` names the rows it checked (its JSON "checked" keys)
 
     def __post_init__(self) -> None:
         for name in (self.short, self.table, self.column, self.key, self.source):
@@ -71,7 +71,7 @@ SESSIONS = Counter(
     source="session_id",
     touched=None,  # a session row has no last-update timestamp
     created_by_answers=False,
-    counts="answers in the session",
+    checked_as="sessions",
 )
 USER_STATS = Counter(
     short="user_stats",
@@ -81,7 +81,7 @@ USER_STATS = Counter(
     source="user_id",
     touched="updated_at",
     created_by_answers=True,
-    counts="answers of the user",
+    checked_as="users",
 )
 PERSONALITY = Counter(
     short="personality",
@@ -91,13 +91,11 @@ PERSONALITY = Counter(
     source="user_id",
     touched="last_updated",
     created_by_answers=False,
-    counts="answers of the user, where the row exists",
+    checked_as="personalities",
 )
 
 COUNTERS = (SESSIONS, USER_STATS, PERSONALITY)
 """In lock order."""
-
-BY_SHORT = {counter.short: counter for counter in COUNTERS}
 
 COUNTED_TABLES = (ANSWERS, *(counter.table for counter in COUNTERS))
 

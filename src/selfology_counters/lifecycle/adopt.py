@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from selfology_counters import health, objects
+from selfology_counters import health, model, objects
 from selfology_counters.connect import connect
 from selfology_counters.errors import LockWaitExhaustedError
 from selfology_counters.lifecycle.ddl import retrying, run_ddl, set_local_lock_timeout
@@ -40,12 +40,8 @@ INDEXES = (
      ("onboarding_sessions", "user_id")),
     ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id", None),
 )  # fmt: skip
-NOT_NULL = (
-    ("user_answers_new", "user_id"),
-    ("onboarding_sessions", "questions_answered"),
-    ("user_stats", "total_answers_lifetime"),
-    ("digital_personality", "total_answers_analyzed"),
-)
+# The columns counting depends on, made NOT NULL: the answers' user_id and every counter.
+NOT_NULL = ((model.ANSWERS, "user_id"), *((c.table, c.column) for c in model.COUNTERS))
 Progress = Callable[[str], None]
 
 

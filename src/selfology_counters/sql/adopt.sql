@@ -133,9 +133,9 @@ SELECT format('DROP TRIGGER IF EXISTS %I ON %I.%I', $1::text, $2::text, $3::text
 SELECT format('DROP FUNCTION IF EXISTS %I.%I()', $1::text, $2::text)
 
 -- name: counter_defaults --
-ALTER TABLE ${schema}.onboarding_sessions ALTER COLUMN questions_answered SET DEFAULT 0;
-ALTER TABLE ${schema}.user_stats ALTER COLUMN total_answers_lifetime SET DEFAULT 0;
-ALTER TABLE ${schema}.digital_personality ALTER COLUMN total_answers_analyzed SET DEFAULT 0
+% for c in model.COUNTERS:
+ALTER TABLE ${schema}.${c.table} ALTER COLUMN ${c.column} SET DEFAULT 0;
+% endfor
 
 -- name: not_null_check_sql --
 -- The no-rewrite way to SET NOT NULL on a large live table: a CHECK added NOT VALID, then
@@ -196,32 +196,21 @@ ALTER TABLE ${schema}.user_answers_new VALIDATE CONSTRAINT user_answers_new_sess
 -- Added only where the counter has no such constraint yet (the original may have them).
 DO $$
 BEGIN
+% for c in model.COUNTERS:
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conname = 'onboarding_sessions_questions_answered_check'
-                      AND conrelid = '${schema}.onboarding_sessions'::regclass) THEN
-        ALTER TABLE ${schema}.onboarding_sessions ADD CONSTRAINT
-            onboarding_sessions_questions_answered_check CHECK (questions_answered >= 0) NOT VALID;
+                    WHERE conname = '${c.table}_${c.column}_check'
+                      AND conrelid = '${schema}.${c.table}'::regclass) THEN
+        ALTER TABLE ${schema}.${c.table} ADD CONSTRAINT
+            ${c.table}_${c.column}_check CHECK (${c.column} >= 0) NOT VALID;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conname = 'user_stats_total_answers_lifetime_check'
-                      AND conrelid = '${schema}.user_stats'::regclass) THEN
-        ALTER TABLE ${schema}.user_stats ADD CONSTRAINT
-            user_stats_total_answers_lifetime_check CHECK (total_answers_lifetime >= 0) NOT VALID;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conname = 'digital_personality_total_answers_analyzed_check'
-                      AND conrelid = '${schema}.digital_personality'::regclass) THEN
-        ALTER TABLE ${schema}.digital_personality ADD CONSTRAINT
-            digital_personality_total_answers_analyzed_check
-            CHECK (total_answers_analyzed >= 0) NOT VALID;
-    END IF;
+% endfor
 END;
 $$
 
 -- name: validate_counter_checks --
-ALTER TABLE ${schema}.onboarding_sessions VALIDATE CONSTRAINT onboarding_sessions_questions_answered_check;
-ALTER TABLE ${schema}.user_stats VALIDATE CONSTRAINT user_stats_total_answers_lifetime_check;
-ALTER TABLE ${schema}.digital_personality VALIDATE CONSTRAINT digital_personality_total_answers_analyzed_check
+% for c in model.COUNTERS:
+ALTER TABLE ${schema}.${c.table} VALIDATE CONSTRAINT ${c.table}_${c.column}_check;
+% endfor
 
 -- name: set_lock_timeout --
 -- Below deadlock_timeout (1s by default): when a schema change and the bot queue on each
