@@ -19,7 +19,8 @@ import pytest
 
 from selfology_counters.bench import compare_report
 from selfology_counters.bench.compare import connection_budget, run_compare
-from selfology_counters.bench.compare_results import SMOKE, Accounting, CompareResult
+from selfology_counters.bench.compare_results import SMOKE, CompareResult
+from selfology_counters.bench.harness import Accounting
 from selfology_counters.bench.scratch import scratch_schema
 from selfology_counters.bench.strategies import (
     STRATEGIES,

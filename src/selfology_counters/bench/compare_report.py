@@ -21,12 +21,8 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import (
-    BulkResult,
-    CompareResult,
-    ConcurrentResult,
-    ReadResult,
-)
+from selfology_counters.bench.compare_results import CompareResult, ReadResult
+from selfology_counters.bench.harness import BulkResult, ConcurrentResult
 from selfology_counters.bench.strategies import WORKER_BATCH, WORKER_IDLE_S
 
 REPORT_NAME = "COUNTER_DECISION_MATRIX.md"

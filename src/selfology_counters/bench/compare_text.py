@@ -16,7 +16,8 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import CompareResult, ConcurrentResult
+from selfology_counters.bench.compare_results import CompareResult
+from selfology_counters.bench.harness import ConcurrentResult
 
 DOC_TRIGGER_MS = 0.52
 DOC_MANUAL_MS = 0.35
