@@ -44,7 +44,6 @@ class Strategy:
     label: ClassVar[str]
     files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
-    has_counter: ClassVar[bool] = True
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -71,13 +70,21 @@ class Strategy:
         self, connection: asyncpg.Connection, session: int, user: int, question: str
     ) -> None:
         """Record one answer, as the application would with this strategy."""
-        await self.insert_rows(connection, session, user, question, 1)
+        await self.record(connection, session, user, question, 1)
 
     async def write_bulk(
         self, connection: asyncpg.Connection, session: int, user: int, rows: int
     ) -> None:
         """Record ``rows`` answers of one session in one INSERT ... SELECT."""
-        await self.insert_rows(connection, session, user, None, rows)
+        await self.record(connection, session, user, None, rows)
+
+    async def record(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        """What the strategy does for one answer to ``question`` or ``rows`` bulk answers; by
+        default, the answer rows alone."""
+        await self.insert_rows(connection, session, user, question, rows)
 
     async def insert_rows(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
@@ -105,7 +112,6 @@ class Strategy:
 class Bare(Strategy):
     key = "bare"
     label = "bare INSERT, no counter (the floor)"
-    has_counter = False
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
         return None
@@ -114,7 +120,7 @@ class Bare(Strategy):
 class _ManualIncrements(Strategy):
     """The application adds to each counter itself (``n = n + k``) after the INSERT."""
 
-    async def _insert_and_add(
+    async def record(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
         rows: int,
     ) -> None:  # fmt: skip
@@ -128,39 +134,24 @@ class ManualSameTransaction(_ManualIncrements):
     key = "manual_tx"
     label = "manual UPDATE n = n + 1, same transaction"
 
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
+    async def record(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
         async with connection.transaction():
-            await self._insert_and_add(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        async with connection.transaction():
-            await self._insert_and_add(connection, session, user, None, rows)
+            await super().record(connection, session, user, question, rows)
 
 
 class ManualAutocommit(_ManualIncrements):
     key = "manual_autocommit"
     label = "manual UPDATE n = n + 1, separate autocommit statements"
 
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
-        await self._insert_and_add(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        await self._insert_and_add(connection, session, user, None, rows)
-
 
 class ManualReadModifyWrite(Strategy):
     key = "manual_rmw"
     label = "manual read-modify-write (SELECT n, then SET n = n + 1)"
 
-    async def _insert_and_set(
+    async def record(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
         rows: int,
     ) -> None:  # fmt: skip
@@ -171,16 +162,6 @@ class ManualReadModifyWrite(Strategy):
             await connection.execute(self.sql("set_user_count"), user, (current[1] or 0) + rows)
             if current[2] is not None:
                 await connection.execute(self.sql("set_personality_count"), user, current[2] + rows)
-
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
-        await self._insert_and_set(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        await self._insert_and_set(connection, session, user, None, rows)
 
 
 class Migration007(Strategy):
@@ -261,12 +242,11 @@ STRATEGIES: tuple[type[Strategy], ...] = (
 
 @dataclass
 class FoldStats:
-    """What the event worker did: events folded, in how many batches and how much time, and
-    the oldest event it folded (its age then is the lag of the counter at that moment)."""
+    """What the event worker did: events folded, in how many batches, and the oldest event it
+    folded (its age then is the lag of the counter at that moment)."""
 
     events: int = 0
     batches: int = 0
-    busy_s: float = 0.0
     max_event_age_s: float = 0.0
 
 
@@ -282,9 +262,7 @@ class EventWorker:
         self.stats = FoldStats()
 
     async def fold_once(self) -> int:
-        started = time.perf_counter()
         row = await self.connection.fetchrow(self.sql, self.batch)
-        self.stats.busy_s += time.perf_counter() - started
         if row["events"]:
             self.stats.events += row["events"]
             self.stats.batches += 1
