@@ -101,28 +101,23 @@ async def run_benchmark(
         raise ValueError("the number of inserts must be at least 1")
     report = progress or silent
     async with scratch_schema(dsn) as schema:
-        connection = await connect(dsn)
+        connection = await connect(dsn)  # settings, set-up, counting, bulk inserts, the check
         try:
             settings = await connection.fetchrow(query("health.sql", "settings", schema))
-        finally:
-            await connection.close()
-        result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
-        result.series = await _sequential(dsn, schema, inserts, report)
-        if concurrency:
-            result.concurrency = [
-                await _concurrent(dsn, schema, concurrency, users=1, report=report),
-                await _concurrent(dsn, schema, concurrency, users=concurrency, report=report),
-            ]
-        if bulk_rows:
-            result.bulk = await _bulk(dsn, schema, bulk_rows, report)
-        connection = await connect(dsn)
-        try:
+            result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
+            result.series = await _sequential(dsn, schema, inserts, report)
+            for users in (1, concurrency) if concurrency else ():
+                result.concurrency.append(
+                    await _concurrent(dsn, connection, schema, concurrency, users, report)
+                )
+            if bulk_rows:
+                result.bulk = await _bulk(connection, schema, bulk_rows, report)
             checked = await health.check(connection, schema=schema)
         finally:
             await connection.close()
-        result.consistent = checked.consistent
-        result.issues = len(checked.issues)
-        return result
+    result.consistent = checked.consistent
+    result.issues = len(checked.issues)
+    return result
 
 
 async def _sequential(
@@ -149,25 +144,27 @@ async def _sequential(
 
 
 async def _concurrent(
-    dsn: str, schema: str, writers: int, *, users: int, report: Progress
-) -> ConcurrentResult:
+    dsn: str, connection: asyncpg.Connection, schema: str, writers: int, users: int,
+    report: Progress,
+) -> ConcurrentResult:  # fmt: skip
     """``writers`` connections insert at the same moment, on one user or on ``users`` users."""
-    sessions = await _sessions(dsn, schema, [1000 + w % users for w in range(writers)])
-    before = await _totals(dsn, schema, set(sessions.values()))
+    user_ids = [1000 + w % users for w in range(writers)]
+    create = query("bench.sql", "create_session", schema)
+    sessions = [await connection.fetchval(create, user) for user in user_ids]
+    before = await _total(connection, schema, user_ids)
     connections = await asyncio.gather(*(connect(dsn) for _ in range(writers)))
-    sql = query("dao.sql", "insert_answer", schema)
+    insert = query("dao.sql", "insert_answer", schema)
     try:
         errors, seconds = await release_together(
-            [_writer(c, sql, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
+            [_writer(c, insert, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
         )
     finally:
         await asyncio.gather(*(c.close() for c in connections))
     report("concurrency", 1)
-    written = writers * PER_WRITER - errors
-    after = await _totals(dsn, schema, set(sessions.values()))
-    accounting = Accounting.between(written, before, after, after)
-    return ConcurrentResult.of("dao", users, writers, writers * PER_WRITER, errors, seconds,
-                               accounting)  # fmt: skip
+    attempted = writers * PER_WRITER
+    after = await _total(connection, schema, user_ids)
+    accounting = Accounting.between(attempted - errors, before, after, after)
+    return ConcurrentResult.of("dao", users, writers, attempted, errors, seconds, accounting)
 
 
 def _writer(connection: asyncpg.Connection, sql: str, session: int) -> Operation:
@@ -175,41 +172,26 @@ def _writer(connection: asyncpg.Connection, sql: str, session: int) -> Operation
     return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6)
 
 
-async def _sessions(dsn: str, schema: str, user_ids: list[int]) -> dict[int, int]:
-    """One new session per writer, in writer order: session id -> user id."""
-    connection = await connect(dsn)
-    try:
-        sql = query("bench.sql", "create_session", schema)
-        return {await connection.fetchval(sql, user): user for user in user_ids}
-    finally:
-        await connection.close()
+async def _total(connection: asyncpg.Connection, schema: str, user_ids: list[int]) -> int:
+    """What the counters say the users have, all together."""
+    sql = query("bench.sql", "user_total", schema)
+    return sum([await connection.fetchval(sql, user) for user in set(user_ids)])
 
 
-async def _totals(dsn: str, schema: str, user_ids: set[int]) -> int:
-    connection = await connect(dsn)
-    try:
-        sql = query("bench.sql", "user_total", schema)
-        return sum([await connection.fetchval(sql, user) for user in user_ids])
-    finally:
-        await connection.close()
-
-
-async def _bulk(dsn: str, schema: str, rows: int, report: Progress) -> list[BulkResult]:
+async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: Progress
+                ) -> list[BulkResult]:  # fmt: skip
     """The bare and the counted INSERT ... SELECT, in alternating order."""
-    connection = await connect(dsn)
-    try:
-        session = await connection.fetchval(query("bench.sql", "create_session", schema), 2)
-        before = await connection.fetchval(query("bench.sql", "user_total", schema), 2)
-        bare_sql, counted_sql = (query("bench.sql", name, schema)
-                                 for name in ("bulk_bare", "bulk_counted"))  # fmt: skip
-        timings = await rounds(
-            {"bare": lambda _i: connection.execute(bare_sql, session, 2, rows),
-             "counted": lambda _i: connection.execute(counted_sql, session, 2, rows)},
-            BULK_REPEATS, report, "bulk",
-        )  # fmt: skip
-        after = await connection.fetchval(query("bench.sql", "user_total", schema), 2)
-    finally:
-        await connection.close()
+    create, bare, counted = (
+        query("bench.sql", name, schema) for name in ("create_session", "bulk_bare", "bulk_counted")
+    )
+    session = await connection.fetchval(create, 2)
+    before = await _total(connection, schema, [2])
+    timings = await rounds(
+        {"bare": lambda _i: connection.execute(bare, session, 2, rows),
+         "counted": lambda _i: connection.execute(counted, session, 2, rows)},
+        BULK_REPEATS, report, "bulk",
+    )  # fmt: skip
+    after = await _total(connection, schema, [2])
     floor, inserted = median(timings["bare"]), rows * BULK_REPEATS
     return [
         BulkResult.of("bare", rows, timings["bare"], floor, Accounting.of(inserted, None, None)),
