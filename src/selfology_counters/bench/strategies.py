@@ -44,6 +44,8 @@ class Strategy:
     label: ClassVar[str]
     files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
+    insert_one: ClassVar[str] = "insert_answer"  # the statements writing the answer rows
+    insert_bulk: ClassVar[str] = "insert_answers_bulk"
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -92,10 +94,10 @@ class Strategy:
     ) -> None:  # fmt: skip
         """The answer rows alone: one answer to ``question``, or ``rows`` bulk answers."""
         if question is None:
-            await connection.execute(self.sql("insert_answers_bulk"), session, user, rows)
+            await connection.execute(self.sql(self.insert_bulk), session, user, rows)
         else:
             await connection.execute(
-                self.sql("insert_answer"), session, user, question, ANSWER_TEXT, len(ANSWER_TEXT)
+                self.sql(self.insert_one), session, user, question, ANSWER_TEXT, len(ANSWER_TEXT)
             )
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
@@ -205,20 +207,8 @@ class EventDriven(Strategy):
     key = "events"
     label = "event-driven: outbox row in the same statement + worker"
     files = ("schema_v1.sql", "strategy_events.sql")
-
-    async def insert_rows(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
-        rows: int,
-    ) -> None:  # fmt: skip
-        if question is None:
-            await connection.execute(
-                self.sql("insert_answers_bulk_with_events"), session, user, rows
-            )
-        else:
-            await connection.execute(
-                self.sql("insert_answer_with_event"),
-                session, user, question, ANSWER_TEXT, len(ANSWER_TEXT),
-            )  # fmt: skip
+    insert_one = "insert_answer_with_event"  # the answer and its outbox row, one statement
+    insert_bulk = "insert_answers_bulk_with_events"
 
     async def settle(self, connection: asyncpg.Connection) -> None:
         await EventWorker(connection, self).drain()
