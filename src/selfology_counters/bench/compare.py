@@ -488,7 +488,7 @@ async def _ladder(
     take at most ``ladder_cap_s`` (statement_timeout: a cancelled step is a measured lower
     bound); the ladder stops after a step slower than ``ladder_budget_s``."""
     (session, user), = await strategy.setup_users(connection, [LADDER_USER])  # fmt: skip
-    before = await strategy.reflected(connection, [user]) or 0
+    before = await strategy.reflected(connection, [user])
     cap_ms = str(int(sizes.ladder_cap_s * 1000))
     steps: list[LadderStep] = []
     for rows in (*sizes.ladder, sizes.bulk_rows):
@@ -510,13 +510,11 @@ async def _ladder(
             break
     done = [s for s in steps if not s.cancelled]
     report("bulk", len(sizes.ladder) + 1 - len(done))
-    after = await strategy.reflected(connection, [user]) or 0
+    after = await strategy.reflected(connection, [user])
     exponent, estimate = _extrapolate(done, sizes.bulk_rows)
     inserted = sum(s.rows for s in done)
-    return Ladder(
-        steps, exponent, estimate, sizes.bulk_rows,
-        Accounting.of(inserted, after - before, after - before),
-    )  # fmt: skip
+    accounting = Accounting.between(inserted, before, after, after)
+    return Ladder(steps, exponent, estimate, sizes.bulk_rows, accounting)
 
 
 def _extrapolate(steps: list[LadderStep], target: int) -> tuple[float | None, float | None]:
@@ -547,9 +545,6 @@ async def _load_read_data(dsn: str, strategy: Strategy, sizes: Sizes) -> None:
             await strategy.settle(connection)
     finally:
         await connection.close()
-
-
-ReadPath = tuple[str, str, Strategy | None, str]  # key, label, where, query name
 
 
 async def _reads(
