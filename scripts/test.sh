@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the project into .venv and runs the whole test suite: lint and types, then the
-# tests against an embedded PostgreSQL and, when one answers on 127.0.0.1:5432 (or at
-# $SELFOLOGY_SYSTEM_TEST_DSN), against that server too, so two major versions are covered.
+# Installs the project into .venv (with the `compare` extra, so that the chart is tested too)
+# and runs the whole test suite: lint and types, then the tests against an embedded PostgreSQL
+# and, when one answers on 127.0.0.1:5432 (or at $SELFOLOGY_SYSTEM_TEST_DSN), against that
+# server too, so two major versions are covered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,compare]"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -30,11 +30,11 @@ async def test_small_benchmark_measures_and_verifies(db: str) -> None:
     result = await run_benchmark(db, 20, concurrency=5, bulk_rows=200)
     assert set(result.series) == {"bare", "dao", "bot_insert"}
     assert all(s.count == 20 for s in result.series.values())
-    assert [(c.writers, c.users, c.lost_counts, c.errors) for c in result.concurrency] == [
+    assert [(c.writers, c.users, c.accounting.lost, c.errors) for c in result.concurrency] == [
         (5, 1, 0, 0),
         (5, 5, 0, 0),
     ]
-    assert result.bulk is not None and result.bulk.rows == 200
+    assert [b.rows for b in result.bulk] == [200, 200]  # the bare and the counted
     assert result.consistent
     assert await leftovers(db) == []
 

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -19,7 +20,8 @@ import pytest
 from selfology_counters import objects
 from selfology_counters.bench import compare_report
 from selfology_counters.bench.compare import connection_budget, run_compare
-from selfology_counters.bench.compare_results import SMOKE, Accounting, CompareResult
+from selfology_counters.bench.compare_results import SMOKE, CompareResult
+from selfology_counters.bench.harness import Accounting
 from selfology_counters.bench.scratch import scratch_schema
 from selfology_counters.bench.strategies import (
     STRATEGIES,
@@ -210,3 +212,24 @@ def test_cli_states_the_duration_prints_json_and_leaves_nothing_behind(db: str) 
     assert process.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
     assert asyncio.run(leftovers(db)) == []
+
+
+def test_out_without_matplotlib_fails_at_once_naming_the_extra(tmp_path: Path) -> None:
+    """The bot's install has no matplotlib: ``--out`` says how to get it, before measuring
+    (no database is even resolved: the DSN here answers nowhere)."""
+    hide_matplotlib = (
+        "import sys; sys.modules['matplotlib'] = None; "  # import matplotlib -> ImportError
+        "from selfology_counters.cli import main; "
+        "sys.argv = ['selfology-counters', 'compare', '--out', sys.argv[1]]; main()"
+    )
+    env = {**os.environ, "SELFOLOGY_DSN": "postgresql://nobody@127.0.0.1:1/none"}
+    result = subprocess.run(
+        [sys.executable, "-c", hide_matplotlib, str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "selfology-counters: error: --out draws a chart and matplotlib is not installed: "
+        "pip install 'selfology-counters[compare]'"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -334,7 +334,8 @@ def compare(
             "--out",
             file_okay=False,
             help="Also write DIR/COUNTER_DECISION_MATRIX.md and the chart it shows "
-            "(DIR/img/counter_strategies.png).",
+            "(DIR/img/counter_strategies.png). The chart needs matplotlib, which comes with "
+            "the 'compare' extra; without it, exit 2 at once, before measuring anything.",
         ),
     ] = None,
     smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,  # tests: tiny sizes
@@ -347,10 +348,15 @@ def compare(
     (sequential, 100 concurrent writers, bulk, reads) and dropped afterwards, also when
     interrupted. Prints the document's tables with the measured values beside its claims, then
     the full tables. Exit 1 if our own triggers lost a count; 2 if it could not run.
+
+    --out needs matplotlib (the compare extra); without it, exit 2 before measuring.
     """
     from selfology_counters.bench import compare as comparison
-    from selfology_counters.bench import compare_report, compare_results
+    from selfology_counters.bench import compare_chart, compare_report, compare_results
 
+    # Checked first: a report without its chart after minutes of measuring helps nobody.
+    if out is not None and not compare_chart.can_draw():
+        fail(f"--out draws a chart and matplotlib is not installed: {compare_chart.INSTALL_HINT}")
     url = target_dsn(dsn)
     sizes = (
         compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL

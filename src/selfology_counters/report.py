@@ -117,18 +117,18 @@ def benchmark_text(result: BenchmarkResult) -> str:
         who = "same user" if c.users == 1 else f"{c.users} users"
         lines += [
             "",
-            f"Test: {c.writers} concurrent writers ({who}), {c.inserts} inserts",
-            f"  throughput {c.inserts_per_second:.0f}/sec, lost counts {c.lost_counts}, "
+            f"Test: {c.writers} concurrent writers ({who}), {c.accounting.inserted} inserts",
+            f"  throughput {c.per_second:.0f}/sec, lost counts {c.accounting.lost}, "
             f"errors {c.errors}",
         ]
-    if result.bulk is not None:
-        b = result.bulk
+    if result.bulk:
+        floor, counted = result.bulk
         lines += [
             "",
-            f"Test: one {b.rows}-row INSERT ... SELECT (median of repeats)",
-            f"  bare {b.bare_seconds:.3f} s ({b.bare_rows_per_second:.0f} rows/s), counted "
-            f"{b.counted_seconds:.3f} s ({b.counted_rows_per_second:.0f} rows/s): "
-            f"{b.ratio:.2f}x the bare rows/s",
+            f"Test: one {counted.rows}-row INSERT ... SELECT (median of repeats)",
+            f"  bare {floor.seconds:.3f} s ({floor.rows_per_second:.0f} rows/s), counted "
+            f"{counted.seconds:.3f} s ({counted.rows_per_second:.0f} rows/s): "
+            f"{counted.throughput_vs_floor:.2f}x the bare rows/s",
         ]
     verdict = "counters equal COUNT(*)" if result.consistent else f"{result.issues} COUNTERS WRONG"
     lines += ["", f"verification: {verdict}"]

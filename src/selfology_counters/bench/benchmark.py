@@ -8,47 +8,32 @@ series alike; each ratio is against the bare INSERT measured in the same run.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg
 
 from selfology_counters import health
+from selfology_counters.bench.harness import (
+    Accounting,
+    BulkResult,
+    ConcurrentResult,
+    LatencySummary,
+    Operation,
+    Progress,
+    median,
+    release_together,
+    rounds,
+    silent,
+)
 from selfology_counters.bench.scratch import scratch_schema
-from selfology_counters.bench.timing import LatencySummary, median
 from selfology_counters.connect import connect, create_pool
 from selfology_counters.dao import OnboardingDAO
-from selfology_counters.errors import SelfologyCountersError
 from selfology_counters.sqlfiles import query
 
 WARMUP = 50
 BULK_REPEATS = 3
 PER_WRITER = 10  # inserts per concurrent writer
-
-Progress = Callable[[str, int], None]  # (phase, units done)
-
-
-@dataclass(frozen=True)
-class ConcurrencyResult:
-    writers: int
-    users: int
-    inserts: int
-    seconds: float
-    inserts_per_second: float
-    lost_counts: int
-    errors: int
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    rows: int
-    bare_seconds: float
-    counted_seconds: float
-    bare_rows_per_second: float
-    counted_rows_per_second: float
-    ratio: float  # counted rows/s divided by bare rows/s (1.0 = free)
 
 
 @dataclass
@@ -57,8 +42,8 @@ class BenchmarkResult:
     synchronous_commit: str
     inserts: int
     series: dict[str, LatencySummary] = field(default_factory=dict)
-    concurrency: list[ConcurrencyResult] = field(default_factory=list)
-    bulk: BulkResult | None = None
+    concurrency: list[ConcurrentResult] = field(default_factory=list)
+    bulk: list[BulkResult] = field(default_factory=list)  # the bare one, then the counted
     consistent: bool = False
     issues: int = 0
 
@@ -67,7 +52,9 @@ class BenchmarkResult:
 
     @property
     def lost_counts(self) -> int:
-        return sum(c.lost_counts for c in self.concurrency)
+        """Counts the triggers lost, concurrent and bulk inserts alike (must be 0)."""
+        measured = [c.accounting for c in self.concurrency] + [b.accounting for b in self.bulk]
+        return sum(a.lost or 0 for a in measured)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,6 +62,22 @@ class BenchmarkResult:
         data["ratios"] = {name: self.ratio(name) for name in others}
         bare_p50 = self.series["bare"].p50_ms
         data["ratios_p50"] = {name: self.series[name].p50_ms / bare_p50 for name in others}
+        # The JSON keeps the shape it has always had for its readers (cron, scripts).
+        data["concurrency"] = [
+            {"writers": c.writers, "users": c.users, "inserts": c.accounting.inserted,
+             "seconds": c.seconds, "inserts_per_second": c.per_second,
+             "lost_counts": c.accounting.lost, "errors": c.errors}
+            for c in self.concurrency
+        ]  # fmt: skip
+        data["bulk"] = None
+        if self.bulk:
+            bare, counted = self.bulk
+            data["bulk"] = {
+                "rows": counted.rows, "bare_seconds": bare.seconds,
+                "counted_seconds": counted.seconds, "bare_rows_per_second": bare.rows_per_second,
+                "counted_rows_per_second": counted.rows_per_second,
+                "ratio": counted.throughput_vs_floor,
+            }  # fmt: skip
         return data
 
 
@@ -96,30 +99,25 @@ async def run_benchmark(
     """Measure; verify the counters; drop the scratch schema (also on error or Ctrl-C)."""
     if inserts < 1:
         raise ValueError("the number of inserts must be at least 1")
-    report = progress or (lambda _phase, _n: None)
+    report = progress or silent
     async with scratch_schema(dsn) as schema:
-        connection = await connect(dsn)
+        connection = await connect(dsn)  # settings, set-up, counting, bulk inserts, the check
         try:
             settings = await connection.fetchrow(query("health.sql", "settings", schema))
-        finally:
-            await connection.close()
-        result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
-        result.series = await _sequential(dsn, schema, inserts, report)
-        if concurrency:
-            result.concurrency = [
-                await _concurrent(dsn, schema, concurrency, users=1, report=report),
-                await _concurrent(dsn, schema, concurrency, users=concurrency, report=report),
-            ]
-        if bulk_rows:
-            result.bulk = await _bulk(dsn, schema, bulk_rows, report)
-        connection = await connect(dsn)
-        try:
+            result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
+            result.series = await _sequential(dsn, schema, inserts, report)
+            for users in (1, concurrency) if concurrency else ():
+                result.concurrency.append(
+                    await _concurrent(dsn, connection, schema, concurrency, users, report)
+                )
+            if bulk_rows:
+                result.bulk = await _bulk(connection, schema, bulk_rows, report)
             checked = await health.check(connection, schema=schema)
         finally:
             await connection.close()
-        result.consistent = checked.consistent
-        result.issues = len(checked.issues)
-        return result
+    result.consistent = checked.consistent
+    result.issues = len(checked.issues)
+    return result
 
 
 async def _sequential(
@@ -134,102 +132,69 @@ async def _sequential(
             query("bench.sql", "bot_insert", schema),
         )
         text = "a typical answer of about forty characters"
-        operations: dict[str, Callable[[int], Awaitable[object]]] = {
+        operations: dict[str, Operation] = {
             "bare": lambda i: pool.fetchval(bare_sql, session, 1, f"q{i}", text, len(text)),
             "dao": lambda i: dao.save_answer(session, f"q{i}", text),
             "bot_insert": lambda i: pool.fetchval(bot_sql, session, f"q{i}", text),
         }
-        samples: dict[str, list[float]] = {name: [] for name in operations}
-        names = list(operations)
-        for i in range(-WARMUP, inserts):
-            rotation = names[i % len(names) :] + names[: i % len(names)]
-            for name in rotation:
-                started = time.perf_counter()
-                await operations[name](i)
-                if i >= 0:
-                    samples[name].append(time.perf_counter() - started)
-            if i >= 0:
-                report("sequential", 1)
+        samples = await rounds(operations, inserts, report, "sequential", warmup=WARMUP)
         return {name: LatencySummary.of(values) for name, values in samples.items()}
     finally:
         await pool.close()
 
 
 async def _concurrent(
-    dsn: str, schema: str, writers: int, *, users: int, report: Progress
-) -> ConcurrencyResult:
+    dsn: str, connection: asyncpg.Connection, schema: str, writers: int, users: int,
+    report: Progress,
+) -> ConcurrentResult:  # fmt: skip
     """``writers`` connections insert at the same moment, on one user or on ``users`` users."""
-    sessions = await _sessions(dsn, schema, [1000 + w % users for w in range(writers)])
-    before = await _totals(dsn, schema, set(sessions.values()))
+    user_ids = [1000 + w % users for w in range(writers)]
+    create = query("bench.sql", "create_session", schema)
+    sessions = [await connection.fetchval(create, user) for user in user_ids]
+    before = await _total(connection, schema, user_ids)
     connections = await asyncio.gather(*(connect(dsn) for _ in range(writers)))
-    errors = 0
-    start = asyncio.Event()
-    insert_sql = query("dao.sql", "insert_answer", schema)
-
-    async def writer(index: int, connection: asyncpg.Connection) -> int:
-        await start.wait()
-        failed = 0
-        for k in range(PER_WRITER):
-            try:
-                await connection.fetchval(insert_sql, list(sessions)[index], f"c{k}", "answer", 6)
-            except (asyncpg.PostgresError, SelfologyCountersError):
-                failed += 1
-        return failed
-
-    tasks = [asyncio.create_task(writer(i, c)) for i, c in enumerate(connections)]
-    started = time.perf_counter()
-    start.set()
+    insert = query("dao.sql", "insert_answer", schema)
     try:
-        errors = sum(await asyncio.gather(*tasks))
+        errors, seconds = await release_together(
+            [_writer(c, insert, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
+        )
     finally:
         await asyncio.gather(*(c.close() for c in connections))
-    seconds = time.perf_counter() - started
     report("concurrency", 1)
-    written = writers * PER_WRITER - errors
-    after = await _totals(dsn, schema, set(sessions.values()))
-    return ConcurrencyResult(
-        writers=writers,
-        users=users,
-        inserts=written,
-        seconds=seconds,
-        inserts_per_second=written / seconds,
-        lost_counts=written - (after - before),
-        errors=errors,
+    attempted = writers * PER_WRITER
+    after = await _total(connection, schema, user_ids)
+    accounting = Accounting.between(attempted - errors, before, after, after)
+    return ConcurrentResult.of("dao", users, writers, attempted, errors, seconds, accounting)
+
+
+def _writer(connection: asyncpg.Connection, sql: str, session: int) -> Operation:
+    """The DAO's own INSERT of one answer, on the writer's connection."""
+    return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6)
+
+
+async def _total(connection: asyncpg.Connection, schema: str, user_ids: list[int]) -> int:
+    """What the counters say the users have, all together."""
+    sql = query("bench.sql", "user_total", schema)
+    return sum([await connection.fetchval(sql, user) for user in set(user_ids)])
+
+
+async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: Progress
+                ) -> list[BulkResult]:  # fmt: skip
+    """The bare and the counted INSERT ... SELECT, in alternating order."""
+    create, bare, counted = (
+        query("bench.sql", name, schema) for name in ("create_session", "bulk_bare", "bulk_counted")
     )
-
-
-async def _sessions(dsn: str, schema: str, user_ids: list[int]) -> dict[int, int]:
-    """One new session per writer, in writer order: session id -> user id."""
-    connection = await connect(dsn)
-    try:
-        sql = query("bench.sql", "create_session", schema)
-        return {await connection.fetchval(sql, user): user for user in user_ids}
-    finally:
-        await connection.close()
-
-
-async def _totals(dsn: str, schema: str, user_ids: set[int]) -> int:
-    connection = await connect(dsn)
-    try:
-        sql = query("bench.sql", "user_total", schema)
-        return sum([await connection.fetchval(sql, user) for user in user_ids])
-    finally:
-        await connection.close()
-
-
-async def _bulk(dsn: str, schema: str, rows: int, report: Progress) -> BulkResult:
-    connection = await connect(dsn)
-    try:
-        session = await connection.fetchval(query("bench.sql", "create_session", schema), 2)
-        timings: dict[str, list[float]] = {"bulk_bare": [], "bulk_counted": []}
-        for repeat in range(BULK_REPEATS):
-            order = list(timings) if repeat % 2 == 0 else list(reversed(timings))
-            for name in order:
-                started = time.perf_counter()
-                await connection.execute(query("bench.sql", name, schema), session, 2, rows)
-                timings[name].append(time.perf_counter() - started)
-            report("bulk", 1)
-    finally:
-        await connection.close()
-    bare, counted = median(timings["bulk_bare"]), median(timings["bulk_counted"])
-    return BulkResult(rows, bare, counted, rows / bare, rows / counted, bare / counted)
+    session = await connection.fetchval(create, 2)
+    before = await _total(connection, schema, [2])
+    timings = await rounds(
+        {"bare": lambda _i: connection.execute(bare, session, 2, rows),
+         "counted": lambda _i: connection.execute(counted, session, 2, rows)},
+        BULK_REPEATS, report, "bulk",
+    )  # fmt: skip
+    after = await _total(connection, schema, [2])
+    floor, inserted = median(timings["bare"]), rows * BULK_REPEATS
+    return [
+        BulkResult.of("bare", rows, timings["bare"], floor, Accounting.of(inserted, None, None)),
+        BulkResult.of("counted", rows, timings["counted"], floor,
+                      Accounting.between(inserted, before, after, after)),
+    ]  # fmt: skip

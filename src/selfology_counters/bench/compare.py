@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
@@ -35,13 +34,9 @@ import asyncpg
 
 from selfology_counters.bench.compare_results import (
     FULL,
-    Accounting,
-    BulkResult,
     CompareResult,
-    ConcurrentResult,
     ConnectionBudget,
     DrainResult,
-    EventLag,
     Ladder,
     LadderStep,
     ReadResult,
@@ -49,7 +44,21 @@ from selfology_counters.bench.compare_results import (
     SequentialResult,
     ServerInfo,
     Sizes,
+)
+from selfology_counters.bench.harness import (
+    Accounting,
+    BulkResult,
+    ConcurrentResult,
+    EventLag,
+    LatencySummary,
+    Operation,
+    Progress,
     Staleness,
+    median,
+    release_together,
+    rotated,
+    rounds,
+    silent,
 )
 from selfology_counters.bench.scratch import scratch_schema
 from selfology_counters.bench.strategies import (
@@ -63,12 +72,9 @@ from selfology_counters.bench.strategies import (
     Refresher,
     Strategy,
 )
-from selfology_counters.bench.timing import LatencySummary, median
 from selfology_counters.connect import connect
 from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.sqlfiles import query
-
-Progress = Callable[[str, int], None]  # (phase, units done)
 
 # User ids of the scenarios (each strategy has its own schema, so they can repeat there).
 SEQUENTIAL_USER = 1
@@ -94,7 +100,7 @@ async def run_compare(
     command: str = "selfology-counters compare",
 ) -> CompareResult:
     """Build every strategy, measure them all, drop every scratch schema (also on error)."""
-    report = progress or (lambda _phase, _n: None)
+    report = progress or silent
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         built: dict[str, Strategy] = {}
@@ -188,7 +194,8 @@ async def _sequential(
         stop = asyncio.Event()
         folding = asyncio.create_task(worker.run(stop))
         try:
-            samples = await _interleaved(connection, writing, sessions, sizes, report)
+            writes = {s.key: _writer(s, connection, *sessions[s.key], "q") for s in writing}
+            samples = await rounds(writes, sizes.inserts, report, "sequential", warmup=sizes.warmup)
             # Read while the worker still runs: what a reader saw the moment the writes ended.
             at_end = {s.key: await s.reflected(connection, [SEQUENTIAL_USER]) for s in writing}
         finally:
@@ -203,41 +210,18 @@ async def _sequential(
     floor = LatencySummary.of(samples["bare"]).avg_ms
     results = []
     for strategy in writing:
-        latency = LatencySummary.of(samples[strategy.key])
-        accounting = Accounting.of(
-            inserted, _delta(at_end[strategy.key], before[strategy.key]),
-            _delta(after[strategy.key], before[strategy.key]),
-        )  # fmt: skip
+        key, latency = strategy.key, LatencySummary.of(samples[strategy.key])
+        accounting = Accounting.between(inserted, before[key], at_end[key], after[key])
         lag = worker.stats.max_event_age_s if isinstance(strategy, EventDriven) else None
-        results.append(
-            SequentialResult(strategy.key, latency, latency.avg_ms / floor, accounting, lag)
-        )
+        results.append(SequentialResult(key, latency, latency.avg_ms / floor, accounting, lag))
     return results
 
 
-async def _interleaved(
-    connection: asyncpg.Connection,
-    writing: list[Strategy],
-    sessions: dict[str, tuple[int, int]],
-    sizes: Sizes,
-    report: Progress,
-) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {s.key: [] for s in writing}
-    for i in range(-sizes.warmup, sizes.inserts):
-        shift = i % len(writing)
-        for strategy in writing[shift:] + writing[:shift]:
-            session, user = sessions[strategy.key]
-            started = time.perf_counter()
-            await strategy.write(connection, session, user, f"q{i}")
-            if i >= 0:
-                samples[strategy.key].append(time.perf_counter() - started)
-        if i >= 0:
-            report("sequential", 1)
-    return samples
-
-
-def _delta(after: int | None, before: int | None) -> int | None:
-    return None if after is None or before is None else after - before
+def _writer(
+    strategy: Strategy, connection: asyncpg.Connection, session: int, user: int, prefix: str
+) -> Operation:
+    """The strategy's write of one answer, to question ``prefix`` + the write's number."""
+    return lambda i: strategy.write(connection, session, user, f"{prefix}{i}")
 
 
 def _as(strategy: Strategy, cls: type[Any]) -> Any:
@@ -266,8 +250,7 @@ async def _concurrency(
             runs: dict[str, list[ConcurrentResult]] = {s.key: [] for s in running}
             # Rounds in rotated orders, so that no strategy is always measured first or last.
             for round_ in range(sizes.rounds):
-                shift = round_ * len(running) // sizes.rounds
-                for strategy in running[shift:] + running[:shift]:
+                for strategy in rotated(running, round_, sizes.rounds):
                     runs[strategy.key].append(
                         await _concurrent_run(strategy, aux, writers, user_ids, sizes.per_writer)
                     )
@@ -383,7 +366,7 @@ async def _concurrent_run(
     users = sorted(set(user_ids))
     # Warm-up, untimed and not counted: every writer's backend loads this schema's tables and
     # prepares its statements, so the first strategy measured pays no more than the others.
-    await _release_together(strategy, writers, pairs, 1, "warm-up")
+    await release_together(_writers(strategy, writers, pairs, "warm-up"), 1)
     await strategy.settle(aux)
     before = await strategy.reflected(aux, users)
     background = strategy.background(aux, users)
@@ -391,10 +374,11 @@ async def _concurrent_run(
         await background.before_writers()
     stop = asyncio.Event()
     side = asyncio.create_task(background.run(stop)) if background is not None else None
-    started = time.perf_counter()
     try:
-        errors = await _release_together(strategy, writers, pairs, per_writer, "c")
-        seconds = time.perf_counter() - started
+        errors, seconds = await release_together(
+            _writers(strategy, writers, pairs, "c"), per_writer
+        )
+        ended = time.perf_counter()
         # What a reader saw the moment the writes ended (aux is busy with the background).
         at_end = await strategy.reflected(writers[0], users)
     finally:
@@ -402,56 +386,24 @@ async def _concurrent_run(
         if side is not None:
             await side
     await (background.settle() if background is not None else strategy.settle(aux))
-    settled_s = time.perf_counter() - started - seconds
+    settled_s = time.perf_counter() - ended
     after = await strategy.reflected(aux, users)
     attempted = len(writers) * per_writer
-    inserted = attempted - errors
-    return ConcurrentResult(
-        strategy=strategy.key,
-        users=len(users),
-        writers=len(writers),
-        rounds=1,
-        attempted=attempted,
-        errors=errors,
-        seconds=seconds,
-        per_second=inserted / seconds,
-        per_second_range=(inserted / seconds, inserted / seconds),
-        throughput_vs_floor=None,
-        accounting=Accounting.of(inserted, _delta(at_end, before), _delta(after, before)),
-        lag=_event_lag(background, settled_s),
-        staleness=_staleness(background),
-    )
+    return ConcurrentResult.of(
+        strategy.key, len(users), len(writers), attempted, errors, seconds,
+        Accounting.between(attempted - errors, before, at_end, after),
+        _event_lag(background, settled_s), _staleness(background),
+    )  # fmt: skip
 
 
-async def _release_together(
+def _writers(
     strategy: Strategy,
     writers: list[asyncpg.Connection],
     pairs: list[tuple[int, int]],
-    per_writer: int,
     prefix: str,
-) -> int:
-    """Each writer waits on one event, then writes ``per_writer`` answers; returns how many
-    writes failed (an SQL error: the answer was not inserted)."""
-    start = asyncio.Event()
-
-    async def writer(connection: asyncpg.Connection, session: int, user: int) -> int:
-        await start.wait()
-        failed = 0
-        for k in range(per_writer):
-            try:
-                await strategy.write(connection, session, user, f"{prefix}{k}")
-            except asyncpg.PostgresError:
-                failed += 1
-        return failed
-
-    tasks = [asyncio.create_task(writer(c, *pair)) for c, pair in zip(writers, pairs, strict=True)]
-    await asyncio.sleep(0)  # let every writer reach start.wait()
-    start.set()
-    try:
-        return sum(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:  # only still running if a writer failed outside SQL
-            task.cancel()
+) -> list[Operation]:
+    """One writer per connection, each in its own (session, user)."""
+    return [_writer(strategy, c, *pair, prefix) for c, pair in zip(writers, pairs, strict=True)]
 
 
 def _event_lag(background: object, drain_s: float) -> EventLag | None:
@@ -490,57 +442,31 @@ async def _bulk(
             await strategy.write_bulk(connection, *sessions[strategy.key], sizes.bulk_rows)
             await strategy.settle(connection)
         before = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
-        timings = await _bulk_timings(connection, bulk, sessions, sizes, report)
+        timings = await rounds(
+            {s.key: _bulk_writer(s, connection, *sessions[s.key], sizes.bulk_rows) for s in bulk},
+            sizes.bulk_repeats, report, "bulk",
+        )  # fmt: skip
         at_end = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
         drain = await _drain(connection, _as(built[EventDriven.key], EventDriven), report)
         after = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
         ladder = await _ladder(connection, built[Migration007.key], sizes, report)
     finally:
         await connection.close()
-    inserted = sizes.bulk_rows * sizes.bulk_repeats
-    floor = sizes.bulk_rows / median(timings["bare"])
-    results = []
-    for strategy in bulk:
-        seconds = median(timings[strategy.key])
-        accounting = Accounting.of(
-            inserted,
-            _delta(at_end[strategy.key], before[strategy.key]),
-            _delta(after[strategy.key], before[strategy.key]),
-        )
-        results.append(
-            BulkResult(
-                strategy.key,
-                sizes.bulk_rows,
-                sizes.bulk_repeats,
-                seconds,
-                sizes.bulk_rows / seconds,
-                (
-                    sizes.bulk_rows / max(timings[strategy.key]),
-                    sizes.bulk_rows / min(timings[strategy.key]),
-                ),
-                sizes.bulk_rows / seconds / floor,
-                accounting,
-            )
-        )
+    inserted, floor = sizes.bulk_rows * sizes.bulk_repeats, median(timings["bare"])
+
+    def counted(key: str) -> Accounting:
+        return Accounting.between(inserted, before[key], at_end[key], after[key])
+
+    results = [
+        BulkResult.of(s.key, sizes.bulk_rows, timings[s.key], floor, counted(s.key)) for s in bulk
+    ]
     return results, drain, ladder
 
 
-async def _bulk_timings(
-    connection: asyncpg.Connection,
-    bulk: list[Strategy],
-    sessions: dict[str, tuple[int, int]],
-    sizes: Sizes,
-    report: Progress,
-) -> dict[str, list[float]]:
-    timings: dict[str, list[float]] = {s.key: [] for s in bulk}
-    for repeat in range(sizes.bulk_repeats):
-        shift = repeat * len(bulk) // sizes.bulk_repeats  # every strategy takes a turn first
-        for strategy in bulk[shift:] + bulk[:shift]:
-            started = time.perf_counter()
-            await strategy.write_bulk(connection, *sessions[strategy.key], sizes.bulk_rows)
-            timings[strategy.key].append(time.perf_counter() - started)
-        report("bulk", 1)
-    return timings
+def _bulk_writer(
+    strategy: Strategy, connection: asyncpg.Connection, session: int, user: int, rows: int
+) -> Operation:
+    return lambda _i: strategy.write_bulk(connection, session, user, rows)
 
 
 async def _drain(
@@ -562,7 +488,7 @@ async def _ladder(
     take at most ``ladder_cap_s`` (statement_timeout: a cancelled step is a measured lower
     bound); the ladder stops after a step slower than ``ladder_budget_s``."""
     (session, user), = await strategy.setup_users(connection, [LADDER_USER])  # fmt: skip
-    before = await strategy.reflected(connection, [user]) or 0
+    before = await strategy.reflected(connection, [user])
     cap_ms = str(int(sizes.ladder_cap_s * 1000))
     steps: list[LadderStep] = []
     for rows in (*sizes.ladder, sizes.bulk_rows):
@@ -584,13 +510,11 @@ async def _ladder(
             break
     done = [s for s in steps if not s.cancelled]
     report("bulk", len(sizes.ladder) + 1 - len(done))
-    after = await strategy.reflected(connection, [user]) or 0
+    after = await strategy.reflected(connection, [user])
     exponent, estimate = _extrapolate(done, sizes.bulk_rows)
     inserted = sum(s.rows for s in done)
-    return Ladder(
-        steps, exponent, estimate, sizes.bulk_rows,
-        Accounting.of(inserted, after - before, after - before),
-    )  # fmt: skip
+    accounting = Accounting.between(inserted, before, after, after)
+    return Ladder(steps, exponent, estimate, sizes.bulk_rows, accounting)
 
 
 def _extrapolate(steps: list[LadderStep], target: int) -> tuple[float | None, float | None]:
@@ -621,9 +545,6 @@ async def _load_read_data(dsn: str, strategy: Strategy, sizes: Sizes) -> None:
             await strategy.settle(connection)
     finally:
         await connection.close()
-
-
-ReadPath = tuple[str, str, Strategy | None, str]  # key, label, where, query name
 
 
 async def _reads(
@@ -670,19 +591,20 @@ async def _time_reads(
     sizes: Sizes,
     report: Progress,
 ) -> list[ReadResult]:
-    samples: dict[str, list[float]] = {key: [] for key, _label, _sql in paths}
     values: dict[str, int] = {}
+
+    def read(key: str, statement: asyncpg.prepared_stmt.PreparedStatement) -> Operation:
+        args = () if key == "select_1" else (READ_USER,)
+
+        async def once(_i: int) -> None:
+            values[key] = await statement.fetchval(*args)
+
+        return once
+
     # Prepared now, so the first read is the server's first execution (with its planning),
     # not also the client's extra round trip to prepare.
-    prepared = {key: await connection.prepare(sql) for key, _label, sql in paths}
-    for i in range(sizes.read_repeats):
-        shift = i % len(paths)
-        for key, _label, _sql in paths[shift:] + paths[:shift]:
-            args = () if key == "select_1" else (READ_USER,)
-            started = time.perf_counter()
-            values[key] = await prepared[key].fetchval(*args)
-            samples[key].append(time.perf_counter() - started)
-        report("reads", 1)
+    reads = {key: read(key, await connection.prepare(sql)) for key, _label, sql in paths}
+    samples = await rounds(reads, sizes.read_repeats, report, "reads")
     return [
         ReadResult(
             key,
@@ -700,14 +622,15 @@ async def _time_reads(
 async def _time_refresh(
     connection: asyncpg.Connection, matview: MaterializedView, sizes: Sizes, report: Progress
 ) -> RefreshResult:
-    timings: dict[str, list[float]] = {"refresh_matview": [], "refresh_matview_concurrently": []}
-    for repeat in range(sizes.refresh_repeats):
-        names = list(timings) if repeat % 2 == 0 else list(reversed(timings))
-        for name in names:
-            started = time.perf_counter()
-            await connection.execute(matview.sql(name))
-            timings[name].append(time.perf_counter() - started)
-        report("refresh", 1)
+    plain, concurrently = (
+        matview.sql("refresh_matview"),
+        matview.sql("refresh_matview_concurrently"),
+    )
+    timings = await rounds(
+        {"refresh_matview": lambda _i: connection.execute(plain),
+         "refresh_matview_concurrently": lambda _i: connection.execute(concurrently)},
+        sizes.refresh_repeats, report, "refresh",
+    )  # fmt: skip
     rows = await connection.fetchval(matview.sql("table_rows"))
     return RefreshResult(
         rows,

@@ -1,14 +1,27 @@
 """``compare``'s chart: insert latency, throughput and read latency per strategy, on log
 scales (the values span four orders of magnitude). matplotlib is imported here only, with
-its Agg canvas (no display, no global pyplot state)."""
+its Agg canvas (no display, no global pyplot state); it comes with the ``compare`` extra, not
+with the bot's install."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 from selfology_counters.bench.compare_format import SHORT
 from selfology_counters.bench.compare_results import CompareResult
+
+INSTALL_HINT = "pip install 'selfology-counters[compare]'"
+
+
+def can_draw() -> bool:
+    """Whether matplotlib imports here (a real import: a broken install counts as missing)."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return False
+    return True
 
 
 def write_chart(r: CompareResult, path: Path) -> None:

@@ -21,12 +21,8 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import (
-    BulkResult,
-    CompareResult,
-    ConcurrentResult,
-    ReadResult,
-)
+from selfology_counters.bench.compare_results import CompareResult, ReadResult
+from selfology_counters.bench.harness import ConcurrentResult
 from selfology_counters.bench.strategies import WORKER_BATCH, WORKER_IDLE_S
 
 REPORT_NAME = "COUNTER_DECISION_MATRIX.md"
@@ -191,7 +187,8 @@ def _concurrent(r: CompareResult) -> Table:
             c = r.concurrent_of(key, same_user=same_user)
             assert c is not None
             cells += [
-                _rate_range(c), times(c.throughput_vs_floor), lost_text(c), str(c.errors),
+                _rate_range(c.per_second, c.per_second_range, c.rounds),
+                times(c.throughput_vs_floor), lost_text(c), str(c.errors),
             ]  # fmt: skip
         rows.append(cells)
     writers = r.budget.writers if r.budget else r.sizes.writers
@@ -222,11 +219,9 @@ def _rounds(r: CompareResult) -> str:
     return f", {r.sizes.rounds} rounds" if r.sizes.rounds > 1 else ""
 
 
-def _rate_range(c: ConcurrentResult) -> str:
-    if c.rounds == 1:
-        return rate(c.per_second)
-    low, high = c.per_second_range
-    return f"{rate(c.per_second)} ({low:,.0f}-{high:,.0f})"
+def _rate_range(value: float, spread: tuple[float, float], runs: int) -> str:
+    """A rate over several runs, and in brackets the slowest and fastest run's."""
+    return rate(value) if runs == 1 else f"{rate(value)} ({spread[0]:,.0f}-{spread[1]:,.0f})"
 
 
 def _keys(results: list[ConcurrentResult]) -> list[str]:
@@ -237,7 +232,8 @@ def _bulk(r: CompareResult) -> Table:
     rows = []
     for b in r.bulk:
         rows.append([
-            SHORT[b.strategy], seconds(b.seconds), _bulk_rate(b),
+            SHORT[b.strategy], seconds(b.seconds),
+            _rate_range(b.rows_per_second, b.rows_per_second_range, b.repeats),
             times(b.throughput_vs_floor), pct(b.accounting.consistency_at_end),
             pct(b.accounting.consistency),
         ])  # fmt: skip
@@ -272,13 +268,6 @@ def _bulk(r: CompareResult) -> Table:
             "it drained their backlog (see the event-driven table).",
         ],
     )  # fmt: skip
-
-
-def _bulk_rate(b: BulkResult) -> str:
-    if b.repeats == 1:
-        return rate(b.rows_per_second)
-    low, high = b.rows_per_second_range
-    return f"{rate(b.rows_per_second)} ({low:,.0f}-{high:,.0f})"
 
 
 def _ladder(r: CompareResult) -> Table:

@@ -1,14 +1,20 @@
 """The typed results of ``compare`` (one dataclass per phase, and ``CompareResult`` holding
 them all) and the sizes of a run (``FULL``, ``QUICK``, ``SMOKE``) with their progress and time
-estimates. What bench/compare.py measures is returned in these; the renderers read them."""
+estimates. What bench/compare.py measures is returned in these (and in the harness's
+ConcurrentResult and BulkResult); the renderers read them."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from selfology_counters.bench.harness import (
+    Accounting,
+    BulkResult,
+    ConcurrentResult,
+    LatencySummary,
+)
 from selfology_counters.bench.strategies import STRATEGIES, MaterializedView, Ours
-from selfology_counters.bench.timing import LatencySummary
 
 
 @dataclass(frozen=True)
@@ -79,82 +85,12 @@ def _ladder_seconds(sizes: Sizes) -> float:
 
 
 @dataclass(frozen=True)
-class Accounting:
-    """Answers inserted against how much the counter moved. ``reflected_at_end``: when the
-    writes ended; ``reflected``: after the strategy settled (worker drained, view refreshed).
-    None where there is no counter."""
-
-    inserted: int
-    reflected_at_end: int | None
-    reflected: int | None
-    lost: int | None
-    consistency: float | None
-    consistency_at_end: float | None
-
-    @classmethod
-    def of(cls, inserted: int, at_end: int | None, settled: int | None) -> Accounting:
-        def share(n: int | None) -> float | None:
-            return None if n is None or inserted == 0 else n / inserted
-
-        lost = None if settled is None else inserted - settled
-        return cls(inserted, at_end, settled, lost, share(settled), share(at_end))
-
-
-@dataclass(frozen=True)
 class SequentialResult:
     strategy: str
     latency: LatencySummary
     latency_vs_floor: float  # avg ms divided by the bare INSERT's (1.0 = free)
     accounting: Accounting
     max_event_age_s: float | None = None  # event-driven: the worker's lag
-
-
-@dataclass(frozen=True)
-class EventLag:
-    max_event_age_s: float  # oldest event when the worker folded it
-    drain_after_writers_s: float  # writers done -> no event left
-    events_folded: int
-    batches: int
-
-
-@dataclass(frozen=True)
-class Staleness:
-    refreshes: int
-    avg_refresh_ms: float
-    max_unreflected: int
-    max_age_s: float
-
-
-@dataclass(frozen=True)
-class ConcurrentResult:
-    """One strategy and scenario, over every round: ``per_second`` is all the answers
-    inserted over all the time taken; ``per_second_range`` the slowest and fastest round."""
-
-    strategy: str
-    users: int
-    writers: int
-    rounds: int
-    attempted: int
-    errors: int
-    seconds: float
-    per_second: float
-    per_second_range: tuple[float, float]
-    throughput_vs_floor: float | None
-    accounting: Accounting
-    lag: EventLag | None = None
-    staleness: Staleness | None = None
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    strategy: str
-    rows: int
-    repeats: int
-    seconds: float  # median
-    rows_per_second: float
-    rows_per_second_range: tuple[float, float]  # slowest and fastest repeat
-    throughput_vs_floor: float | None
-    accounting: Accounting
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import CompareResult, ConcurrentResult
+from selfology_counters.bench.compare_results import CompareResult
+from selfology_counters.bench.harness import ConcurrentResult
 
 DOC_TRIGGER_MS = 0.52
-DOC_MANUAL_MS = 0.35
 DOC_COUNT_MS = 127.0
 DOC_EVENTS_MS = 0.08
-DOC_EVENTS_PER_S = 12500
 
 DESCRIPTIONS = {
     "bare": "the answer row alone, no counter: the floor every ratio is against.",

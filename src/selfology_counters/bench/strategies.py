@@ -45,7 +45,8 @@ class Strategy:
     label: ClassVar[str]
     files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
-    has_counter: ClassVar[bool] = True
+    insert_one: ClassVar[str] = "insert_answer"  # the statements writing the answer rows
+    insert_bulk: ClassVar[str] = "insert_answers_bulk"
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -72,13 +73,21 @@ class Strategy:
         self, connection: asyncpg.Connection, session: int, user: int, question: str
     ) -> None:
         """Record one answer, as the application would with this strategy."""
-        await self.insert_rows(connection, session, user, question, 1)
+        await self.record(connection, session, user, question, 1)
 
     async def write_bulk(
         self, connection: asyncpg.Connection, session: int, user: int, rows: int
     ) -> None:
         """Record ``rows`` answers of one session in one INSERT ... SELECT."""
-        await self.insert_rows(connection, session, user, None, rows)
+        await self.record(connection, session, user, None, rows)
+
+    async def record(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
+        """What the strategy does for one answer to ``question`` or ``rows`` bulk answers; by
+        default, the answer rows alone."""
+        await self.insert_rows(connection, session, user, question, rows)
 
     async def insert_rows(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
@@ -86,10 +95,10 @@ class Strategy:
     ) -> None:  # fmt: skip
         """The answer rows alone: one answer to ``question``, or ``rows`` bulk answers."""
         if question is None:
-            await connection.execute(self.sql("insert_answers_bulk"), session, user, rows)
+            await connection.execute(self.sql(self.insert_bulk), session, user, rows)
         else:
             await connection.execute(
-                self.sql("insert_answer"), session, user, question, ANSWER_TEXT, len(ANSWER_TEXT)
+                self.sql(self.insert_one), session, user, question, ANSWER_TEXT, len(ANSWER_TEXT)
             )
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
@@ -106,7 +115,6 @@ class Strategy:
 class Bare(Strategy):
     key = "bare"
     label = "bare INSERT, no counter (the floor)"
-    has_counter = False
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
         return None
@@ -115,7 +123,7 @@ class Bare(Strategy):
 class _ManualIncrements(Strategy):
     """The application adds to each counter itself (``n = n + k``) after the INSERT."""
 
-    async def _insert_and_add(
+    async def record(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
         rows: int,
     ) -> None:  # fmt: skip
@@ -129,39 +137,24 @@ class ManualSameTransaction(_ManualIncrements):
     key = "manual_tx"
     label = "manual UPDATE n = n + 1, same transaction"
 
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
+    async def record(
+        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        rows: int,
+    ) -> None:  # fmt: skip
         async with connection.transaction():
-            await self._insert_and_add(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        async with connection.transaction():
-            await self._insert_and_add(connection, session, user, None, rows)
+            await super().record(connection, session, user, question, rows)
 
 
 class ManualAutocommit(_ManualIncrements):
     key = "manual_autocommit"
     label = "manual UPDATE n = n + 1, separate autocommit statements"
 
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
-        await self._insert_and_add(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        await self._insert_and_add(connection, session, user, None, rows)
-
 
 class ManualReadModifyWrite(Strategy):
     key = "manual_rmw"
     label = "manual read-modify-write (SELECT n, then SET n = n + 1)"
 
-    async def _insert_and_set(
+    async def record(
         self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
         rows: int,
     ) -> None:  # fmt: skip
@@ -172,16 +165,6 @@ class ManualReadModifyWrite(Strategy):
             await connection.execute(self.sql("set_user_count"), user, (current[1] or 0) + rows)
             if current[2] is not None:
                 await connection.execute(self.sql("set_personality_count"), user, current[2] + rows)
-
-    async def write(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str
-    ) -> None:
-        await self._insert_and_set(connection, session, user, question, 1)
-
-    async def write_bulk(
-        self, connection: asyncpg.Connection, session: int, user: int, rows: int
-    ) -> None:
-        await self._insert_and_set(connection, session, user, None, rows)
 
 
 class Migration007(Strategy):
@@ -229,20 +212,8 @@ class EventDriven(Strategy):
     key = "events"
     label = "event-driven: outbox row in the same statement + worker"
     files = ("schema_v1.sql", "strategy_events.sql")
-
-    async def insert_rows(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
-        rows: int,
-    ) -> None:  # fmt: skip
-        if question is None:
-            await connection.execute(
-                self.sql("insert_answers_bulk_with_events"), session, user, rows
-            )
-        else:
-            await connection.execute(
-                self.sql("insert_answer_with_event"),
-                session, user, question, ANSWER_TEXT, len(ANSWER_TEXT),
-            )  # fmt: skip
+    insert_one = "insert_answer_with_event"  # the answer and its outbox row, one statement
+    insert_bulk = "insert_answers_bulk_with_events"
 
     async def settle(self, connection: asyncpg.Connection) -> None:
         await EventWorker(connection, self).drain()
@@ -266,12 +237,11 @@ STRATEGIES: tuple[type[Strategy], ...] = (
 
 @dataclass
 class FoldStats:
-    """What the event worker did: events folded, in how many batches and how much time, and
-    the oldest event it folded (its age then is the lag of the counter at that moment)."""
+    """What the event worker did: events folded, in how many batches, and the oldest event it
+    folded (its age then is the lag of the counter at that moment)."""
 
     events: int = 0
     batches: int = 0
-    busy_s: float = 0.0
     max_event_age_s: float = 0.0
 
 
@@ -287,9 +257,7 @@ class EventWorker:
         self.stats = FoldStats()
 
     async def fold_once(self) -> int:
-        started = time.perf_counter()
         row = await self.connection.fetchrow(self.sql, self.batch)
-        self.stats.busy_s += time.perf_counter() - started
         if row["events"]:
             self.stats.events += row["events"]
             self.stats.batches += 1
