@@ -303,7 +303,7 @@ def benchmark(
     Runs in a scratch schema built from the shipped SQL and dropped afterwards (also when
     interrupted); never touches real data. Exit 1 if a count was lost.
     """
-    from selfology_counters import report
+    from selfology_counters.bench import benchmark as bench_module
     from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
 
     url = target_dsn(dsn)
@@ -317,7 +317,7 @@ def benchmark(
                 progress=lambda _phase, n: advance(n),
             )
         )  # fmt: skip
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.benchmark_text(result))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else bench_module.text(result))
     raise typer.Exit(EXIT_OK if result.consistent and result.lost_counts == 0 else EXIT_PROBLEM)
 
 

@@ -198,3 +198,52 @@ async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: 
         BulkResult.of("counted", rows, timings["counted"], floor,
                       Accounting.between(inserted, before, after, after)),
     ]  # fmt: skip
+
+
+def text(result: BenchmarkResult) -> str:
+    """The human report of ``benchmark`` (the CLI prints it)."""
+    bare = result.series["bare"]
+    lines = [
+        f"server: {result.server_version.split(' on ')[0]}, "
+        f"synchronous_commit={result.synchronous_commit}",
+        "",
+        f"Test: {result.inserts} sequential inserts (interleaved, same connection)",
+        "",
+        f"{'Method':46} │ {'Avg Time':>9} │ {'Total Time':>10} │ {'Throughput':>11} │"
+        f" {'vs bare':>7}",
+        "─" * 47 + "┼" + "─" * 11 + "┼" + "─" * 12 + "┼" + "─" * 13 + "┼" + "─" * 8,
+    ]
+    for name, label in SERIES.items():
+        s = result.series[name]
+        lines.append(
+            f"{label:46} │ {s.avg_ms:>7.3f}ms │ {s.total_ms:>8.0f}ms │ {s.per_second:>7.0f}/sec │"
+            f" {s.avg_ms / bare.avg_ms:>6.2f}x"
+        )
+    header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50 vs bare"
+    lines += ["", header]
+    for name, label in SERIES.items():
+        s = result.series[name]
+        lines.append(
+            f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f} │"
+            f" {s.p50_ms / bare.p50_ms:>10.2f}x"
+        )
+    for c in result.concurrency:
+        who = "same user" if c.users == 1 else f"{c.users} users"
+        lines += [
+            "",
+            f"Test: {c.writers} concurrent writers ({who}), {c.accounting.inserted} inserts",
+            f"  throughput {c.per_second:.0f}/sec, lost counts {c.accounting.lost}, "
+            f"errors {c.errors}",
+        ]
+    if result.bulk:
+        floor, counted = result.bulk
+        lines += [
+            "",
+            f"Test: one {counted.rows}-row INSERT ... SELECT (median of repeats)",
+            f"  bare {floor.seconds:.3f} s ({floor.rows_per_second:.0f} rows/s), counted "
+            f"{counted.seconds:.3f} s ({counted.rows_per_second:.0f} rows/s): "
+            f"{counted.throughput_vs_floor:.2f}x the bare rows/s",
+        ]
+    verdict = "counters equal COUNT(*)" if result.consistent else f"{result.issues} COUNTERS WRONG"
+    lines += ["", f"verification: {verdict}"]
+    return "\n".join(lines)

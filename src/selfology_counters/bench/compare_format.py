@@ -12,7 +12,7 @@ SHORT = {
     "manual_autocommit": "manual UPDATE, autocommit",
     "manual_rmw": "manual read-modify-write",
     "trigger_007": "migration 007 trigger",
-    "ours": "our triggers (counters_v1)",
+    "ours": "our triggers (as shipped)",
     "matview": "materialized view",
     "count_star": "COUNT(*) on read",
     "events": "event-driven (outbox)",

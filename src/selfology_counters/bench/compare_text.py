@@ -36,7 +36,8 @@ DESCRIPTIONS = {
     "trigger that looks up the session's user and, if `pg_try_advisory_xact_lock(user)` "
     "succeeds, increments the three counters; if not, it silently skips them "
     "(`sql/strategy_007.sql`).",
-    "ours": "`schema_v1.sql` + `counters_v1.sql` exactly as shipped: statement-level "
+    "ours": "`schema_v1.sql` + every object of `model.py`, exactly as `migrate` installs "
+    "them: statement-level "
     "triggers with transition tables, one counter write per key and statement.",
     "matview": "a materialized view of per-user `count(*)` with a unique index, refreshed "
     "(REFRESH ... CONCURRENTLY back to back while writers write); writes are the bare INSERT.",
