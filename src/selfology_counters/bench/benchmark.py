@@ -152,14 +152,17 @@ async def _concurrent(
     create = query("bench.sql", "create_session", schema)
     sessions = [await connection.fetchval(create, user) for user in user_ids]
     before = await _total(connection, schema, user_ids)
-    connections = await asyncio.gather(*(connect(dsn) for _ in range(writers)))
+    # The set-up connection is the first writer: C writers need only C connections, as many
+    # as a server with max_connections = C lets a superuser open.
+    others = await asyncio.gather(*(connect(dsn) for _ in range(writers - 1)))
+    connections = [connection, *others]
     insert = query("dao.sql", "insert_answer", schema)
     try:
         errors, seconds = await release_together(
             [_writer(c, insert, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
         )
     finally:
-        await asyncio.gather(*(c.close() for c in connections))
+        await asyncio.gather(*(c.close() for c in others))
     report("concurrency", 1)
     attempted = writers * PER_WRITER
     after = await _total(connection, schema, user_ids)
