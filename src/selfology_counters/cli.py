@@ -262,7 +262,7 @@ def repair(
 
     result = run(_on_our_schema(target_dsn(dsn), work))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.repair_text(result))
-    pending = dry_run and (result.changes or result.triggers_enabled)
+    pending = dry_run and (result.changes or result.triggers_enabled or result.triggers_disabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
 
 

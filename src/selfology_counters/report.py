@@ -14,7 +14,7 @@ WORST_SHOWN = 10
 def check_text(result: CheckResult) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
     lines = [
-        f"checked {checked} in {result.elapsed_s:.2f} s",
+        f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
         f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
     ]
     if result.issues:
@@ -52,6 +52,9 @@ def repair_text(result: RepairResult) -> str:
         lines.append(f"  ... and {len(result.changes) - WORST_SHOWN} more (--json lists all)")
     verb = "would enable" if result.dry_run else "enabled"
     lines += [f"{verb} trigger {name}" for name in result.triggers_enabled]
+    verb = "would disable" if result.dry_run else "disabled"
+    lines += [f"{verb} trigger {name} (the counter mode wants it off)"
+              for name in result.triggers_disabled]  # fmt: skip
     lines += [f"cannot fix: {problem}" for problem in result.unfixable]
     return "\n".join(lines)
 

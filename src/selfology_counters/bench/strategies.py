@@ -21,6 +21,7 @@ from typing import ClassVar, Protocol
 import asyncpg
 
 from selfology_counters import objects
+from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query, render
 
 ANSWER_TEXT = "a typical answer of about forty characters"
@@ -43,7 +44,7 @@ class Strategy:
 
     key: ClassVar[str]
     label: ClassVar[str]
-    files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
+    files: ClassVar[tuple[str, ...]] = ()  # what it installs beside the shipped tables
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
     insert_one: ClassVar[str] = "insert_answer"  # the statements writing the answer rows
     insert_bulk: ClassVar[str] = "insert_answers_bulk"
@@ -54,7 +55,7 @@ class Strategy:
     @classmethod
     def install(cls, schema: str) -> list[str]:
         """The scripts that build this strategy in ``schema``."""
-        return [render(filename, schema) for filename in cls.files]
+        return revisions.head_schema_sql(schema) + [render(name, schema) for name in cls.files]
 
     def sql(self, name: str, filename: str = "compare.sql") -> str:
         return query(filename, name, self.schema)
@@ -170,7 +171,7 @@ class ManualReadModifyWrite(Strategy):
 class Migration007(Strategy):
     key = "trigger_007"
     label = "document's migration 007 trigger (row-level, advisory try-lock)"
-    files = ("schema_v1.sql", "strategy_007.sql")
+    files = ("strategy_007.sql",)
 
 
 class Ours(Strategy):
@@ -180,13 +181,13 @@ class Ours(Strategy):
     @classmethod
     def install(cls, schema: str) -> list[str]:
         """The shipped tables and counter objects, exactly as ``migrate`` installs them."""
-        return [render("schema_v1.sql", schema), objects.install_sql(schema=schema)]
+        return [*revisions.head_schema_sql(schema), objects.install_sql(schema=schema)]
 
 
 class MaterializedView(Strategy):
     key = "matview"
     label = "materialized view of per-user counts + REFRESH"
-    files = ("schema_v1.sql", "strategy_matview.sql")
+    files = ("strategy_matview.sql",)
     own_writes = False
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
@@ -211,7 +212,7 @@ class CountStar(Strategy):
 class EventDriven(Strategy):
     key = "events"
     label = "event-driven: outbox row in the same statement + worker"
-    files = ("schema_v1.sql", "strategy_events.sql")
+    files = ("strategy_events.sql",)
     insert_one = "insert_answer_with_event"  # the answer and its outbox row, one statement
     insert_bulk = "insert_answers_bulk_with_events"
 
