@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
@@ -64,6 +65,7 @@ def stats_text(result: StatsResult) -> str:
         f"server: {result.server_version}",
         f"database: {result.database}; synchronous_commit={result.synchronous_commit}, "
         f"track_functions={result.track_functions}",
+        mode_text(result.mode),
         "functions, triggers and views:",
     ]
     for o in result.objects:
@@ -139,10 +141,27 @@ def outcome_text(outcome: Outcome) -> str:
     if outcome.adoption is not None:
         return adoption_text(outcome.adoption)
     lines = []
+    if outcome.plan.state.value == "empty":
+        lines.append(f"installed {len(outcome.reinstalled)} functions, triggers and views")
     if outcome.before != outcome.after:
         lines.append(f"migrated: {outcome.before or 'empty'} -> {outcome.after}")
-    if outcome.reinstalled:
+    if outcome.reinstalled and outcome.plan.state.value != "empty":
         lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
     if outcome.plan.recount or outcome.reinstalled:
         lines.append(f"recounted: {outcome.counters_corrected} counters corrected")
     return "\n".join(lines) or f"already at {outcome.after}; nothing to do"
+
+
+def mode_text(state: ModeState) -> str:
+    """``mode``: the counter mode, its backlog, the last fold."""
+    lines = [f"mode: {state.mode} (since {state.switched_at:%Y-%m-%d %H:%M:%S %Z})"]
+    if state.mode != "immediate" or state.pending:
+        age = "-" if state.oldest_pending_age_s is None else f"{state.oldest_pending_age_s:.1f} s"
+        lines.append(f"pending answers: {state.pending}, oldest {age}")
+        last = (
+            "never"
+            if state.last_fold_at is None
+            else (f"{state.last_fold_at:%Y-%m-%d %H:%M:%S %Z} ({state.last_fold_rows} answers)")
+        )
+        lines.append(f"last fold: {last}")
+    return "\n".join(lines)
