@@ -375,6 +375,14 @@ def benchmark(
             "--concurrency", min=0, help="Also C writers on one user and C writers on C users."
         ),
     ] = 0,
+    counter_mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="Counter mode to measure: immediate (the triggers update the counters) or "
+            "deferred (writes append; adds the worker's fold rate and the exact read).",
+        ),
+    ] = "immediate",
     bulk: Annotated[
         int, typer.Option("--bulk", min=0, help="Also one multi-row INSERT of this many rows.")
     ] = 0,
@@ -391,11 +399,17 @@ def benchmark(
     url = target_dsn(dsn)
     # Progress units: one per sequential round, per concurrency scenario, per bulk repeat.
     total = inserts + (2 if concurrency else 0) + (BULK_REPEATS if bulk else 0)
+    from selfology_counters import model
+
+    if counter_mode not in model.MODES:
+        fail(f"unknown counter mode {counter_mode!r}: use one of {', '.join(model.MODES)}")
+    if counter_mode == model.DEFERRED:
+        total += inserts  # the exact read, timed against SELECT 1
     note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
     with progress_bar(total, "benchmark") as advance:
         result = run(
             run_benchmark(
-                url, inserts, concurrency=concurrency, bulk_rows=bulk,
+                url, inserts, concurrency=concurrency, bulk_rows=bulk, mode=counter_mode,
                 progress=lambda _phase, n: advance(n),
             )
         )  # fmt: skip

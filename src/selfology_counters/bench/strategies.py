@@ -20,7 +20,7 @@ from typing import ClassVar, Protocol
 
 import asyncpg
 
-from selfology_counters import objects
+from selfology_counters import deferred, objects
 from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query, render
 
@@ -184,6 +184,26 @@ class Ours(Strategy):
         return [*revisions.head_schema_sql(schema), objects.install_sql(schema=schema)]
 
 
+class OursDeferred(Ours):
+    key = "ours_deferred"
+    label = "our triggers in deferred mode (no counter work on INSERT, exact reads, a fold)"
+
+    @classmethod
+    def install(cls, schema: str) -> list[str]:
+        """The shipped design, switched to deferred mode as ``mode deferred`` does."""
+        return [*Ours.install(schema), query("bench.sql", "deferred_mode", schema)]
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        """The exact read (stored + pending), as the DAO reads it."""
+        return int(await connection.fetchval(self.sql("exact_total"), users))
+
+    async def settle(self, connection: asyncpg.Connection) -> None:
+        await Folder(connection, self).drain()
+
+    def background(self, connection: asyncpg.Connection, users: list[int]) -> Background | None:
+        return Folder(connection, self)
+
+
 class MaterializedView(Strategy):
     key = "matview"
     label = "materialized view of per-user counts + REFRESH"
@@ -230,6 +250,7 @@ STRATEGIES: tuple[type[Strategy], ...] = (
     ManualReadModifyWrite,
     Migration007,
     Ours,
+    OursDeferred,
     MaterializedView,
     CountStar,
     EventDriven,
@@ -283,6 +304,24 @@ class EventWorker:
         while await self.fold_once():
             pass
         return time.perf_counter() - started
+
+
+class Folder(EventWorker):
+    """Deferred mode's worker (``deferred.fold_once``), measured like the event worker: the
+    oldest answer it folded is how far the stored column lagged behind then."""
+
+    def __init__(self, connection: asyncpg.Connection, strategy: OursDeferred) -> None:
+        self.connection = connection
+        self.schema = strategy.schema
+        self.stats = FoldStats()
+
+    async def fold_once(self) -> int:
+        result = await deferred.fold_once(self.connection, self.schema)
+        if result.folded:
+            self.stats.events += result.folded
+            self.stats.batches += 1
+            self.stats.max_event_age_s = max(self.stats.max_event_age_s, result.oldest_age_s or 0)
+        return result.folded
 
 
 @dataclass
