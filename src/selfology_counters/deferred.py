@@ -25,7 +25,8 @@ from selfology_counters.errors import InvalidInputError
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_stat_activity
+APPLICATION_NAME = "selfology-counters worker"
+HELD_BACK_AFTER_S = 1.0  # how the worker shows in pg_stat_activity
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ModeState:
     last_fold_rows: int | None
     pending: int
     oldest_pending_age_s: float | None
+    # The oldest transaction that has written anything in the cluster, when it is older than
+    # a second: the fold cannot pass it, so the backlog waits for it.
+    held_back_by: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,6 +66,10 @@ async def state(connection: asyncpg.Connection, schema: str = SCHEMA) -> ModeSta
     await require_schema(connection, schema)
     row = await connection.fetchrow(query("health.sql", "mode", schema))
     backlog = await connection.fetchrow(query("health.sql", "backlog", schema))
+    writer = await connection.fetchrow(query("health.sql", "oldest_writer", schema))
+    held = None
+    if writer is not None and (_seconds(writer["age"]) or 0) > HELD_BACK_AFTER_S:
+        held = {**dict(writer), "age": _seconds(writer["age"])}
     return ModeState(
         mode=row["mode"],
         horizon=row["horizon"],
@@ -70,6 +78,7 @@ async def state(connection: asyncpg.Connection, schema: str = SCHEMA) -> ModeSta
         last_fold_rows=row["last_fold_rows"],
         pending=backlog["pending"],
         oldest_pending_age_s=_seconds(backlog["oldest_age"]),
+        held_back_by=held if row["mode"] == model.DEFERRED else None,
     )
 
 

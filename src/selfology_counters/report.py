@@ -164,4 +164,11 @@ def mode_text(state: ModeState) -> str:
             else (f"{state.last_fold_at:%Y-%m-%d %H:%M:%S %Z} ({state.last_fold_rows} answers)")
         )
         lines.append(f"last fold: {last}")
+    if state.held_back_by is not None:
+        held = state.held_back_by
+        lines.append(
+            f"folding is held back by transaction pid {held['pid']} in database "
+            f"{held['database']} ({held['state']}, {held['age']:.0f} s old): a fold cannot "
+            "pass the oldest transaction that has written anything; end it to let folds go on"
+        )
     return "\n".join(lines)

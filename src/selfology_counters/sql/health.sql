@@ -10,6 +10,15 @@ SELECT count(*) AS pending, now() - min(answered_at) AS oldest_age
   FROM ${schema}.${model.ANSWERS}
  WHERE ${model.XID} >= (SELECT horizon FROM ${schema}.${model.MODE_TABLE})
 
+-- name: oldest_writer --
+-- The oldest transaction that has written anything, in any database of the cluster: a fold
+-- cannot move the horizon past it (its answers, if any, are not final yet).
+SELECT pid, datname AS database, state, now() - xact_start AS age
+  FROM pg_stat_activity
+ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+ ORDER BY age(backend_xid) DESC
+ LIMIT 1
+
 -- name: check_all --
 -- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
 -- prepared check_user always plans with the user filter, which reaches the user_id indexes.

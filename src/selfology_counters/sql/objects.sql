@@ -386,11 +386,15 @@ $$;
 
 % for c in model.COUNTERS:
 -- name: function_${c.reader} --
--- The exact ${c.name} in either mode, in one snapshot: stored + pending.
+-- The exact ${c.name} in either mode, in one snapshot: stored + pending. PL/pgSQL, not SQL:
+-- a SQL function with sub-selects is not inlined and is planned again on every call (about
+-- 0.5 ms); PL/pgSQL keeps the plan for the session.
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
-         + ${truth.pending_of(c, "$1")}
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
+         + ${truth.pending_of(c, "$1")};
+END;
 $$;
 
 % endfor
