@@ -25,6 +25,7 @@ from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
 T = TypeVar("T")
+LOCK_POLL_S = 0.2
 Progress = Callable[[str], None]
 
 
@@ -118,7 +119,8 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
     say = progress or (lambda _message: None)
     connection = await connect(dsn)
     try:
-        await connection.execute(query("catalog.sql", "lifecycle_lock"))
+        while not await connection.fetchval(query("catalog.sql", "lifecycle_lock")):
+            await asyncio.sleep(LOCK_POLL_S)  # another migrate is running: wait for it
         planned = await _plan(connection, dsn)
         say(f"database kind: {planned.state.value}")
         adoption = None
