@@ -35,7 +35,9 @@ async def inject_every_drift(conn: asyncpg.Connection) -> None:
         """
         UPDATE selfology.onboarding_sessions SET questions_answered = 40 WHERE user_id = 1;
         UPDATE selfology.user_stats SET total_answers_lifetime = 1 WHERE user_id = 2;
+        SET session_replication_role = replica;  -- past the guard, as a restore would
         DELETE FROM selfology.user_stats WHERE user_id = 3;
+        SET session_replication_role = origin;
         UPDATE selfology.digital_personality SET total_answers_analyzed = 9 WHERE user_id = 4;
         ALTER TABLE selfology.user_stats DROP CONSTRAINT user_stats_total_answers_lifetime_check;
         UPDATE selfology.user_stats SET total_answers_lifetime = -2 WHERE user_id = 5;
@@ -132,7 +134,9 @@ async def test_repair_while_writers_insert_delete_and_move(
     await conn.execute(
         "UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered + 7;"
         "UPDATE selfology.user_stats SET total_answers_lifetime = 0 WHERE user_id % 2 = 0;"
+        "SET session_replication_role = replica;"  # past the guard, as a restore would
         "DELETE FROM selfology.user_stats WHERE user_id % 5 = 0;"
+        "SET session_replication_role = origin;"
         "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;"
     )
     pool = await asyncpg.create_pool(db, min_size=8, max_size=8)

@@ -25,18 +25,22 @@ def check_text(result: CheckResult) -> str:
             stored = "-" if issue.stored is None else issue.stored
             row = f"{issue.counter:44} {issue.key:>10} {stored!s:>8} {issue.actual:>8}"
             lines.append(f"  {row} {issue.status}")
-    lines += objects_text(result.objects, result.foreign_triggers)
+    lines += objects_text(result.objects, result.problems)
+    wrong = {name: n for name, n in result.integrity.items() if n}
+    lines += [f"{name.replace('_', ' ')}: {n}" for name, n in wrong.items()]
+    lines += [f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
+              for entry in result.subscriptions]  # fmt: skip
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
 
 
-def objects_text(statuses: list[ObjectStatus], foreign_triggers: list[str]) -> list[str]:
+def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]:
     """The audit of the installed functions, triggers and view: only what is wrong, or a
     one-line all-clear."""
     bad = [o for o in statuses if not o.healthy]
     lines = [f"{o.kind} {o.label}: {o.state.value.upper()}"
              + (f" ({o.reason})" if o.reason and o.installed else "") for o in bad]  # fmt: skip
-    lines += [f"foreign trigger on a counted table: {name}" for name in foreign_triggers]
+    lines += problems
     if not lines:
         lines.append(f"objects: all {len(statuses)} functions, triggers and views installed, "
                      "enabled and current")  # fmt: skip
@@ -71,7 +75,8 @@ def stats_text(result: StatsResult) -> str:
     for o in result.objects:
         reason = f" ({o.reason})" if o.reason and o.installed else ""
         lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
-    lines += [f"  foreign trigger: {name}" for name in result.foreign_triggers]
+    lines += [f"  {problem}" for problem in result.problems]
+    lines += [f"  logical replication applies into {entry}" for entry in result.subscriptions]
     lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
         if f.calls is None:

@@ -53,6 +53,8 @@ class StatsResult:
     mode: ModeState  # the counter mode, deferred mode's backlog and its last fold
     objects: list[ObjectStatus]
     foreign_triggers: list[str]
+    problems: list[str]  # what stops or bends the counting (see objects.Audit.problems)
+    subscriptions: list[str]
     functions: list[FunctionStats]
     answers_last_hour: int
     lock_waiters: list[dict[str, Any]]
@@ -64,7 +66,7 @@ class StatsResult:
 
     @property
     def healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +93,8 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         mode=await deferred.state(connection, schema),
         objects=audit.objects,
         foreign_triggers=audit.foreign_triggers,
+        problems=audit.problems,
+        subscriptions=audit.subscriptions,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)

@@ -19,6 +19,28 @@ SELECT pid, datname AS database, state, now() - xact_start AS age
  ORDER BY age(backend_xid) DESC
  LIMIT 1
 
+-- name: integrity --
+-- Answers that no counter rule can place: with no session, or with another user than their
+-- session's (possible only while the foreign key is disabled, deferred or dropped).
+SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+         WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+           AS answers_without_session,
+       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE a.user_id <> s.user_id) AS answers_with_another_user
+
+-- name: integrity_user --
+SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+         WHERE a.user_id = $1
+           AND NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+           AS answers_without_session,
+       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE (a.user_id = $1 OR s.user_id = $1) AND a.user_id <> s.user_id)
+           AS answers_with_another_user
+
 -- name: check_all --
 -- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
 -- prepared check_user always plans with the user filter, which reaches the user_id indexes.
