@@ -48,6 +48,9 @@ EXPECTED_COLUMNS = {
         "drift",
         "status",
         "pending",
+        "user_stats_count",
+        "actual_answer_count",
+        "personality_count",
     },
     "counter_mode": {
         "singleton",

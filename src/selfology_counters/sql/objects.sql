@@ -495,7 +495,14 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
             WHEN c.stored < 0 THEN 'NEGATIVE'
             WHEN c.stored + c.pending <> c.actual THEN 'INCONSISTENT'
             ELSE 'CONSISTENT' END AS status,
-       c.pending
+       c.pending,
+       -- The original view's columns (migration 007), for queries written against it: the
+       -- row's user's counters (exact in either mode; NULL without a row) and answers.
+       (SELECT us.${U.column} FROM ${stats} us WHERE us.${U.key} = c.user_id)::bigint
+           + ${truth.pending_of(U, "c.user_id")} AS user_stats_count,
+       ${truth.answers_of(U, "c")} AS actual_answer_count,
+       (SELECT dp.${P.column} FROM ${personality} dp WHERE dp.${P.key} = c.user_id)::bigint
+           + ${truth.pending_of(P, "c.user_id")} AS personality_count
   FROM (
 % for c in model.COUNTERS:
     ${"" if loop.first else "UNION ALL"}
