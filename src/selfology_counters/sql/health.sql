@@ -1,26 +1,23 @@
 -- check, repair and stats. Counters: model.py; the truth: truth.sql, through the view
 -- counter_consistency_check (objects.sql).
 
+## check_all and check_users stay two statements (not `$1 IS NULL OR user_id = ANY ($1)`) so
+## that a prepared check_users always plans with the user filter, which reaches the user_id
+## indexes.
+<%def name="issues_by_counter(where)">
+SELECT counter, count(*) AS checked,
+       COALESCE(jsonb_agg(jsonb_build_object(
+           'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
+           ORDER BY abs(COALESCE(drift, actual)) DESC, key)
+         FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
+  FROM ${schema}.counter_consistency_check${where}
+ GROUP BY counter
+</%def>
 -- name: check_all --
--- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
--- prepared check_user always plans with the user filter, which reaches the user_id indexes.
-SELECT counter, count(*) AS checked,
-       COALESCE(jsonb_agg(jsonb_build_object(
-           'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
-           ORDER BY abs(COALESCE(drift, actual)) DESC, key)
-         FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
-  FROM ${schema}.counter_consistency_check
- GROUP BY counter
+${issues_by_counter("")}
 
--- name: check_user --
-SELECT counter, count(*) AS checked,
-       COALESCE(jsonb_agg(jsonb_build_object(
-           'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
-           ORDER BY abs(COALESCE(drift, actual)) DESC, key)
-         FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
-  FROM ${schema}.counter_consistency_check
- WHERE user_id = $1
- GROUP BY counter
+-- name: check_users --
+${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 
 <%namespace name="truth" file="truth.sql"/>
 ## Repair, per counter of the model, in its lock order: lock the batch's rows (keys
