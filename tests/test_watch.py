@@ -5,23 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
-import urllib.request
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from selfology_counters import model
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.watch import CheckOutcome, Scope, Watch, WatchSettings
+from tests.processes import CLI, WatchProcess
 from tests.proxy import TcpProxy
 from tests.truth import assert_exact, mismatches
 from tests.waiting import wait_until_blocked
@@ -278,8 +274,6 @@ def test_settings_refuse_nonsense() -> None:
 
 # --- the console script, run as systemd runs it ---
 
-CLI = str(Path(sys.executable).parent / "selfology-counters")
-
 
 def with_password(dsn: str, password: str) -> str:
     """``dsn`` with a password the test server ignores (trust), to prove it is never shown."""
@@ -288,42 +282,6 @@ def with_password(dsn: str, password: str) -> str:
         return dsn
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:{password}@{host}"))
-
-
-class WatchProcess:
-    """``selfology-counters watch`` in a child process; its JSON log lines read as they come."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    @classmethod
-    async def start(cls, dsn: str, *args: str) -> WatchProcess:
-        env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
-        process = await asyncio.create_subprocess_exec(
-            CLI, "watch", "--dsn", dsn, "--port", "0", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        return cls(process)
-
-    async def next(self, event: str, **match: Any) -> dict[str, Any]:
-        assert self.process.stderr is not None
-        while True:
-            raw = await asyncio.wait_for(self.process.stderr.readline(), timeout=30)
-            assert raw, f"watch exited; its log: {self.lines}"
-            self.lines.append(raw.decode())
-            line = json.loads(raw)
-            if line["event"] == event and match.items() <= line.items():
-                return dict(line)
-
-    async def scrape(self, port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        url = f"http://127.0.0.1:{port}/metrics"
-        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples
-        }
 
 
 async def test_the_command_serves_metrics_and_exits_0_on_sigterm(db: str) -> None:
@@ -335,14 +293,11 @@ async def test_the_command_serves_metrics_and_exits_0_on_sigterm(db: str) -> Non
         assert metrics[("counter_consistency_rate", (("scope", "full"),))] == 1
         assert metrics[("counter_database_up", ())] == 1
         await watch.next("check", scope="recent", ok=True)
-        watch.process.send_signal(signal.SIGTERM)
-        assert (await watch.next("stopping"))["signal"] == "SIGTERM"
-        await watch.next("stopped")
-        assert await asyncio.wait_for(watch.process.wait(), timeout=30) == 0
     finally:
-        if watch.process.returncode is None:
-            watch.process.kill()
-            await watch.process.wait()
+        code = await watch.stop()  # SIGTERM
+    assert code == 0, watch.lines
+    events = [json.loads(line)["event"] for line in watch.lines]  # every line is JSON
+    assert events[-2:] == ["stopping", "stopped"]
     assert "s3cret" not in "".join(watch.lines)
     assert watch.process.stdout is not None
     assert await watch.process.stdout.read() == b""  # results on stdout; watch has none
