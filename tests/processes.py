@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sys
 import urllib.parse
@@ -13,9 +14,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 CLI = str(Path(sys.executable).parent / "selfology-counters")
+
+
+def prometheus_binary(name: str) -> tuple[str | None, pytest.MarkDecorator]:
+    """The path of ``name`` (promtool, prometheus), and a mark that skips, saying why,
+    where it is not installed."""
+    path = shutil.which(name)
+    reason = (
+        f"{name} not found: install Debian's `prometheus` package (scripts/test.sh does when "
+        "apt is available)"
+    )
+    return path, pytest.mark.skipif(path is None, reason=reason)
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from selfology_counters import OnboardingDAO, metrics
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.watch import Scope, Watch
+from tests.processes import prometheus_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -27,12 +27,7 @@ RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "selfology-counters.json"
 UNIT = ROOT / "deploy" / "systemd" / "selfology-counters-watch.service"
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool not found: install Debian's `prometheus` package (scripts/test.sh does "
-    "when apt is available)",
-)
+PROMTOOL, needs_promtool = prometheus_binary("promtool")
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
              "unless", "bool", "offset", "inf", "nan"}  # fmt: skip

@@ -9,25 +9,17 @@ scrape and evaluation intervals come from the test's own Prometheus config.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from selfology_counters import health
-from tests.processes import PrometheusProcess, WatchProcess
+from tests.processes import PrometheusProcess, WatchProcess, prometheus_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
-PROMETHEUS = shutil.which("prometheus")
-
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None,
-    reason="prometheus not found: install Debian's `prometheus` package (scripts/test.sh does "
-    "when apt is available)",
-)
+PROMETHEUS, pytestmark = prometheus_binary("prometheus")
 
 CONFIG = """\
 global:

@@ -80,77 +80,68 @@ class WatchMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        ProcessCollector(registry=r)
-        self.database_up = Gauge(
-            DATABASE_UP, "1 when the last attempt to reach the database worked, else 0.",
-            registry=r,
-        )  # fmt: skip
+        ProcessCollector(registry=self.registry)
+        scope, counter, obj = ("scope",), ("scope", "counter"), ("kind", "name", "table")
+        gauge = self._gauge
+        self.database_up = gauge(
+            DATABASE_UP, "1 when the last attempt to reach the database worked, else 0."
+        )
         self.check_failures = Counter(
             CHECK_FAILURES, "Checks that could not run (database away, schema missing).",
-            ["scope"], registry=r,
+            scope, registry=self.registry,
         )  # fmt: skip
-        self.check_duration = Gauge(
-            CHECK_DURATION, "Seconds the last successful check took.", ["scope"], registry=r
+        self.check_duration = gauge(
+            CHECK_DURATION, "Seconds the last successful check took.", scope
         )
-        self.last_check = Gauge(
-            LAST_CHECK, "Unix time of the last successful check.", ["scope"], registry=r
-        )
-        self.consistency_rate = Gauge(
+        self.last_check = gauge(LAST_CHECK, "Unix time of the last successful check.", scope)
+        self.consistency_rate = gauge(
             CONSISTENCY_RATE,
-            "Share of the counters the last check compared that equal COUNT(*) (1 = all).",
-            ["scope"], registry=r,
+            "Share of the counters the last check compared that equal COUNT(*) (1 = all).", scope,
         )  # fmt: skip
-        self.inconsistent = Gauge(
-            INCONSISTENT_COUNTERS, "Counters that differ from COUNT(*) at the last check.",
-            ["scope", "counter"], registry=r,
-        )  # fmt: skip
-        self.checked = Gauge(
-            COUNTERS_CHECKED, "Counters the last check compared with COUNT(*).",
-            ["scope", "counter"], registry=r,
-        )  # fmt: skip
-        object_labels = ["kind", "name", "table"]
-        self.installed = Gauge(
-            OBJECT_INSTALLED, "1 when the counter function, trigger or view is installed.",
-            object_labels, registry=r,
-        )  # fmt: skip
-        self.current = Gauge(
+        self.inconsistent = gauge(
+            INCONSISTENT_COUNTERS, "Counters that differ from COUNT(*) at the last check.", counter
+        )
+        self.checked = gauge(
+            COUNTERS_CHECKED, "Counters the last check compared with COUNT(*).", counter
+        )
+        self.installed = gauge(
+            OBJECT_INSTALLED, "1 when the counter function, trigger or view is installed.", obj
+        )
+        self.current = gauge(
             OBJECT_CURRENT,
             "1 when the installed object is this release's, unedited (0: outdated or missing).",
-            object_labels, registry=r,
-        )  # fmt: skip
-        self.enabled = Gauge(
-            OBJECT_ENABLED, "1 when the object is installed and (a trigger) enabled.",
-            object_labels, registry=r,
-        )  # fmt: skip
-        self.foreign_triggers = Gauge(
-            FOREIGN_TRIGGERS, "Other triggers on the counted tables (they may count twice).",
-            registry=r,
-        )  # fmt: skip
-        self.lock_waiters = Gauge(
-            LOCK_WAITERS, "Sessions waiting for a lock while they touch a counted table.",
-            registry=r,
-        )  # fmt: skip
-        self.lock_wait_longest = Gauge(
-            LOCK_WAIT_LONGEST, "Seconds the longest of those sessions has been waiting.",
-            registry=r,
-        )  # fmt: skip
-        self.last_repair = Gauge(
-            LAST_REPAIR, "Unix time of the last automatic repair watch completed.",
-            registry=r,
-        )  # fmt: skip
-        self.repaired = Counter(
-            REPAIRED_COUNTERS, "Counters corrected by watch's automatic repair.", registry=r
+            obj,
         )
-        self.limit_exceeded = Gauge(
+        self.enabled = gauge(
+            OBJECT_ENABLED, "1 when the object is installed and (a trigger) enabled.", obj
+        )
+        self.foreign_triggers = gauge(
+            FOREIGN_TRIGGERS, "Other triggers on the counted tables (they may count twice)."
+        )
+        self.lock_waiters = gauge(
+            LOCK_WAITERS, "Sessions waiting for a lock while they touch a counted table."
+        )
+        self.lock_wait_longest = gauge(
+            LOCK_WAIT_LONGEST, "Seconds the longest of those sessions has been waiting."
+        )
+        self.last_repair = gauge(
+            LAST_REPAIR, "Unix time of the last automatic repair watch completed (0: none)."
+        )
+        self.repaired = Counter(
+            REPAIRED_COUNTERS, "Counters corrected by watch's automatic repair.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.limit_exceeded = gauge(
             AUTO_REPAIR_LIMIT_EXCEEDED,
             "1 when the last check found more wrong counters than --auto-repair-max allows "
             "(or a counter object not current), so watch left them to a person.",
-            ["scope"],
-            registry=r,
+            scope,
         )
-        for scope in SCOPES:
-            self.check_failures.labels(scope=scope)
+        for name in SCOPES:
+            self.check_failures.labels(scope=name)
+
+    def _gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
 
     def database_reached(self, up: bool) -> None:
         self.database_up.set(1 if up else 0)
