@@ -117,6 +117,8 @@ async def test_a_full_check_sets_every_gauge_and_logs_one_line(
         labels = {"kind": obj.kind, "name": obj.name, "table": obj.table or ""}
         for gauge in ("installed", "current", "enabled"):
             assert sample(m, f"counter_object_{gauge}", **labels) == 1, (gauge, labels)
+        assert sample(m, "counter_object_state", **labels, state="current") == 1
+        assert sample(m, "counter_object_state", **labels, state="missing") == 0
     assert sample(m, "counter_foreign_triggers") == 0
     assert sample(m, "counter_lock_waiters") == 0
     assert sample(m, "counter_last_check_success_timestamp_seconds", scope="full") is not None
@@ -196,6 +198,8 @@ async def test_drift_beside_a_disabled_trigger_is_left_to_a_person(
     assert sample(watch.metrics, "counter_object_enabled", **labels) == 0
     assert sample(watch.metrics, "counter_object_current", **labels) == 1
     assert sample(watch.metrics, "counter_object_installed", **labels) == 1
+    assert sample(watch.metrics, "counter_object_state", **labels, state="disabled") == 1
+    assert sample(watch.metrics, "counter_object_state", **labels, state="current") == 0
     still_disabled = await conn.fetchval(
         "SELECT tgenabled = 'D' FROM pg_trigger WHERE tgname = $1", delete.name
     )

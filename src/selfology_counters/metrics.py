@@ -17,7 +17,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from selfology_counters import model
 from selfology_counters.health import CheckResult
-from selfology_counters.objects import ObjectStatus
+from selfology_counters.objects import ObjectStatus, State
 
 # --- in the bot's process (OnboardingDAO) ---
 ANSWER_INSERT_DURATION = "answer_insert_duration_seconds"
@@ -35,6 +35,7 @@ COUNTERS_CHECKED = "counters_checked"
 OBJECT_INSTALLED = "counter_object_installed"
 OBJECT_CURRENT = "counter_object_current"
 OBJECT_ENABLED = "counter_object_enabled"
+OBJECT_STATE = "counter_object_state"  # what the alerts read: the audit's verdict
 FOREIGN_TRIGGERS = "counter_foreign_triggers"
 LOCK_WAITERS = "counter_lock_waiters"
 LOCK_WAIT_LONGEST = "counter_lock_wait_max_seconds"
@@ -115,6 +116,12 @@ class WatchMetrics:
         self.enabled = gauge(
             OBJECT_ENABLED, "1 when the object is installed and (a trigger) enabled.", obj
         )
+        self.state = gauge(
+            OBJECT_STATE,
+            "1 for the object's state as `check` audits it (current, outdated, disabled, "
+            "missing), 0 for the others.",
+            (*obj, "state"),
+        )
         self.foreign_triggers = gauge(
             FOREIGN_TRIGGERS, "Other triggers on the counted tables (they may count twice)."
         )
@@ -166,6 +173,9 @@ class WatchMetrics:
         for status in statuses:
             labels = {"kind": status.kind, "name": status.name, "table": status.table or ""}
             self.installed.labels(**labels).set(1 if status.installed else 0)
+            for state in State:
+                is_it = status.state is state
+                self.state.labels(**labels, state=state.value).set(1 if is_it else 0)
             self.current.labels(**labels).set(1 if status.current else 0)
             self.enabled.labels(**labels).set(1 if status.installed and status.enabled else 0)
         self.foreign_triggers.set(foreign_triggers)
