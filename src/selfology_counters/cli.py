@@ -483,6 +483,92 @@ def compare(
     raise typer.Exit(EXIT_OK if result.our_losses == 0 else EXIT_PROBLEM)
 
 
+@app.command()
+def watch(
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            envvar="SELFOLOGY_WATCH_PORT",
+            min=0,
+            max=65535,
+            help="Serve /metrics on this port (0: any free port, logged).",
+        ),
+    ],
+    dsn: DsnOption = None,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen", envvar="SELFOLOGY_WATCH_LISTEN", help="Address to serve /metrics on."
+        ),
+    ] = "127.0.0.1",
+    quick_interval: Annotated[
+        float,
+        typer.Option(
+            "--quick-interval",
+            envvar="SELFOLOGY_WATCH_QUICK_INTERVAL",
+            min=0.01,
+            help="Seconds between quick checks of the users with new answers.",
+        ),
+    ] = 30.0,
+    full_interval: Annotated[
+        float,
+        typer.Option(
+            "--full-interval",
+            envvar="SELFOLOGY_WATCH_FULL_INTERVAL",
+            min=0.01,
+            help="Seconds between full checks of every counter.",
+        ),
+    ] = 900.0,
+    auto_repair_max: Annotated[
+        int,
+        typer.Option(
+            "--auto-repair-max",
+            envvar="SELFOLOGY_WATCH_AUTO_REPAIR_MAX",
+            min=0,
+            help="Repair drift of at most this many counters at once (0: never); "
+            "more is left to a person, and alerted on.",
+        ),
+    ] = 0,
+) -> None:
+    """Serve Prometheus metrics and check the counters on a schedule, until SIGTERM.
+
+    The full check runs first and then every --full-interval; a quick check of the users with
+    answers inserted since the last-but-one quick check every --quick-interval. Each action
+    is one JSON line on stderr. A database that goes away is reported in the metrics and
+    retried, never fatal. Exit 0 on SIGTERM or Ctrl-C; 2 when it could not start (the port
+    is taken, say).
+    """
+    from selfology_counters import watch as watching
+
+    try:
+        target = config.resolve(dsn)
+    except Exception as exc:  # the embedded server failed to start: say why, in one line
+        fail(f"could not start the embedded PostgreSQL server: {exc}")
+    settings = watching.WatchSettings(
+        quick_interval=quick_interval, full_interval=full_interval, auto_repair_max=auto_repair_max
+    )
+    log = watching.json_lines()
+    log("start", database=target.redacted, source=target.source)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _stopping, stop, log, signum)
+        await watching.serve(target.dsn, settings, stop, listen=listen, port=port, log=log)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # the port is taken, or the address is not ours
+        fail(f"cannot serve metrics on {listen}:{port}: {first_line(exc)}")
+
+
+def _stopping(stop: asyncio.Event, log: Callable[..., None], signum: int) -> None:
+    log("stopping", signal=signal.Signals(signum).name)
+    stop.set()
+
+
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when there is more than a screenful of work."""

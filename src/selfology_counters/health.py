@@ -94,15 +94,22 @@ class CheckResult:
 
 
 async def check(
-    connection: asyncpg.Connection, user_id: int | None = None, schema: str = SCHEMA
+    connection: asyncpg.Connection,
+    user_id: int | None = None,
+    schema: str = SCHEMA,
+    *,
+    user_ids: Sequence[int] | None = None,
 ) -> CheckResult:
-    """Every counter (of one user, if given) against the truth, and the triggers' state."""
+    """Every counter (of one user, or of ``user_ids``, if given) against the truth, and the
+    triggers' state."""
     await require_schema(connection, schema)
     started = time.perf_counter()
-    if user_id is None:
+    if user_id is not None:
+        user_ids = [user_id]
+    if user_ids is None:
         rows = await connection.fetch(query("health.sql", "check_all", schema))
     else:
-        rows = await connection.fetch(query("health.sql", "check_user", schema), user_id)
+        rows = await connection.fetch(query("health.sql", "check_users", schema), user_ids)
     checked_as = {counter.name: counter.checked_as for counter in model.COUNTERS}
     checked = dict.fromkeys(checked_as.values(), 0)
     issues: list[CounterIssue] = []
@@ -111,11 +118,11 @@ async def check(
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
-    if user_id is None:
+    if user_ids is None:
         integrity = await connection.fetchrow(query("health.sql", "integrity", schema))
     else:
-        integrity_sql = query("health.sql", "integrity_user", schema)
-        integrity = await connection.fetchrow(integrity_sql, user_id)
+        integrity_sql = query("health.sql", "integrity_users", schema)
+        integrity = await connection.fetchrow(integrity_sql, list(user_ids))
     audit = await objects.audit(connection, schema)
     return CheckResult(
         audit.mode, checked, issues, audit.objects, audit.foreign_triggers,
