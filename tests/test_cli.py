@@ -145,3 +145,74 @@ def test_migrate_reinstalls_a_dropped_trigger(db: str) -> None:
     migrated = cli("migrate", dsn=db)
     assert migrated.returncode == 0 and "reinstalled" in migrated.stdout
     assert cli("check", dsn=db).returncode == 0
+
+
+def libpq_pairs(url: str) -> str:
+    """``url`` written as libpq key=value pairs, as an operator would type them."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    pairs = {
+        "host": query.get("host") or parts.hostname or "",
+        "port": str(parts.port or query.get("port") or ""),
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "dbname": unquote(parts.path.lstrip("/")),
+    }
+    return " ".join(f"{k}='{v}'" for k, v in pairs.items() if v)
+
+
+def test_an_empty_dsn_is_an_error_naming_where_it_came_from(empty_db: str) -> None:
+    line = assert_one_line_error(cli("check", "--dsn", ""))
+    assert "--dsn is empty" in line
+    for var in ("SELFOLOGY_DSN", "DATABASE_URL"):
+        env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+        result = subprocess.run(
+            [CLI, "check"], env={**env, var: ""}, capture_output=True, text=True, timeout=60
+        )
+        assert f"${var} is set but empty" in assert_one_line_error(result)
+    # An empty SELFOLOGY_DSN is an error even when DATABASE_URL would name a database.
+    both = subprocess.run(
+        [CLI, "check"], env={**os.environ, "SELFOLOGY_DSN": "", "DATABASE_URL": empty_db},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "$SELFOLOGY_DSN is set but empty" in assert_one_line_error(both)
+
+
+def test_with_json_a_failure_is_json_on_stdout_too(empty_db: str) -> None:
+    for args in (
+        ("check", "--json", "--dsn", "postgresql://u:s3cret@127.0.0.1:1/x"),
+        ("demo", "--json"),  # schema missing
+        ("check", "--json", "--no-such-option"),  # a usage error
+        ("check", "--json", "--dsn", ""),
+    ):
+        result = cli(*args, dsn=empty_db)
+        line = assert_one_line_error(result)
+        error = json.loads(result.stdout)
+        assert error == {"error": line.removeprefix("selfology-counters: error: "), "exit_code": 2}
+        assert "s3cret" not in result.stdout
+
+
+def test_usage_errors_are_one_line_exit_2() -> None:
+    for args in (("check", "--bogus"), ("check", "--user", "0"), ("benchmark", "x"), ("nosuch",)):
+        result = cli(*args)
+        line = assert_one_line_error(result)
+        assert line.startswith("selfology-counters: error: ")
+        assert "╭" not in result.stderr and "Usage:" not in result.stderr
+        assert result.stdout == ""
+
+
+def test_libpq_key_value_dsns_work_for_migrate_and_check(empty_db: str) -> None:
+    pairs = libpq_pairs(empty_db)
+    migrated = cli("migrate", "--json", "--dsn", pairs)  # Alembic and psycopg
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["changed"] is True
+    checked = cli("check", "--json", dsn=pairs)  # asyncpg
+    assert checked.returncode == 0, checked.stderr
+    secret = "host=127.0.0.1 port=1 dbname=x user=u password='s3 cr3t'"
+    for command in ("check", "migrate"):
+        result = cli(command, "--json", "--dsn", secret)
+        assert_one_line_error(result)
+        assert "s3" not in result.stderr + result.stdout and "cr3t" not in result.stderr
+        assert "127.0.0.1:1" in result.stderr

@@ -17,9 +17,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import asyncpg
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer's own click (typer >= 0.29)
 
 from selfology_counters import config
-from selfology_counters.errors import SchemaMissingError, SelfologyCountersError
+from selfology_counters.errors import InvalidDsnError, SchemaMissingError, SelfologyCountersError
 
 T = TypeVar("T")
 
@@ -30,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 DsnOption = Annotated[
@@ -45,9 +47,22 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 
 
 def fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
-    """One line on stderr and a non-zero exit; never a traceback."""
-    typer.echo(f"selfology-counters: error: {message}", err=True)
+    """One line on stderr and a non-zero exit; never a traceback. With ``--json`` the same
+    as a JSON object on stdout too, so that a cron job that mails stdout mails the reason."""
+    say_error(message, code, as_json=_json_requested())
     raise typer.Exit(code)
+
+
+def say_error(message: str, code: int, *, as_json: bool) -> None:
+    typer.echo(f"selfology-counters: error: {message}", err=True)
+    if as_json:
+        emit_json({"error": message, "exit_code": code})
+
+
+def _json_requested(args: list[str] | None = None) -> bool:
+    # Read from the command line, not the parsed options: a usage error has none parsed.
+    args = sys.argv[1:] if args is None else args
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 def first_line(exc: BaseException) -> str:
@@ -62,6 +77,8 @@ def note(message: str) -> None:
 def target_dsn(dsn: str | None) -> str:
     try:
         target = config.resolve(dsn)
+    except InvalidDsnError as exc:
+        fail(str(exc))
     except Exception as exc:  # the embedded server failed to start: say why, in one line
         fail(f"could not start the embedded PostgreSQL server: {exc}")
     note(f"database: {target.redacted} ({target.source})")
@@ -494,8 +511,21 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
 
 
 def main() -> None:
+    """The console script: typer's usage errors become one line (and JSON with ``--json``),
+    exit 2, like every other error of this command."""
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        code = EXIT_CANNOT_RUN
+    except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
+        say_error(one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested())
+        code = EXIT_CANNOT_RUN
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())

@@ -39,6 +39,10 @@ class RetriesExhaustedError(SelfologyCountersError):
     """PostgreSQL kept reporting deadlocks or serialization failures; the write was rolled back."""
 
 
+class InvalidDsnError(SelfologyCountersError, ValueError):
+    """A DSN (``--dsn``, ``SELFOLOGY_DSN``, ``DATABASE_URL``) is empty or does not parse."""
+
+
 class DatabaseUnavailableError(SelfologyCountersError):
     """The database could not be reached, or the credentials or database name are wrong."""
 
