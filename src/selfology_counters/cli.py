@@ -500,6 +500,62 @@ def compare(
     raise typer.Exit(EXIT_OK if result.our_losses == 0 else EXIT_PROBLEM)
 
 
+embedded_app = typer.Typer(
+    help="The embedded PostgreSQL server used when no DSN is given: where its data directory "
+    "is, whether it runs, and stopping it.",
+    no_args_is_help=True,
+)
+app.add_typer(embedded_app, name="embedded")
+
+
+@embedded_app.command("path")
+def embedded_path() -> None:
+    """Print the embedded server's data directory ($SELFOLOGY_EMBEDDED_DIR overrides it).
+
+    To remove it: selfology-counters embedded stop, then delete the directory.
+    """
+    from selfology_counters import embedded
+
+    typer.echo(embedded.data_dir())
+
+
+@embedded_app.command("status")
+def embedded_status(as_json: JsonOption = False) -> None:
+    """Whether the embedded server runs, which processes use it, and its size on disk
+    (and of its WAL). Starts nothing."""
+    from selfology_counters import embedded, report
+
+    state = embedded.status()
+    typer.echo(json.dumps(state.as_dict(), indent=2) if as_json else report.embedded_text(state))
+
+
+@embedded_app.command("stop")
+def embedded_stop(
+    as_json: JsonOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop it even while a live process uses it.")
+    ] = False,
+) -> None:
+    """Stop the embedded server, unless a live process still uses it (exit 1 then).
+
+    Processes that were killed and never said goodbye are forgotten first.
+    """
+    from selfology_counters import embedded
+    from selfology_counters.errors import EmbeddedInUseError
+
+    try:
+        before = embedded.stop(force=force)
+    except EmbeddedInUseError as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    except Exception as exc:  # pg_ctl failed: one line
+        fail(f"could not stop the embedded server: {first_line(exc)}")
+    message = "stopped" if before.running else "was not running"
+    if as_json:
+        emit_json({"stopped": before.running, "data_dir": before.data_dir})
+    else:
+        typer.echo(f"embedded server {message} ({before.data_dir})")
+
+
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when there is more than a screenful of work."""

@@ -53,3 +53,7 @@ class SchemaMissingError(SelfologyCountersError):
 
 class LockWaitExhaustedError(SelfologyCountersError):
     """A schema change kept timing out on its short lock_timeout; nothing half-done was kept."""
+
+
+class EmbeddedInUseError(SelfologyCountersError):
+    """The embedded server was asked to stop while a live process still uses it."""

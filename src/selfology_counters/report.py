@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from selfology_counters import embedded
 from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
@@ -172,3 +173,21 @@ def mode_text(state: ModeState) -> str:
             "pass the oldest transaction that has written anything; end it to let folds go on"
         )
     return "\n".join(lines)
+
+
+def embedded_text(state: embedded.EmbeddedStatus) -> str:
+    running = f"running (pid {state.postmaster_pid})" if state.running else "not running"
+    lines = [
+        f"data directory: {state.data_dir}" + ("" if state.exists else " (not created yet)"),
+        f"server:         {running}",
+        f"used by:        {', '.join(map(str, state.users)) or 'no process'}",
+        f"size:           {_megabytes(state.size_bytes)} (WAL {_megabytes(state.wal_bytes)})",
+    ]
+    if state.stale_users:
+        gone = ", ".join(map(str, state.stale_users))
+        lines.append(f"killed users:   {gone} (forgotten at the next start or stop)")
+    return "\n".join(lines)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
