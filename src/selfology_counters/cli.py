@@ -241,10 +241,25 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     disabled or outdated, 2 when the check could not run. Cron-friendly:
     `selfology-counters check --json || alert`.
     """
-    from selfology_counters import health, report
+    from selfology_counters import health, report, users
+    from selfology_counters.bench import scratch
 
-    result = run(_on_our_schema(target_dsn(dsn), lambda c: health.check(c, user)))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.check_text(result))
+    async def work(
+        connection: asyncpg.Connection,
+    ) -> tuple[health.CheckResult, list[str], users.UserPresence | None]:
+        result = await health.check(connection, user)
+        leftovers = await scratch.leftover_schemas(connection)
+        found = None if user is None else await users.presence(connection, user)
+        return result, leftovers, found
+
+    result, leftovers, found = run(_on_our_schema(target_dsn(dsn), work))
+    if as_json:
+        extra = {} if found is None else {"user": found.as_dict()}
+        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra})
+    else:
+        # Warnings only: neither changes the exit code, which is about the counters.
+        shown = [report.check_text(result), *report.leftover_scratch_text(leftovers)]
+        typer.echo("\n".join(shown + ([] if found is None else report.user_text(found))))
     raise typer.Exit(EXIT_OK if result.consistent else EXIT_PROBLEM)
 
 
@@ -412,8 +427,11 @@ def benchmark(
     """
     from selfology_counters.bench import benchmark as bench_module
     from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
+    from selfology_counters.bench.scratch import drop_leftovers
 
     url = target_dsn(dsn)
+    for schema in run(drop_leftovers(url)):
+        note(f"benchmark: dropped {schema}, left over by a run that was killed")
     # Progress units: one per sequential round, per concurrency scenario, per bulk repeat.
     total = inserts + (2 if concurrency else 0) + (BULK_REPEATS if bulk else 0)
     from selfology_counters import model

@@ -9,6 +9,7 @@ from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.stats import StatsResult
+from selfology_counters.users import UserPresence
 
 WORST_SHOWN = 10
 
@@ -89,7 +90,30 @@ def stats_text(result: StatsResult) -> str:
             f"{table.live_tuples}, {table.dead_tuples}, {ratio}"
         )
     lines += [f"hint: {hint}" for hint in result.hints]
+    lines += leftover_scratch_text(result.leftover_scratch_schemas)
     return "\n".join(lines)
+
+
+def leftover_scratch_text(schemas: list[str]) -> list[str]:
+    """Warning lines for scratch schemas a killed benchmark left behind."""
+    if not schemas:
+        return []
+    return [
+        f"warning: {plural(len(schemas), 'left-over benchmark scratch schema')} "
+        f"(no run holds it; the next 'selfology-counters benchmark' drops it): "
+        + ", ".join(schemas)
+    ]
+
+
+def user_text(user: UserPresence) -> list[str]:
+    if user.known:
+        return []
+    return [f"user {user.user_id} has no answers and no counter rows (no such user?)"]
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 user', '2 users'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def adoption_text(result: AdoptionReport) -> str:
