@@ -39,7 +39,7 @@ def test_migrate_then_demo_json(empty_db: str) -> None:
     assert json.loads(first.stdout)["changed"] is True
     again = cli("migrate", dsn=empty_db)
     assert "nothing to do" in again.stdout
-    demo = cli("demo", "--json", "--dsn", empty_db)
+    demo = cli("demo", "--json", "--yes", "--dsn", empty_db)
     assert demo.returncode == 0, demo.stderr
     result = json.loads(demo.stdout)
     assert result["exact"] is True
@@ -47,17 +47,36 @@ def test_migrate_then_demo_json(empty_db: str) -> None:
 
 
 def test_demo_without_schema_says_run_migrate(empty_db: str) -> None:
-    line = assert_one_line_error(cli("demo", dsn=empty_db))
+    line = assert_one_line_error(cli("demo", "--yes", dsn=empty_db))
     assert "migrate" in line
+
+
+def test_demo_refuses_a_database_named_by_a_dsn_without_yes(db: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def answers() -> int:
+        connection = await asyncpg.connect(db)
+        try:
+            return int(await connection.fetchval("SELECT count(*) FROM selfology.user_answers_new"))
+        finally:
+            await connection.close()
+
+    for args in (("demo",), ("demo", "--json")):
+        line = assert_one_line_error(cli(*args, dsn=db))
+        assert "--yes" in line
+    assert asyncio.run(answers()) == 0  # nothing written
+    assert cli("demo", "--yes", dsn=db).returncode == 0
 
 
 def test_unreachable_server_and_bad_dsn_exit_2_without_password() -> None:
     closed_port = "postgresql://someone:s3cret@127.0.0.1:1/nowhere"
-    for command in ("demo", "migrate"):
-        line = assert_one_line_error(cli(command, "--dsn", closed_port))
+    for command in (("demo", "--yes"), ("migrate",)):
+        line = assert_one_line_error(cli(*command, "--dsn", closed_port))
         assert "s3cret" not in line
         assert "127.0.0.1" in line
-    assert_one_line_error(cli("demo", "--dsn", "postgresql://[broken"))
+    assert_one_line_error(cli("demo", "--yes", "--dsn", "postgresql://[broken"))
     in_query = assert_one_line_error(
         cli("check", "--dsn", "postgresql://u@127.0.0.1:1/x?password=s3cret")
     )
@@ -183,7 +202,7 @@ def test_an_empty_dsn_is_an_error_naming_where_it_came_from(empty_db: str) -> No
 def test_with_json_a_failure_is_json_on_stdout_too(empty_db: str) -> None:
     for args in (
         ("check", "--json", "--dsn", "postgresql://u:s3cret@127.0.0.1:1/x"),
-        ("demo", "--json"),  # schema missing
+        ("demo", "--json", "--yes"),  # schema missing
         ("check", "--json", "--no-such-option"),  # a usage error
         ("check", "--json", "--dsn", ""),
     ):

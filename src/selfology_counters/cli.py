@@ -156,12 +156,28 @@ def migrate(
 
 
 @app.command()
-def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
-    """Record a few answers through OnboardingDAO, delete one, and print the counters
-    next to COUNT(*). Run ``migrate`` first."""
+def demo(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Write the demo's rows into a database given by a DSN (not embedded)."
+        ),
+    ] = False,
+) -> None:
+    """Record a few answers through OnboardingDAO (user 424242), delete one, and print the
+    counters next to COUNT(*). Run 'selfology-counters migrate' first.
+
+    The rows stay in the database, so on a database named by a DSN (possibly production)
+    the demo runs only with --yes; on the embedded server it needs nothing.
+    """
     from selfology_counters import model
     from selfology_counters.demo import run_demo
 
+    if not yes and config.explicit_dsn(dsn) is not None:
+        fail("demo writes answers for user 424242 and leaves them; on a database named by "
+             "a DSN it needs --yes")  # fmt: skip
     result = run(run_demo(target_dsn(dsn)))
     if as_json:
         emit_json(result.as_dict())
