@@ -21,6 +21,7 @@ from typer._click.exceptions import NoArgsIsHelpError  # typer's own click (type
 
 from selfology_counters import config
 from selfology_counters.errors import InvalidDsnError, SchemaMissingError, SelfologyCountersError
+from selfology_counters.plural import plural
 
 T = TypeVar("T")
 
@@ -201,7 +202,7 @@ def demo(
         ]
         typer.echo(
             f"user {result.user_id}, session {result.session_id}: "
-            f"saved {result.answers_saved} answers, deleted {result.answers_deleted}"
+            f"saved {plural(result.answers_saved, 'answer')}, deleted {result.answers_deleted}"
         )
         typer.echo(f"{'counter':45} {'stored':>8} {'COUNT(*)':>9}")
         for name, stored, actual in rows:
@@ -242,7 +243,7 @@ async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitabl
         if await detect(connection) is DatabaseState.ORIGINAL:
             raise SchemaMissingError(
                 "this database holds the original Selfology schema, not adopted yet: run "
-                "`selfology-counters migrate --dry-run`, then `selfology-counters migrate`"
+                "'selfology-counters migrate --dry-run', then 'selfology-counters migrate'"
             )
         return await work(connection)
 
@@ -255,7 +256,7 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
 
     Exit 0 when all is consistent, 1 when a counter drifted or a trigger is missing,
     disabled or outdated, 2 when the check could not run. Cron-friendly:
-    `selfology-counters check --json || alert`.
+    selfology-counters check --json || alert
     """
     from selfology_counters import health, report, users
     from selfology_counters.bench import scratch
@@ -291,12 +292,12 @@ def repair(
         int, typer.Option("--batch-size", min=1, help="Keys per transaction (short locks).")
     ] = 500,
 ) -> None:
-    """Fix exactly what `check` reports: enable disabled counter triggers, then recount each
+    """Fix exactly what 'check' reports: enable disabled counter triggers, then recount each
     wrong counter under a row lock, in short batches; safe while the bot writes.
 
     Exit 0 when everything is (now) consistent, 1 when something is left that repair cannot
-    fix (a missing or outdated trigger: run `migrate`) or, with --dry-run, when there is
-    something to repair; 2 when it could not run.
+    fix (a missing or outdated trigger: run 'selfology-counters migrate') or, with
+    --dry-run, when there is something to repair; 2 when it could not run.
     """
     from selfology_counters import health, report
 
@@ -347,8 +348,8 @@ def mode(
 
     The mode is stored in the database. A switch waits for the writers in flight and holds
     new ones back for one short transaction; nothing is lost or counted twice. Switching to
-    immediate folds everything pending first. In deferred mode run `selfology-counters
-    worker`, or the stored columns fall behind (the exact reads never do).
+    immediate folds everything pending first. In deferred mode run 'selfology-counters
+    worker', or the stored columns fall behind (the exact reads never do).
     """
     from selfology_counters import deferred, report
 
@@ -392,7 +393,8 @@ def worker(
     def logged(result: deferred.FoldResult) -> None:
         if result.folded:
             age = "" if result.oldest_age_s is None else f", oldest {result.oldest_age_s:.3f} s"
-            note(f"worker: folded {result.folded} answers in {result.seconds * 1000:.1f} ms{age}")
+            took = f"{result.seconds * 1000:.1f} ms"
+            note(f"worker: folded {plural(result.folded, 'answer')} in {took}{age}")
 
     async def work() -> deferred.WorkerSummary:
         stop = asyncio.Event()
@@ -408,8 +410,9 @@ def worker(
     if as_json:
         emit_json(summary.as_dict())
     else:
-        typer.echo(f"folded {summary.folded} answers in {summary.folds} folds "
-                   f"over {summary.seconds:.1f} s ({summary.errors} errors)")  # fmt: skip
+        typer.echo(f"folded {plural(summary.folded, 'answer')} in "
+                   f"{plural(summary.folds, 'fold')} over {summary.seconds:.1f} s "
+                   f"({plural(summary.errors, 'error')})")  # fmt: skip
 
 
 @app.command()
@@ -420,9 +423,11 @@ def benchmark(
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", min=0, help="Also C writers on one user and C writers on C users."
+            "--concurrency",
+            min=0,
+            help="Also C writers on one user and C writers on C users (0: skip).",
         ),
-    ] = 0,
+    ] = 20,
     counter_mode: Annotated[
         str,
         typer.Option(
@@ -432,8 +437,11 @@ def benchmark(
         ),
     ] = "immediate",
     bulk: Annotated[
-        int, typer.Option("--bulk", min=0, help="Also one multi-row INSERT of this many rows.")
-    ] = 0,
+        int,
+        typer.Option(
+            "--bulk", min=0, help="Also one multi-row INSERT of this many rows (0: skip)."
+        ),
+    ] = 10_000,
 ) -> None:
     """Measure the counter triggers against a bare INSERT in the same run, then verify
     the counters equal COUNT(*).

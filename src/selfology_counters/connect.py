@@ -55,5 +55,5 @@ async def require_schema(connection: asyncpg.Connection, schema: str = SCHEMA) -
     found = await connection.fetchval(query("catalog.sql", "answers_table"), schema)
     if not found:
         raise SchemaMissingError(
-            f"schema {schema!r} has no counter tables; run `selfology-counters migrate` first"
+            f"schema {schema!r} has no counter tables; run 'selfology-counters migrate' first"
         )

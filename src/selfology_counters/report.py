@@ -8,6 +8,7 @@ from selfology_counters.health import CheckResult, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
+from selfology_counters.plural import plural
 from selfology_counters.stats import StatsResult
 from selfology_counters.users import UserPresence
 
@@ -18,7 +19,8 @@ def check_text(result: CheckResult) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
     lines = [
         f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
-        f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
+        f"consistency: {result.consistency_rate:.4%} "
+        f"({plural(len(result.issues), 'counter')} wrong)",
     ]
     if result.issues:
         lines.append(f"worst drifts (of {len(result.issues)}):")
@@ -109,11 +111,6 @@ def user_text(user: UserPresence) -> list[str]:
     if user.known:
         return []
     return [f"user {user.user_id} has no answers and no counter rows (no such user?)"]
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 user', '2 users'."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def adoption_text(result: AdoptionReport) -> str:
