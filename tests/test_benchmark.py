@@ -85,3 +85,16 @@ def test_cli_json_and_interrupt_leave_nothing_behind(db: str) -> None:
         assert process.returncode == 130, err
         assert b"interrupted" in err and b"Traceback" not in err
         assert asyncio.run(leftovers(db)) == []
+
+
+def test_benchmark_by_default_also_runs_the_concurrent_and_bulk_tests(db: str) -> None:
+    from tests.test_cli import cli
+
+    result = cli("benchmark", "5", dsn=db)
+    assert result.returncode == 0, result.stderr
+    assert "20 concurrent writers (same user)" in result.stdout
+    assert "20 concurrent writers (20 users)" in result.stdout
+    assert "one 10000-row INSERT" in result.stdout
+    # Ratios say which way they read: time (lower is better) vs throughput (higher is better).
+    assert "x the time of bare" in result.stdout and "x the bare rows/s" in result.stdout
+    assert " vs bare" not in result.stdout

@@ -65,7 +65,7 @@ async def test_record_and_read(dao: OnboardingDAO, pool: asyncpg.Pool) -> None:
 async def test_connect_owns_its_pool_but_not_a_given_one(db: str, pool: asyncpg.Pool) -> None:
     async with await OnboardingDAO.connect(db) as own:
         await own.start_session(1)
-    assert own._pool._closed  # the DAO closed the pool it opened
+    assert own._pool.is_closing()  # the DAO closed the pool it opened (asyncpg public API)
     await OnboardingDAO(pool).close()
     assert await pool.fetchval("SELECT 1") == 1  # a pool passed in stays open
 

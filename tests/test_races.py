@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from selfology_counters import OnboardingDAO, SessionNotActiveError, health
+from tests.events import wait_until_blocked_by
 from tests.truth import assert_exact
 from tests.waiting import wait_until_blocked
 
@@ -75,7 +76,7 @@ async def test_dao_refuses_an_answer_to_a_session_completed_meanwhile(
                 session,
             )
             saving = asyncio.create_task(dao.save_answer(session, "q", "late"))
-            await asyncio.sleep(0.1)
+            await wait_until_blocked_by(observer, completer)  # the race really happens
         with pytest.raises(SessionNotActiveError):
             await saving
     assert await observer.fetchval("SELECT count(*) FROM selfology.user_answers_new") == 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from selfology_counters import embedded
 from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
+from selfology_counters.plural import plural
 from selfology_counters.stats import StatsResult
+from selfology_counters.users import UserPresence
 
 WORST_SHOWN = 10
 
@@ -16,7 +19,8 @@ def check_text(result: CheckResult) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
     lines = [
         f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
-        f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
+        f"consistency: {result.consistency_rate:.4%} "
+        f"({plural(len(result.issues), 'counter')} wrong)",
     ]
     if result.issues:
         lines.append(f"worst drifts (of {len(result.issues)}):")
@@ -93,7 +97,25 @@ def stats_text(result: StatsResult) -> str:
             f"{table.live_tuples}, {table.dead_tuples}, {ratio}"
         )
     lines += [f"hint: {hint}" for hint in result.hints]
+    lines += leftover_scratch_text(result.leftover_scratch_schemas)
     return "\n".join(lines)
+
+
+def leftover_scratch_text(schemas: list[str]) -> list[str]:
+    """Warning lines for scratch schemas a killed benchmark left behind."""
+    if not schemas:
+        return []
+    return [
+        f"warning: {plural(len(schemas), 'left-over benchmark scratch schema')} "
+        f"(no run holds it; the next 'selfology-counters benchmark' drops it): "
+        + ", ".join(schemas)
+    ]
+
+
+def user_text(user: UserPresence) -> list[str]:
+    if user.known:
+        return []
+    return [f"user {user.user_id} has no answers and no counter rows (no such user?)"]
 
 
 def adoption_text(result: AdoptionReport) -> str:
@@ -177,3 +199,21 @@ def mode_text(state: ModeState) -> str:
             "pass the oldest transaction that has written anything; end it to let folds go on"
         )
     return "\n".join(lines)
+
+
+def embedded_text(state: embedded.EmbeddedStatus) -> str:
+    running = f"running (pid {state.postmaster_pid})" if state.running else "not running"
+    lines = [
+        f"data directory: {state.data_dir}" + ("" if state.exists else " (not created yet)"),
+        f"server:         {running}",
+        f"used by:        {', '.join(map(str, state.users)) or 'no process'}",
+        f"size:           {_megabytes(state.size_bytes)} (WAL {_megabytes(state.wal_bytes)})",
+    ]
+    if state.stale_users:
+        gone = ", ".join(map(str, state.stale_users))
+        lines.append(f"killed users:   {gone} (forgotten at the next start or stop)")
+    return "\n".join(lines)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import deferred, model, objects
+from selfology_counters.bench import scratch
 from selfology_counters.connect import require_schema
 from selfology_counters.deferred import ModeState
 from selfology_counters.objects import ObjectStatus
@@ -59,6 +60,7 @@ class StatsResult:
     answers_last_hour: int
     lock_waiters: list[dict[str, Any]]
     tables: list[TableStats]
+    leftover_scratch_schemas: list[str]  # left by a killed benchmark; the next one drops them
 
     @property
     def hints(self) -> list[str]:
@@ -109,6 +111,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
             )
             for r in table_rows
         ],
+        leftover_scratch_schemas=await scratch.leftover_schemas(connection),
     )  # fmt: skip
 
 
