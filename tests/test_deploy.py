@@ -81,8 +81,7 @@ async def served(db: str, conn: asyncpg.Connection) -> set[str]:
 
 def assert_served(exprs: list[str], served: set[str]) -> None:
     read = set().union(*(metric_names(expr) for expr in exprs))
-    # Deferred mode's gauges (metrics.DEFERRED) are served once issue 9 lands.
-    assert read - served - set(metrics.DEFERRED) == set()
+    assert read - served == set()
     assert read & set(metrics.DEFERRED), "the backlog of deferred mode is left out"
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from selfology_counters import model
+from selfology_counters import deferred, model
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.watch import CheckOutcome, Scope, Watch, WatchSettings
 from tests.processes import CLI, WatchProcess
@@ -126,6 +126,28 @@ async def test_a_full_check_sets_every_gauge_and_logs_one_line(
     [line] = events.lines
     assert line["event"] == "check" and line["ok"] and line["scope"] == "full"
     assert line["checked"] == {"sessions": 4, "users": 4, "personalities": 4}
+
+
+async def test_the_deferred_backlog_and_the_last_fold_are_served(
+    conn: asyncpg.Connection, make_watch: Any
+) -> None:
+    await populate(conn)
+    await deferred.set_mode(conn, model.DEFERRED)
+    session = await conn.fetchval("SELECT min(id) FROM selfology.onboarding_sessions")
+    await conn.execute(
+        "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
+        " SELECT $1, 'p' || g, 'a' FROM generate_series(1, 3) g",
+        session,
+    )
+    watch = make_watch()
+    assert (await watch.check(Scope.FULL)).ok
+    assert sample(watch.metrics, "counter_pending_deltas") == 3
+    assert (sample(watch.metrics, "counter_oldest_pending_seconds") or 0) > 0
+    assert sample(watch.metrics, "counter_worker_last_fold_timestamp_seconds") == 0
+    await deferred.fold_once(conn)
+    assert (await watch.check(Scope.FULL)).ok
+    assert sample(watch.metrics, "counter_pending_deltas") == 0
+    assert (sample(watch.metrics, "counter_worker_last_fold_timestamp_seconds") or 0) > 0
 
 
 async def test_the_quick_check_sees_new_answers_that_slipped_past_a_trigger(

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
 from selfology_counters import model
+from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult
 from selfology_counters.objects import ObjectStatus, State
 
@@ -43,11 +44,10 @@ LAST_REPAIR = "counter_last_repair_timestamp_seconds"
 REPAIRED_COUNTERS = "counter_repaired_counters_total"
 AUTO_REPAIR_LIMIT_EXCEEDED = "counter_auto_repair_limit_exceeded"
 
-# --- deferred counter mode (issue 9) ---
-# Populated once deferred mode lands, by whatever process runs its worker: the deltas waiting
-# to be folded into the counters, the age of the oldest of them, and when the worker last
-# folded. Until then nothing serves them: the "deferred backlog too old" alert never fires
-# and the dashboard's backlog panel stays empty.
+# --- deferred counter mode ---
+# Sampled by `watch` at every check (deferred.state): the answers waiting to be folded into
+# the stored counters, the age of the oldest of them, and when a worker last folded. In
+# immediate mode the backlog is 0 and the last fold stays at its last value (0: never).
 PENDING_DELTAS = "counter_pending_deltas"
 OLDEST_PENDING = "counter_oldest_pending_seconds"
 WORKER_LAST_FOLD = "counter_worker_last_fold_timestamp_seconds"
@@ -87,6 +87,11 @@ class WatchMetrics:
         self.database_up = gauge(
             DATABASE_UP, "1 when the last attempt to reach the database worked, else 0."
         )
+        self.pending = gauge(PENDING_DELTAS, "Answers not folded yet (deferred counter mode).")
+        self.oldest_pending = gauge(
+            OLDEST_PENDING, "Seconds the oldest answer not folded yet has waited (0: none)."
+        )
+        self.last_fold = gauge(WORKER_LAST_FOLD, "Unix time of a worker's last fold (0: never).")
         self.check_failures = Counter(
             CHECK_FAILURES, "Checks that could not run (database away, schema missing).",
             scope, registry=self.registry,
@@ -179,6 +184,12 @@ class WatchMetrics:
             self.current.labels(**labels).set(1 if status.current else 0)
             self.enabled.labels(**labels).set(1 if status.installed and status.enabled else 0)
         self.foreign_triggers.set(foreign_triggers)
+
+    def deferred_backlog(self, state: ModeState) -> None:
+        self.pending.set(state.pending)
+        self.oldest_pending.set(state.oldest_pending_age_s or 0.0)
+        if state.last_fold_at is not None:
+            self.last_fold.set(state.last_fold_at.timestamp())
 
     def lock_waits(self, waiters: int, longest_seconds: float) -> None:
         self.lock_waiters.set(waiters)

@@ -31,7 +31,7 @@ from typing import Any, TextIO, TypeVar
 import asyncpg
 from prometheus_client import start_http_server
 
-from selfology_counters import health, model
+from selfology_counters import deferred, health, model
 from selfology_counters.connect import connect, require_schema
 from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.metrics import WatchMetrics
@@ -182,6 +182,7 @@ class Watch:
             self._marks = (last, last)
         found = await health.check(connection, schema=self.schema, user_ids=users)
         await self._sample_lock_waits(connection)
+        self.metrics.deferred_backlog(await deferred.state(connection, self.schema))
         self.metrics.checked_counters(scope.value, found)
         self.log(
             "check", scope=scope.value, ok=True, users=None if users is None else len(users),
