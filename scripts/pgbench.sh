@@ -34,8 +34,11 @@ SQL
 
 run() {  # mode scenario script clients first-session hot-user
     local out
-    out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c "$4" -j 2 -f "scripts/pgbench/$3" \
-          -D lo="$5" -D hot="${6:-1}" -D users="$clients" 2>&1)
+    if ! out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c "$4" -j 2 -f "scripts/pgbench/$3" \
+               -D lo="$5" -D hot="${6:-1}" -D users="$clients" 2>&1); then
+        printf '%-9s %-28s failed: %s\n' "$1" "$2" "$(grep -m1 -i error <<<"$out")"
+        return 0
+    fi
     printf '%-9s %-28s %10s tps %10s ms\n' "$1" "$2" \
         "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")" \
         "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"

@@ -25,8 +25,9 @@ from selfology_counters.errors import InvalidInputError
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-APPLICATION_NAME = "selfology-counters worker"
-HELD_BACK_AFTER_S = 1.0  # how the worker shows in pg_stat_activity
+APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_stat_activity
+HELD_BACK_AFTER_S = 1.0
+DRAIN_AT = 10_000  # answers in one fold above which the worker folds again without waiting
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,10 @@ FoldCallback = Callable[[FoldResult], None]
 
 
 class Worker:
-    """Folds until ``stop`` is set: right away again while there was work, else after
-    ``interval_s``. A database that goes away is retried, not fatal; the fold in progress
-    when ``stop`` is set finishes first."""
+    """Folds until ``stop`` is set, every ``interval_s``; right away again only after a fold
+    of at least ``DRAIN_AT`` answers (a backlog to catch up on), so that a steady trickle of
+    answers costs a few folds a second, not a core. A database that goes away is retried,
+    not fatal; the fold in progress when ``stop`` is set finishes first."""
 
     def __init__(
         self, dsn: str, *, interval_s: float = 0.2, schema: str = SCHEMA,
@@ -167,7 +169,7 @@ class Worker:
                 self._record(result)
                 if once and not result.busy:
                     break
-                if result.busy or result.folded == 0:
+                if result.busy or result.folded < DRAIN_AT:
                     await _wait(stop, self.interval_s)
         finally:
             await _dropped(connection)
