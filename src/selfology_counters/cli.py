@@ -203,13 +203,21 @@ async def _with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaita
 async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Like _with_connection, for the operator's commands: the original system's schema,
     not adopted yet, gets a clear message instead of errors about columns it lacks."""
+    from selfology_counters import original
     from selfology_counters.lifecycle import DatabaseState, detect
 
     async def guarded(connection: asyncpg.Connection) -> T:
         if await detect(connection) is DatabaseState.ORIGINAL:
+            counting = await original.installed(connection)
+            still = (
+                f" (its counter trigger {', '.join(counting)} still counts, and loses counts "
+                "when answers of one user overlap)"
+                if counting
+                else ""
+            )
             raise SchemaMissingError(
-                "this database holds the original Selfology schema, not adopted yet: run "
-                "`selfology-counters migrate --dry-run`, then `selfology-counters migrate`"
+                f"this database holds the original Selfology schema, not adopted yet{still}: "
+                "run `selfology-counters migrate --dry-run`, then `selfology-counters migrate`"
             )
         return await work(connection)
 
@@ -224,10 +232,14 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     disabled or outdated, 2 when the check could not run. Cron-friendly:
     `selfology-counters check --json || alert`.
     """
-    from selfology_counters import health, report
+    from selfology_counters import health, original, report
 
     result = run(_on_our_schema(target_dsn(dsn), lambda c: health.check(c, user)))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.check_text(result))
+    if as_json:
+        originals = original.as_dicts(result.foreign_triggers)
+        emit_json({**result.as_dict(), "original_triggers": originals})
+    else:
+        typer.echo(report.check_text(result))
     raise typer.Exit(EXIT_OK if result.consistent else EXIT_PROBLEM)
 
 
@@ -252,16 +264,19 @@ def repair(
     """
     from selfology_counters import health, report
 
-    async def work(connection: asyncpg.Connection) -> health.RepairResult:
+    async def work(
+        connection: asyncpg.Connection,
+    ) -> tuple[health.CheckResult, health.RepairResult]:
         found = await health.check(connection, user)
         with progress_bar(len(found.issues), "repairing") as advance:
-            return await health.repair(
+            return found, await health.repair(
                 connection, dry_run=dry_run, batch_size=batch_size, user_id=user,
                 progress=advance, found=found,
             )  # fmt: skip
 
-    result = run(_on_our_schema(target_dsn(dsn), work))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.repair_text(result))
+    found, result = run(_on_our_schema(target_dsn(dsn), work))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json
+               else report.repair_text(result, found.foreign_triggers))  # fmt: skip
     pending = dry_run and (result.changes or result.triggers_enabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
 

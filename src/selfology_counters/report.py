@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from selfology_counters.health import CheckResult, RepairResult
+from selfology_counters import original
+from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
@@ -25,8 +26,35 @@ def check_text(result: CheckResult) -> str:
             row = f"{issue.counter:44} {issue.key:>10} {stored!s:>8} {issue.actual:>8}"
             lines.append(f"  {row} {issue.status}")
     lines += objects_text(result.objects, result.foreign_triggers)
+    lines += original_text(result.foreign_triggers, result.issues)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
+
+
+def original_text(
+    foreign_triggers: list[str], issues: list[CounterIssue] | None = None
+) -> list[str]:
+    """The original system's counter triggers found next to ours, said plainly: what each
+    does, the double counting it has caused (when ``issues`` are given), and how to remove it."""
+    found = original.recognise(foreign_triggers)
+    if not found:
+        return []
+    lines = [f"ORIGINAL TRIGGER FOUND: {original.describe(t)}" for t in found]
+    if issues is not None:
+        above = [i for i in issues if i.drift is not None and i.drift > 0]
+        if above:
+            worst = max(i.drift or 0 for i in above)
+            lines.append(
+                f"  double counting: {len(above)} counters are above COUNT(*), by up to "
+                f"{worst}; each answer written while it is enabled adds one more to its counters"
+            )
+        else:
+            lines.append("  no counter is above COUNT(*) yet: the next answer will be")
+    lines.append("  what to do: remove it (our triggers already count every answer it does), "
+                 "then repair:")  # fmt: skip
+    lines += [f"    {sql}" for t in found for sql in t.removal_sql().splitlines()]
+    lines.append("    selfology-counters repair   (or: counter_health_check.py repair)")
+    return lines
 
 
 def objects_text(statuses: list[ObjectStatus], foreign_triggers: list[str]) -> list[str]:
@@ -42,7 +70,7 @@ def objects_text(statuses: list[ObjectStatus], foreign_triggers: list[str]) -> l
     return lines
 
 
-def repair_text(result: RepairResult) -> str:
+def repair_text(result: RepairResult, foreign_triggers: list[str] | None = None) -> str:
     verb = "would change" if result.dry_run else "changed"
     lines = [f"{verb} {len(result.changes)} counters"]
     for change in result.changes[:WORST_SHOWN]:
@@ -53,6 +81,7 @@ def repair_text(result: RepairResult) -> str:
     verb = "would enable" if result.dry_run else "enabled"
     lines += [f"{verb} trigger {name}" for name in result.triggers_enabled]
     lines += [f"cannot fix: {problem}" for problem in result.unfixable]
+    lines += original_text(foreign_triggers or [])
     return "\n".join(lines)
 
 
@@ -67,6 +96,7 @@ def stats_text(result: StatsResult) -> str:
         reason = f" ({o.reason})" if o.reason and o.installed else ""
         lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
     lines += [f"  foreign trigger: {name}" for name in result.foreign_triggers]
+    lines += original_text(result.foreign_triggers)
     lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
         if f.calls is None:
