@@ -412,9 +412,11 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
-def main() -> None:
+def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """The console script; ``args`` and ``prog_name`` let another front end (the original's
+    ``scripts/counter_health_check.py``) run the same commands under its own name."""
     try:
-        app()
+        app(args=args, prog_name=prog_name)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
