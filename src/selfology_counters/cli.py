@@ -348,9 +348,12 @@ def compare(
         typer.Option(
             "--out",
             file_okay=False,
-            help="Also write DIR/COUNTER_DECISION_MATRIX.md and the chart it shows "
-            "(DIR/img/counter_strategies.png). The chart needs matplotlib, which comes with "
-            "the 'compare' extra; without it, exit 2 at once, before measuring anything.",
+            help="Also write DIR/COUNTER_DECISION_MATRIX.md, the chart it shows "
+            "(DIR/img/counter_strategies.png) and the measured sections of "
+            "DIR/COUNTER_ANALYSIS_RU.md (rewritten between their markers, the prose kept; "
+            "written alone when DIR has no such file), all from this one run. The chart needs "
+            "matplotlib, which comes with the 'compare' extra; without it, exit 2 at once, "
+            "before measuring anything.",
         ),
     ] = None,
     smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,  # tests: tiny sizes
@@ -367,11 +370,13 @@ def compare(
     --out needs matplotlib (the compare extra); without it, exit 2 before measuring.
     """
     from selfology_counters.bench import compare as comparison
-    from selfology_counters.bench import compare_chart, compare_report, compare_results
+    from selfology_counters.bench import compare_chart, compare_report, compare_results, compare_ru
 
     # Checked first: a report without its chart after minutes of measuring helps nobody.
     if out is not None and not compare_chart.can_draw():
         fail(f"--out draws a chart and matplotlib is not installed: {compare_chart.INSTALL_HINT}")
+    if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
+        fail(problem)
     url = target_dsn(dsn)
     sizes = (
         compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL

@@ -58,9 +58,11 @@ def preamble(r: CompareResult) -> str:
         f"`{r.command}`, then dropped. Every figure on this page comes from that run; the "
         "only numbers not measured are the document's claims, quoted beside the measurements "
         "(claim → measured). The prose below is generated from the same figures.\n\n"
-        f"To regenerate: `selfology-counters compare --out DIR` (this run took "
-        f"{r.seconds:.0f} s; `--quick` gives a first look in under a minute), then copy "
-        "`DIR/COUNTER_DECISION_MATRIX.md` and `DIR/img/` here."
+        f"To regenerate: `selfology-counters compare --out docs` from the repository root "
+        f"(this run took {r.seconds:.0f} s; `--quick` gives a first look in under a minute). "
+        "The same run rewrites this page, its chart and the measured sections of the Russian "
+        "analysis, [COUNTER_ANALYSIS_RU.md](COUNTER_ANALYSIS_RU.md), so the two always show "
+        "the same figures."
     )
 
 
