@@ -110,6 +110,7 @@ def plural(n: int, forms: tuple[str, str, str]) -> str:
 WRITERS = ("писатель", "писателя", "писателей")
 USERS = ("пользователь", "пользователя", "пользователей")
 INSERTS = ("вставка", "вставки", "вставок")
+TIMES = ("раз", "раза", "раз")
 
 
 def _beside(claim: str, measured: str) -> str:
@@ -410,7 +411,7 @@ def _f_count(r: CompareResult) -> str:
         return ""
     ratio = warm.latency.p50_ms / counter.latency.p50_ms
     costs = (
-        f"COUNT(*) дороже в {ratio:.0f} раз даже в тёплом состоянии"
+        f"COUNT(*) дороже в {plural(int(f'{ratio:.0f}'), TIMES)} даже в тёплом состоянии"
         if ratio >= 2
         else "при таком числе ответов COUNT(*) ещё почти не дороже"
     )
