@@ -1,5 +1,5 @@
 """The Russian analysis shows the figures of the English decision matrix: both are written by
-one `compare --out` run."""
+one `compare --out` run, and the committed pair comes from one run."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from selfology_counters.bench.compare_results import SMOKE
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 RU_DOC = DOCS / compare_ru.DOC_NAME
+MATRIX = DOCS / compare_report.REPORT_NAME
 SECTION = re.compile(r"<!-- generated: ([a-z-]+) -->(.*?)<!-- /generated: \1 -->", re.DOTALL)
 
 
@@ -88,6 +89,11 @@ async def test_one_run_writes_the_same_figures_into_both_reports(db: str, tmp_pa
     assert sections(written.read_text(encoding="utf-8")) == sections(text)
     assert compare_ru.problems(written) is None
     assert_same_figures(written.read_text(encoding="utf-8"), english)
+
+
+def test_the_committed_reports_come_from_one_run() -> None:
+    assert compare_ru.problems(RU_DOC) is None
+    assert_same_figures(RU_DOC.read_text(encoding="utf-8"), MATRIX.read_text(encoding="utf-8"))
 
 
 def test_a_broken_russian_analysis_stops_compare_before_it_measures(tmp_path: Path) -> None:
