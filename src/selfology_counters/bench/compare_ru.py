@@ -30,7 +30,7 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import CompareResult
+from selfology_counters.bench.compare_results import CompareResult, lost, many_users, same_user
 from selfology_counters.bench.harness import ConcurrentResult
 
 DOC_NAME = "COUNTER_ANALYSIS_RU.md"
@@ -256,7 +256,7 @@ def section_summary(r: CompareResult) -> str:
             SHORT_RU[key],
             ms_ru(s.latency.avg_ms) if s else "= голый INSERT",
             ru(times(s.latency_vs_floor)) if s else "",
-            _lost(same),
+            _lost_cell(same),
             rate_ru(same.per_second) if same else "-",
             rate_ru(many.per_second) if many else "-",
             _bulk_rate(r, key),
@@ -277,7 +277,7 @@ def section_summary(r: CompareResult) -> str:
     )
 
 
-def _lost(c: ConcurrentResult | None) -> str:
+def _lost_cell(c: ConcurrentResult | None) -> str:
     if c is None or c.accounting.lost is None:
         return "-"
     return f"{c.accounting.lost} из {c.accounting.inserted}"
@@ -302,45 +302,30 @@ def section_findings(r: CompareResult) -> str:
     return "\n".join(f"- {p}" for p in parts if p)
 
 
-def _same(r: CompareResult, key: str) -> ConcurrentResult:
-    c = r.concurrent_of(key, same_user=True)
-    assert c is not None
-    return c
-
-
-def _many(r: CompareResult, key: str) -> ConcurrentResult:
-    c = r.concurrent_of(key, same_user=False)
-    assert c is not None
-    return c
-
-
-def _n(c: ConcurrentResult) -> int:
-    return c.accounting.lost or 0
-
-
 def _f_007(r: CompareResult) -> str:
-    same, many, ours = _same(r, "trigger_007"), _many(r, "trigger_007"), _same(r, "ours")
+    same, many = same_user(r, "trigger_007"), many_users(r, "trigger_007")
+    ours = same_user(r, "ours")
     text = (
         f"**Миграция 007 теряет счёт.** {plural(same.writers, WRITERS)} одного пользователя: "
         "потеряно "
-        f"{_n(same)} из {same.accounting.inserted} (учтено "
+        f"{lost(same)} из {same.accounting.inserted} (учтено "
         f"{ru(pct(same.accounting.consistency))}); когда у каждого писателя свой пользователь, "
-        f"потеряно {_n(many)}."
+        f"потеряно {lost(many)}."
     )
-    if _n(same):
+    if lost(same):
         text += (
             " `pg_try_advisory_xact_lock` не ждёт: пока блокировку пользователя держит другая "
             "транзакция, триггер молча пропускает все три инкремента, и никто их потом не "
             "добавляет."
         )
-    return text + f" Наши триггеры в том же тесте: потеряно {_n(ours)}."
+    return text + f" Наши триггеры в том же тесте: потеряно {lost(ours)}."
 
 
 def _f_manual(r: CompareResult) -> str:
-    tx, auto, rmw = _same(r, "manual_tx"), _same(r, "manual_autocommit"), _same(r, "manual_rmw")
+    tx, auto, rmw = (same_user(r, k) for k in ("manual_tx", "manual_autocommit", "manual_rmw"))
     seq = [r.sequential_of(k) for k in ("manual_tx", "manual_autocommit", "manual_rmw")]
     shares = ", ".join(ru(pct(s.accounting.consistency)) for s in seq if s is not None)
-    exact = _n(tx) == 0 and _n(auto) == 0 and all(s and s.accounting.lost == 0 for s in seq)
+    exact = lost(tx) == 0 and lost(auto) == 0 and all(s and s.accounting.lost == 0 for s in seq)
     text = (
         "**Ручной UPDATE: «70–85% консистентности» и «15–30 гонок» не подтвердились.**"
         if exact
@@ -349,11 +334,11 @@ def _f_manual(r: CompareResult) -> str:
     text += (
         f" Один писатель, {plural(r.sizes.inserts, INSERTS)}: учтено {shares} (одна "
         f"транзакция, autocommit, read-modify-write). {plural(tx.writers, WRITERS)} одного "
-        f"пользователя: `n = n + 1` в одной транзакции потерял {_n(tx)}, в отдельных "
-        f"autocommit-операторах {_n(auto)}, read-modify-write — {_n(rmw)} из "
+        f"пользователя: `n = n + 1` в одной транзакции потерял {lost(tx)}, в отдельных "
+        f"autocommit-операторах {lost(auto)}, read-modify-write — {lost(rmw)} из "
         f"{rmw.accounting.inserted}."
     )
-    if exact and _n(rmw):
+    if exact and lost(rmw):
         text += (
             " Теряет не UPDATE (построчная блокировка выстраивает инкременты в очередь), а "
             "приложение, которое читает значение и записывает вычисленное."
@@ -463,8 +448,8 @@ def _f_matview(r: CompareResult) -> str:
 
 def section_scaling(r: CompareResult) -> str:
     """The document's scaling guide against what this machine sustained."""
-    ours, floor, events = _many(r, "ours"), _many(r, "bare"), _many(r, "events")
-    m007 = _same(r, "trigger_007")
+    ours, floor, events = many_users(r, "ours"), many_users(r, "bare"), many_users(r, "events")
+    m007 = same_user(r, "trigger_007")
     rows = []
     for users, low, high, recommended in DOC_SCALING:
         top = high if high is not None else low
@@ -492,8 +477,8 @@ def _scale_row(
         follows = "наши триггеры, точно"
         if ours.per_second / top < 2:
             follows += "; запаса на этой машине мало, следите за задержкой вставки"
-        if _n(m007):
-            follows += f"; не миграция 007 (потеряла {_n(m007)} из {m007.accounting.inserted})"
+        if lost(m007):
+            follows += f"; не миграция 007 (потеряла {lost(m007)} из {m007.accounting.inserted})"
         return [
             f"наши триггеры: {rate_ru(ours.per_second)}, "
             f"{ru(f'{ours.per_second / top:.1f}')}× от верхней границы",
