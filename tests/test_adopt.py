@@ -126,12 +126,18 @@ async def test_adoption_keeps_every_row_and_makes_every_counter_exact(original: 
             r["indexname"] for r in indexes
         }
         assert "user_answers_new_session_id_idx" not in {r["indexname"] for r in indexes}
-        assert (
-            await connection.fetchval(
-                "SELECT version_num FROM selfology.selfology_counters_version"
-            )
-            == head_revision()
+        version = "SELECT version_num FROM selfology.selfology_counters_version"
+        assert await connection.fetchval(version) == adopt.ADOPTED_REVISION
+        # migrate applies the revisions after the adopted one: deferred mode's indexes.
+        await lifecycle.apply(original)
+        assert await connection.fetchval(version) == head_revision()
+        indexes = await connection.fetch(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'user_answers_new'"
         )
+        assert {"idx_user_answers_session", "user_answers_new_user_id_xid_idx"} <= {
+            r["indexname"] for r in indexes
+        }
+        assert (await health.check(connection)).consistent
 
         # The bot's original INSERT is counted, user_id filled in by the database.
         session = await connection.fetchval("SELECT min(id) FROM selfology.onboarding_sessions")

@@ -39,6 +39,16 @@ async def test_small_benchmark_measures_and_verifies(db: str) -> None:
     assert await leftovers(db) == []
 
 
+async def test_deferred_mode_benchmark_folds_and_reads_exactly(db: str) -> None:
+    result = await run_benchmark(db, 20, concurrency=5, bulk_rows=200, mode="deferred")
+    assert result.mode == "deferred" and result.lost_counts == 0 and result.consistent
+    figures = result.deferred
+    assert figures is not None
+    assert figures.fold_rows == 600  # the bulk inserts' answers, three repeats, folded at once
+    assert figures.exact_read.count == figures.select_one.count == 20
+    assert await leftovers(db) == []
+
+
 async def test_failure_midway_drops_the_scratch_schema(db: str) -> None:
     seen: list[str] = []
 

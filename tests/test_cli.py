@@ -91,7 +91,7 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
     assert report["checked"] == {"sessions": 1, "users": 1, "personalities": 0}
     assert report["issues"] == [
         {"counter": "user_stats.total_answers_lifetime", "key": 1, "user_id": 1, "stored": 9,
-         "actual": 3, "status": "INCONSISTENT", "drift": 6}
+         "actual": 3, "status": "INCONSISTENT", "pending": 0, "drift": 6}
     ]  # fmt: skip
     assert {"kind", "name", "state", "installed", "enabled", "current"} <= set(report["objects"][0])
     assert "database:" in found.stderr and "database:" not in found.stdout

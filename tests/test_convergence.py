@@ -10,7 +10,6 @@ import re
 import asyncpg
 
 from selfology_counters import lifecycle, model, objects
-from selfology_counters.lifecycle import adopt
 from tests.test_adopt import original  # noqa: F401  (the fixture)
 
 CATALOG = {
@@ -118,7 +117,8 @@ async def test_a_fresh_migrate_and_an_adopted_original_end_alike(
     original: str,  # noqa: F811
 ) -> None:
     await lifecycle.apply(second_empty_db)
-    await adopt.adopt(original)
+    adopted_by = await lifecycle.apply(original)  # migrate on the original: adopts it
+    assert adopted_by.adoption is not None
     fresh, adopted = await catalog(second_empty_db), await catalog(original)
 
     # The original has columns of its own (the bot's analysis_status, personality traits);

@@ -51,7 +51,7 @@ EDITS = {
         f"""
         CREATE OR REPLACE VIEW selfology.{VIEW.name} AS
         SELECT counter, key, user_id, stored, stored AS actual, 0::bigint AS drift,
-               'CONSISTENT'::text AS status
+               'CONSISTENT'::text AS status, 0::bigint AS pending
           FROM selfology.{VIEW.name}
         """,
     ),
@@ -172,7 +172,7 @@ def test_two_migrates_at_once_on_a_fresh_database_both_succeed(empty_db: str) ->
             tables = await connection.fetchval(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = 'selfology'"
             )
-            assert tables == len(model.COUNTED_TABLES) + 1  # and our version table
+            assert tables == len(model.COUNTED_TABLES) + 2  # and our version and mode tables
         finally:
             await connection.close()
 

@@ -35,6 +35,7 @@ EXPECTED_COLUMNS = {
         "raw_answer",
         "answer_length",
         "answered_at",
+        "xid",
     },
     "user_stats": {"user_id", "total_answers_lifetime", "first_answer_at", "updated_at"},
     "digital_personality": {"user_id", "total_answers_analyzed", "last_updated"},
@@ -46,6 +47,15 @@ EXPECTED_COLUMNS = {
         "actual",
         "drift",
         "status",
+        "pending",
+    },
+    "counter_mode": {
+        "singleton",
+        "mode",
+        "horizon",
+        "switched_at",
+        "last_fold_at",
+        "last_fold_rows",
     },
 }
 

@@ -8,7 +8,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.truth import assert_exact
+from tests.truth import assert_exact, assert_exact_reads
 
 USERS = st.integers(min_value=1, max_value=4)
 INDEX = st.integers(min_value=0, max_value=50)
@@ -26,6 +26,14 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("personality"), USERS),
     st.tuples(st.just("truncate")),
 )
+# Deferred mode: the same writes, plus folds and switches of mode in between.
+DEFERRED_OPERATIONS = st.one_of(
+    OPERATIONS,
+    st.tuples(st.just("fold")),
+    st.tuples(st.just("mode"), st.sampled_from(["immediate", "deferred"])),
+)
+FOLD = "SELECT * FROM selfology.selfology_counters_fold_v1()"
+SET_MODE = "SELECT selfology.selfology_counters_set_mode_v1($1)"
 
 RESET = (
     "TRUNCATE selfology.user_answers_new, selfology.onboarding_sessions, selfology.user_stats,"
@@ -47,6 +55,12 @@ async def pick(connection: asyncpg.Connection, table: str, index: int) -> int | 
 
 async def apply(connection: asyncpg.Connection, operation: tuple) -> None:
     kind, *args = operation
+    if kind == "fold":
+        await connection.fetch(FOLD)
+        return
+    if kind == "mode":
+        await connection.execute(SET_MODE, args[0])
+        return
     if kind == "new_session":
         await connection.execute(
             "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1)", args[0]
@@ -121,6 +135,33 @@ def test_counters_exact_after_every_step(db: str, operations: list[tuple]) -> No
             for operation in operations:
                 await apply(connection, operation)
                 await assert_exact(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(operations=st.lists(DEFERRED_OPERATIONS, min_size=1, max_size=25))
+def test_deferred_reads_exact_after_every_step(db: str, operations: list[tuple]) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(db)
+        try:
+            await connection.execute(SET_MODE, "immediate")
+            await connection.execute(RESET)
+            await connection.execute(SEED)
+            await connection.execute(SET_MODE, "deferred")
+            await assert_exact_reads(connection)
+            for operation in operations:
+                await apply(connection, operation)
+                await assert_exact_reads(connection)
+            await connection.fetch(FOLD)
+            await connection.execute(SET_MODE, "immediate")  # folds what is left
+            await assert_exact(connection)
         finally:
             await connection.close()
 

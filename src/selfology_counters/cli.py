@@ -277,7 +277,7 @@ def repair(
     found, result = run(_on_our_schema(target_dsn(dsn), work))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json
                else report.repair_text(result, found.foreign_triggers))  # fmt: skip
-    pending = dry_run and (result.changes or result.triggers_enabled)
+    pending = dry_run and (result.changes or result.triggers_enabled or result.triggers_disabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
 
 
@@ -298,6 +298,88 @@ def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command()
+def mode(
+    wanted: Annotated[
+        str | None,
+        typer.Argument(
+            help="Switch to this mode: immediate (every write updates the counters) or "
+            "deferred (writes only append; a worker folds them). Omit to print the mode.",
+            show_default=False,
+        ),
+    ] = None,
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the counter mode, its backlog and the last fold; or switch it, live.
+
+    The mode is stored in the database. A switch waits for the writers in flight and holds
+    new ones back for one short transaction; nothing is lost or counted twice. Switching to
+    immediate folds everything pending first. In deferred mode run `selfology-counters
+    worker`, or the stored columns fall behind (the exact reads never do).
+    """
+    from selfology_counters import deferred, report
+
+    async def work(connection: asyncpg.Connection) -> deferred.ModeState:
+        if wanted is None:
+            return await deferred.state(connection)
+        return await deferred.set_mode(connection, wanted)
+
+    result = run(_on_our_schema(target_dsn(dsn), work))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.mode_text(result))
+
+
+@app.command()
+def worker(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Fold what is pending now, then exit.")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            min=0.01,
+            max=3600,
+            help="Seconds to wait when there was nothing to fold (the stored columns lag by "
+            "about this much under load).",
+        ),
+    ] = 0.2,
+) -> None:
+    """Fold deferred mode's pending answers into the stored counters, until stopped.
+
+    Each fold is one transaction: a worker killed at any moment loses and doubles nothing.
+    SIGTERM or Ctrl-C finish the fold in progress, then exit 0. Several workers may run; they
+    take turns. In immediate mode there is nothing to fold and the worker idles.
+    """
+    from selfology_counters import deferred
+
+    url = target_dsn(dsn)
+
+    def logged(result: deferred.FoldResult) -> None:
+        if result.folded:
+            age = "" if result.oldest_age_s is None else f", oldest {result.oldest_age_s:.3f} s"
+            note(f"worker: folded {result.folded} answers in {result.seconds * 1000:.1f} ms{age}")
+
+    async def work() -> deferred.WorkerSummary:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        folding = deferred.Worker(
+            url, interval_s=interval, on_fold=logged, on_error=lambda m: note(f"worker: {m}")
+        )
+        return await folding.run(stop, once=once)
+
+    summary = run(work())
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(f"folded {summary.folded} answers in {summary.folds} folds "
+                   f"over {summary.seconds:.1f} s ({summary.errors} errors)")  # fmt: skip
+
+
+@app.command()
 def benchmark(
     inserts: Annotated[int, typer.Argument(min=1, help="Single-row inserts per series.")] = 1000,
     dsn: DsnOption = None,
@@ -308,6 +390,14 @@ def benchmark(
             "--concurrency", min=0, help="Also C writers on one user and C writers on C users."
         ),
     ] = 0,
+    counter_mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="Counter mode to measure: immediate (the triggers update the counters) or "
+            "deferred (writes append; adds the worker's fold rate and the exact read).",
+        ),
+    ] = "immediate",
     bulk: Annotated[
         int, typer.Option("--bulk", min=0, help="Also one multi-row INSERT of this many rows.")
     ] = 0,
@@ -324,11 +414,17 @@ def benchmark(
     url = target_dsn(dsn)
     # Progress units: one per sequential round, per concurrency scenario, per bulk repeat.
     total = inserts + (2 if concurrency else 0) + (BULK_REPEATS if bulk else 0)
+    from selfology_counters import model
+
+    if counter_mode not in model.MODES:
+        fail(f"unknown counter mode {counter_mode!r}: use one of {', '.join(model.MODES)}")
+    if counter_mode == model.DEFERRED:
+        total += inserts  # the exact read, timed against SELECT 1
     note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
     with progress_bar(total, "benchmark") as advance:
         result = run(
             run_benchmark(
-                url, inserts, concurrency=concurrency, bulk_rows=bulk,
+                url, inserts, concurrency=concurrency, bulk_rows=bulk, mode=counter_mode,
                 progress=lambda _phase, n: advance(n),
             )
         )  # fmt: skip

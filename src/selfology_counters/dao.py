@@ -149,13 +149,15 @@ class OnboardingDAO:
                 raise UnknownSessionError(f"onboarding session {session_id} does not exist")
 
     async def get_user_total_answers(self, user_id: int) -> int:
-        """``user_stats.total_answers_lifetime`` (0 for a user who never answered)."""
+        """The user's answers, exact in either counter mode: ``user_stats.total_answers_lifetime``
+        plus the answers not folded yet (deferred mode); 0 for a user who never answered."""
         validation.check_id(user_id, "user_id")
         value = await self._pool.fetchval(self._sql["user_total_answers"], user_id)
         return int(value or 0)
 
     async def get_personality_count(self, user_id: int) -> int | None:
-        """``digital_personality.total_answers_analyzed``, or None without such a row."""
+        """``digital_personality.total_answers_analyzed``, exact in either counter mode, or None
+        without such a row."""
         validation.check_id(user_id, "user_id")
         value = await self._pool.fetchval(self._sql["personality_count"], user_id)
         return None if value is None else int(value)

@@ -64,7 +64,7 @@ async def _read_back(dsn: str, dao: OnboardingDAO, user_id: int, session_id: int
         session_id=session_id,
         answers_saved=10,
         answers_deleted=1,
-        questions_answered=session["stored"],
+        questions_answered=session["stored"] + session["pending"],  # exact in either mode
         total_answers_lifetime=await dao.get_user_total_answers(user_id),
         total_answers_analyzed=await dao.get_personality_count(user_id),
         session_count_star=session["actual"],

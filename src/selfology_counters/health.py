@@ -30,7 +30,8 @@ BATCH_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class CounterIssue:
-    """A counter that differs from COUNT(*); ``stored`` is None when its row is missing."""
+    """A counter whose stored value plus its pending answers (deferred mode) differs from
+    COUNT(*); ``stored`` is None when its row is missing."""
 
     counter: str
     key: int
@@ -38,14 +39,16 @@ class CounterIssue:
     stored: int | None
     actual: int
     status: str  # INCONSISTENT, MISSING_ROW, NULL_VALUE or NEGATIVE
+    pending: int = 0
 
     @property
     def drift(self) -> int | None:
-        return None if self.stored is None else self.stored - self.actual
+        return None if self.stored is None else self.stored + self.pending - self.actual
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    mode: str  # the counter mode: immediate or deferred
     checked: dict[str, int]
     issues: list[CounterIssue]
     objects: list[ObjectStatus]  # the model's functions, triggers and view as installed
@@ -72,6 +75,7 @@ class CheckResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "consistent": self.consistent,
+            "mode": self.mode,
             "checked": self.checked,
             "consistency_rate": self.consistency_rate,
             "issues": [{**asdict(i), "drift": i.drift} for i in self.issues],
@@ -101,7 +105,12 @@ async def check(
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
     audit = await objects.audit(connection, schema)
     return CheckResult(
-        checked, issues, audit.objects, audit.foreign_triggers, time.perf_counter() - started
+        audit.mode,
+        checked,
+        issues,
+        audit.objects,
+        audit.foreign_triggers,
+        time.perf_counter() - started,
     )
 
 
@@ -118,6 +127,7 @@ class RepairResult:
     dry_run: bool
     changes: list[RepairChange] = field(default_factory=list)
     triggers_enabled: list[str] = field(default_factory=list)
+    triggers_disabled: list[str] = field(default_factory=list)  # on in a mode that wants off
     # What repair cannot fix itself (missing or outdated objects: run `migrate`).
     unfixable: list[str] = field(default_factory=list)
 
@@ -127,6 +137,7 @@ class RepairResult:
             "changed": len(self.changes),
             "changes": [asdict(c) for c in self.changes],
             "triggers_enabled": self.triggers_enabled,
+            "triggers_disabled": self.triggers_disabled,
             "unfixable": self.unfixable,
         }
 
@@ -168,8 +179,10 @@ async def repair(
     ] + [
         f"foreign trigger {name} also counts answers: remove it" for name in found.foreign_triggers
     ]
-    result.triggers_enabled = await _enable_triggers(connection, found.objects, dry_run, schema)
-    if result.triggers_enabled and not dry_run:
+    result.triggers_enabled, result.triggers_disabled = await _set_trigger_states(
+        connection, found.objects, dry_run, schema
+    )
+    if (result.triggers_enabled or result.triggers_disabled) and not dry_run:
         # A write committed while the trigger was off, after `found` was taken, is only seen
         # by a check that starts after the trigger is back on.
         found = await check(connection, user_id, schema)
@@ -182,22 +195,22 @@ async def repair(
     return result
 
 
-async def _enable_triggers(
+async def _set_trigger_states(
     connection: asyncpg.Connection, statuses: Sequence[ObjectStatus], dry_run: bool, schema: str
-) -> list[str]:
-    enabled = []
+) -> tuple[list[str], list[str]]:
+    """Enable the triggers the counter mode wants on, disable those it wants off; returns
+    what was (or, with ``dry_run``, would be) enabled and disabled."""
+    changed: dict[bool, list[str]] = {True: [], False: []}
     for trigger in statuses:
-        if trigger.installed and not trigger.enabled:
+        if trigger.installed and trigger.enabled != trigger.wanted_enabled:
+            verb = "enable_trigger_sql" if trigger.wanted_enabled else "disable_trigger_sql"
             sql = await connection.fetchval(
-                query("audit.sql", "enable_trigger_sql"),
-                schema,
-                trigger.table,
-                trigger.name,
+                query("audit.sql", verb), schema, trigger.table, trigger.name
             )
             if not dry_run:
                 await connection.execute(sql)
-            enabled.append(f"{trigger.table}.{trigger.name}")
-    return enabled
+            changed[trigger.wanted_enabled].append(trigger.label)
+    return changed[True], changed[False]
 
 
 async def _repair_batch(
@@ -236,6 +249,7 @@ async def _repair_batch_once(
         async with connection.transaction():
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
                 created = await _create_missing_rows(connection, counter, keys, schema)
+            await connection.execute(query("health.sql", "lock_mode", schema))
             await connection.execute(query("health.sql", f"lock_{counter.short}", schema), keys)
             recount = query("health.sql", f"recount_{counter.short}", schema)
             rows = await connection.fetch(recount, keys)

@@ -29,6 +29,19 @@ PREFIX = "selfology_counters_"
 ANSWERS = "user_answers_new"
 """The table whose rows are counted."""
 
+XID = "xid"
+"""The answers' column holding the id of the transaction that wrote the row (bigint of
+``pg_current_xact_id()``): deferred mode's log order."""
+
+MODE_TABLE = "counter_mode"
+"""One row: the counter mode and its horizon. Stored counters hold exactly the answers whose
+``xid`` is below the horizon; the answers at or above it are pending."""
+
+IMMEDIATE, DEFERRED = "immediate", "deferred"
+MODES = (IMMEDIATE, DEFERRED)
+HORIZON_IMMEDIATE = 2**63 - 1
+"""The horizon in immediate mode: above every xid, so nothing is ever pending."""
+
 
 def _ident(name: str) -> str:
     if not _IDENTIFIER.match(name):
@@ -51,6 +64,7 @@ class Counter:
     touched: str | None
     created_by_answers: bool
     checked_as: str  # how `check` names the rows it checked (its JSON "checked" keys)
+    reader: str  # the SQL function that returns the exact value in either mode
 
     def __post_init__(self) -> None:
         for name in (self.short, self.table, self.column, self.key, self.source):
@@ -72,6 +86,7 @@ SESSIONS = Counter(
     touched=None,  # a session row has no last-update timestamp
     created_by_answers=False,
     checked_as="sessions",
+    reader="answers_of_session",
 )
 USER_STATS = Counter(
     short="user_stats",
@@ -82,6 +97,7 @@ USER_STATS = Counter(
     touched="updated_at",
     created_by_answers=True,
     checked_as="users",
+    reader="answers_of_user",
 )
 PERSONALITY = Counter(
     short="personality",
@@ -92,6 +108,7 @@ PERSONALITY = Counter(
     touched="last_updated",
     created_by_answers=False,
     checked_as="personalities",
+    reader="answers_analyzed_of_user",
 )
 
 COUNTERS = (SESSIONS, USER_STATS, PERSONALITY)
@@ -106,16 +123,20 @@ class DbObject:
 
     ``block`` names its definition in ``sql/objects.sql`` (a named block rendered from this
     model); ``table`` is the table a trigger is on; ``signature`` a function's argument types.
+    A ``public`` object keeps its short name (the bot calls it); the others carry the prefix
+    and the version. ``modes``: the counter modes in which a trigger is enabled.
     """
 
     kind: str  # function | trigger | view
     short: str
     table: str | None = None
     signature: str = ""
+    public: bool = False
+    modes: tuple[str, ...] = MODES
 
     @property
     def name(self) -> str:
-        if self.kind == "view":
+        if self.kind == "view" or self.public:
             return self.short
         return f"{PREFIX}{self.short}_v{VERSION}"
 
@@ -137,8 +158,8 @@ def _function(short: str, signature: str = "") -> DbObject:
     return DbObject("function", short, signature=signature)
 
 
-def _trigger(short: str, table: str) -> DbObject:
-    return DbObject("trigger", short, table=table)
+def _trigger(short: str, table: str, modes: tuple[str, ...] = MODES) -> DbObject:
+    return DbObject("trigger", short, table=table, modes=modes)
 
 
 FUNCTIONS = (
@@ -150,11 +171,16 @@ FUNCTIONS = (
     _function("fill_answer"),
     _function("init_personality"),
     _function("freeze_session_id"),
+    _function("fold"),
+    _function("set_mode", "text"),
+    *(DbObject("function", c.reader, signature="bigint", public=True) for c in COUNTERS),
 )
 TRIGGERS = (
     _trigger("fill_insert", ANSWERS),
     _trigger("fill_update", ANSWERS),
-    _trigger("insert", ANSWERS),
+    # Deferred mode's whole write path is this trigger being off: an INSERT does no counter
+    # work, and the fold counts the rows later.
+    _trigger("insert", ANSWERS, modes=(IMMEDIATE,)),
     _trigger("delete", ANSWERS),
     _trigger("update", ANSWERS),
     _trigger("truncate", ANSWERS),

@@ -29,7 +29,8 @@ _STAMP_FILE = "stamps.sql"
 class State(str, Enum):
     CURRENT = "current"
     OUTDATED = "outdated"
-    DISABLED = "disabled"
+    DISABLED = "disabled"  # a trigger that its counter mode wants enabled
+    ENABLED = "enabled"  # a trigger that its counter mode wants disabled (it would count twice)
     MISSING = "missing"
 
 
@@ -42,6 +43,7 @@ class ObjectStatus:
     enabled: bool
     current: bool
     reason: str  # why it is not current ("" when it is)
+    wanted_enabled: bool = True  # what the counter mode wants of a trigger
 
     @property
     def state(self) -> State:
@@ -49,7 +51,9 @@ class ObjectStatus:
             return State.MISSING
         if not self.current:
             return State.OUTDATED
-        return State.CURRENT if self.enabled else State.DISABLED
+        if self.enabled == self.wanted_enabled:
+            return State.CURRENT
+        return State.DISABLED if self.wanted_enabled else State.ENABLED
 
     @property
     def healthy(self) -> bool:
@@ -79,6 +83,7 @@ class ObjectStatus:
             "state": self.state.value,
             "installed": self.installed,
             "enabled": self.enabled,
+            "wanted_enabled": self.wanted_enabled,
             "current": self.current,
             "reason": self.reason,
         }
@@ -86,6 +91,7 @@ class ObjectStatus:
 
 @dataclass(frozen=True)
 class Audit:
+    mode: str
     objects: list[ObjectStatus]
     foreign_triggers: list[str]  # other triggers on the counted tables (another counter?)
 
@@ -132,7 +138,9 @@ def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) 
 
 
 async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
-    """Each object of the model: installed, enabled, current (and why not)."""
+    """Each object of the model: installed, enabled as its counter mode wants, current (and
+    why not)."""
+    mode = await current_mode(connection, schema)
     async with connection.transaction():
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
@@ -144,21 +152,31 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             [v.name for v in model.VIEWS],
         )
     found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
-    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema)
+    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema, mode)
                 for obj in model.OBJECTS]  # fmt: skip
     ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
     foreign = sorted(
         f"{table}.{name}" for kind, table, name in found if (kind, table, name) not in ours
     )
-    return Audit(statuses, foreign)
+    return Audit(mode, statuses, foreign)
 
 
-def _status(obj: DbObject, row: asyncpg.Record | None, schema: str) -> ObjectStatus:
+async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> str:
+    """The counter mode stored in the database (immediate before deferred mode existed)."""
+    if not await connection.fetchval(
+        query("catalog.sql", "version_table"), schema, model.MODE_TABLE
+    ):
+        return model.IMMEDIATE
+    return str(await connection.fetchval(query("health.sql", "mode", schema)))
+
+
+def _status(obj: DbObject, row: asyncpg.Record | None, schema: str, mode: str) -> ObjectStatus:
+    wanted = mode in obj.modes
     if row is None:
-        return ObjectStatus(obj, False, False, False, "not installed")
+        return ObjectStatus(obj, False, False, False, "not installed", wanted)
     enabled = row["enabled"] is None or row["enabled"] in ENABLED_STATES
     reason = _why_not_current(obj, row["stamp"], row["definition"], schema)
-    return ObjectStatus(obj, True, enabled, not reason, reason)
+    return ObjectStatus(obj, True, enabled, not reason, reason, wanted)
 
 
 def _why_not_current(obj: DbObject, stamp: str | None, definition: str, schema: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from selfology_counters import original
+from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
@@ -15,7 +16,7 @@ WORST_SHOWN = 10
 def check_text(result: CheckResult) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
     lines = [
-        f"checked {checked} in {result.elapsed_s:.2f} s",
+        f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
         f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
     ]
     if result.issues:
@@ -80,6 +81,9 @@ def repair_text(result: RepairResult, foreign_triggers: list[str] | None = None)
         lines.append(f"  ... and {len(result.changes) - WORST_SHOWN} more (--json lists all)")
     verb = "would enable" if result.dry_run else "enabled"
     lines += [f"{verb} trigger {name}" for name in result.triggers_enabled]
+    verb = "would disable" if result.dry_run else "disabled"
+    lines += [f"{verb} trigger {name} (the counter mode wants it off)"
+              for name in result.triggers_disabled]  # fmt: skip
     lines += [f"cannot fix: {problem}" for problem in result.unfixable]
     lines += original_text(foreign_triggers or [])
     return "\n".join(lines)
@@ -90,6 +94,7 @@ def stats_text(result: StatsResult) -> str:
         f"server: {result.server_version}",
         f"database: {result.database}; synchronous_commit={result.synchronous_commit}, "
         f"track_functions={result.track_functions}",
+        mode_text(result.mode),
         "functions, triggers and views:",
     ]
     for o in result.objects:
@@ -166,10 +171,34 @@ def outcome_text(outcome: Outcome) -> str:
     if outcome.adoption is not None:
         return adoption_text(outcome.adoption)
     lines = []
+    if outcome.plan.state.value == "empty":
+        lines.append(f"installed {len(outcome.reinstalled)} functions, triggers and views")
     if outcome.before != outcome.after:
         lines.append(f"migrated: {outcome.before or 'empty'} -> {outcome.after}")
-    if outcome.reinstalled:
+    if outcome.reinstalled and outcome.plan.state.value != "empty":
         lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
     if outcome.plan.recount or outcome.reinstalled:
         lines.append(f"recounted: {outcome.counters_corrected} counters corrected")
     return "\n".join(lines) or f"already at {outcome.after}; nothing to do"
+
+
+def mode_text(state: ModeState) -> str:
+    """``mode``: the counter mode, its backlog, the last fold."""
+    lines = [f"mode: {state.mode} (since {state.switched_at:%Y-%m-%d %H:%M:%S %Z})"]
+    if state.mode != "immediate" or state.pending:
+        age = "-" if state.oldest_pending_age_s is None else f"{state.oldest_pending_age_s:.1f} s"
+        lines.append(f"pending answers: {state.pending}, oldest {age}")
+        last = (
+            "never"
+            if state.last_fold_at is None
+            else (f"{state.last_fold_at:%Y-%m-%d %H:%M:%S %Z} ({state.last_fold_rows} answers)")
+        )
+        lines.append(f"last fold: {last}")
+    if state.held_back_by is not None:
+        held = state.held_back_by
+        lines.append(
+            f"folding is held back by transaction pid {held['pid']} in database "
+            f"{held['database']} ({held['state']}, {held['age']:.0f} s old): a fold cannot "
+            "pass the oldest transaction that has written anything; end it to let folds go on"
+        )
+    return "\n".join(lines)

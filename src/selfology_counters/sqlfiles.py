@@ -58,8 +58,8 @@ def render(filename: str, schema: str = SCHEMA, **context: Any) -> str:
 
 
 @cache
-def _named(filename: str, schema: str) -> dict[str, str]:
-    parts = _NAME_LINE.split(render(filename, schema))
+def _named(filename: str, schema: str, **context: Any) -> dict[str, str]:
+    parts = _NAME_LINE.split(render(filename, schema, **context))
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
@@ -69,9 +69,10 @@ def names(filename: str) -> list[str]:
     return list(_named(filename, SCHEMA))
 
 
-def query(filename: str, name: str, schema: str = SCHEMA) -> str:
-    """The named query ``name`` from ``sql/<filename>``."""
+def query(filename: str, name: str, schema: str = SCHEMA, **context: Any) -> str:
+    """The named query ``name`` from ``sql/<filename>`` (``context``: the template's own
+    switches, if it has any)."""
     try:
-        return _named(filename, schema)[name]
+        return _named(filename, schema, **context)[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in {filename}") from None

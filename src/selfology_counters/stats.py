@@ -7,8 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import model, objects, original
+from selfology_counters import deferred, model, objects, original
 from selfology_counters.connect import require_schema
+from selfology_counters.deferred import ModeState
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
@@ -49,6 +50,7 @@ class StatsResult:
     database: str
     synchronous_commit: str
     track_functions: str
+    mode: ModeState  # the counter mode, deferred mode's backlog and its last fold
     objects: list[ObjectStatus]
     foreign_triggers: list[str]
     functions: list[FunctionStats]
@@ -67,6 +69,7 @@ class StatsResult:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["objects"] = [o.as_dict() for o in self.objects]
+        data["mode"] = self.mode.as_dict()
         data["tables"] = [{**asdict(t), "hot_ratio": t.hot_ratio} for t in self.tables]
         data["hints"] = self.hints
         data["healthy"] = self.healthy
@@ -87,6 +90,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         database=settings["database"],
         synchronous_commit=settings["synchronous_commit"],
         track_functions=settings["track_functions"],
+        mode=await deferred.state(connection, schema),
         objects=audit.objects,
         foreign_triggers=audit.foreign_triggers,
         functions=await _functions(connection, schema),

@@ -8,12 +8,16 @@ series alike; each ratio is against the bare INSERT measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg
 
-from selfology_counters import health
+from selfology_counters import deferred, health, model
+from selfology_counters.bench import deferred_bench
+from selfology_counters.bench.deferred_bench import DeferredFigures
 from selfology_counters.bench.harness import (
     Accounting,
     BulkResult,
@@ -46,6 +50,8 @@ class BenchmarkResult:
     bulk: list[BulkResult] = field(default_factory=list)  # the bare one, then the counted
     consistent: bool = False
     issues: int = 0
+    mode: str = model.IMMEDIATE
+    deferred: DeferredFigures | None = None
 
     def ratio(self, name: str) -> float:
         return self.series[name].avg_ms / self.series["bare"].avg_ms
@@ -94,9 +100,12 @@ async def run_benchmark(
     *,
     concurrency: int = 0,
     bulk_rows: int = 0,
+    mode: str = model.IMMEDIATE,
     progress: Progress | None = None,
 ) -> BenchmarkResult:
-    """Measure; verify the counters; drop the scratch schema (also on error or Ctrl-C)."""
+    """Measure in the counter ``mode``; verify the counters; drop the scratch schema (also
+    on error or Ctrl-C). In deferred mode a worker folds while the concurrent writers write,
+    one fold of the bulk inserts is timed, and the exact read is timed against SELECT 1."""
     if inserts < 1:
         raise ValueError("the number of inserts must be at least 1")
     report = progress or silent
@@ -105,13 +114,22 @@ async def run_benchmark(
         try:
             settings = await connection.fetchrow(query("health.sql", "settings", schema))
             result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
+            result.mode = (await deferred.set_mode(connection, mode, schema)).mode
             result.series = await _sequential(dsn, schema, inserts, report)
-            for users in (1, concurrency) if concurrency else ():
-                result.concurrency.append(
-                    await _concurrent(dsn, connection, schema, concurrency, users, report)
-                )
+            if mode == model.DEFERRED:  # so that the worker's ages are the writers' alone
+                await deferred.fold_once(connection, schema)
+            async with _folding_if_deferred(dsn, schema, mode) as worker:
+                for users in (1, concurrency) if concurrency else ():
+                    result.concurrency.append(
+                        await _concurrent(dsn, connection, schema, concurrency, users, report)
+                    )
+            if mode == model.DEFERRED:  # so that the timed fold below folds the bulk alone
+                await deferred.fold_once(connection, schema)
             if bulk_rows:
                 result.bulk = await _bulk(connection, schema, bulk_rows, report)
+            if mode == model.DEFERRED:
+                result.deferred = await _deferred_figures(dsn, connection, schema, inserts,
+                                                          worker, report)  # fmt: skip
             checked = await health.check(connection, schema=schema)
         finally:
             await connection.close()
@@ -203,12 +221,35 @@ async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: 
     ]  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def _folding_if_deferred(
+    dsn: str, schema: str, mode: str
+) -> AsyncIterator[deferred.Worker | None]:
+    if mode != model.DEFERRED:
+        yield None
+        return
+    async with deferred_bench.folding(dsn, schema) as worker:
+        yield worker
+
+
+async def _deferred_figures(
+    dsn: str, connection: asyncpg.Connection, schema: str, inserts: int,
+    worker: deferred.Worker | None, report: Progress,
+) -> deferred_bench.DeferredFigures:  # fmt: skip
+    p99, worst = deferred_bench.oldest_ages(worker) if worker else (None, None)
+    rows, seconds = await deferred_bench.fold_rate(connection, schema)
+    read, select_one = await deferred_bench.reads_under_load(dsn, schema, inserts, report)
+    return deferred_bench.DeferredFigures(
+        worker.summary.folds if worker else 0, p99, worst, rows, seconds, read, select_one
+    )
+
+
 def text(result: BenchmarkResult) -> str:
     """The human report of ``benchmark`` (the CLI prints it)."""
     bare = result.series["bare"]
     lines = [
         f"server: {result.server_version.split(' on ')[0]}, "
-        f"synchronous_commit={result.synchronous_commit}",
+        f"synchronous_commit={result.synchronous_commit}, counter mode: {result.mode}",
         "",
         f"Test: {result.inserts} sequential inserts (interleaved, same connection)",
         "",
@@ -247,6 +288,22 @@ def text(result: BenchmarkResult) -> str:
             f"{counted.seconds:.3f} s ({counted.rows_per_second:.0f} rows/s): "
             f"{counted.throughput_vs_floor:.2f}x the bare rows/s",
         ]
+    if result.deferred is not None:
+        lines += ["", *_deferred_text(result.deferred)]
     verdict = "counters equal COUNT(*)" if result.consistent else f"{result.issues} COUNTERS WRONG"
     lines += ["", f"verification: {verdict}"]
     return "\n".join(lines)
+
+
+def _deferred_text(d: DeferredFigures) -> list[str]:
+    age = "-" if d.oldest_age_p99_s is None else (
+        f"p99 {d.oldest_age_p99_s:.3f} s, max {d.oldest_age_max_s:.3f} s")  # fmt: skip
+    return [
+        "Deferred mode:",
+        f"  worker during the concurrent tests: {d.folds} folds; oldest answer per fold {age}",
+        f"  one fold of {d.fold_rows} pending answers: {d.fold_seconds:.3f} s "
+        f"({d.fold_rows_per_second:.0f} answers/s)",
+        f"  exact read (answers_of_user) under {deferred_bench.READ_LOAD_WRITERS} writers and "
+        f"the worker: {d.exact_read.avg_ms:.3f} ms avg (p50 {d.exact_read.p50_ms:.3f}), "
+        f"SELECT 1 {d.select_one.avg_ms:.3f} ms: {d.read_ratio:.2f}x the round trip (time)",
+    ]

@@ -13,6 +13,7 @@ SHORT = {
     "manual_rmw": "manual read-modify-write",
     "trigger_007": "migration 007 trigger",
     "ours": "our triggers (as shipped)",
+    "ours_deferred": "our triggers, deferred mode",
     "matview": "materialized view",
     "count_star": "COUNT(*) on read",
     "events": "event-driven (outbox)",

@@ -64,6 +64,7 @@ def _doc_sequential(r: CompareResult) -> Table:
         ("manual_rmw", "manual", "Manual UPDATE (read-modify-write)"),
         ("trigger_007", "trigger", "DB Trigger (BEST) = migration 007"),
         ("ours", "trigger", "our statement-level triggers *"),
+        ("ours_deferred", "events", "our triggers, deferred mode *"),
         ("events", "events", "Event-Driven (outbox + worker)"),
     ):
         s = r.sequential_of(key)
@@ -118,6 +119,7 @@ def _doc_concurrent(r: CompareResult) -> Table:
         ("manual_rmw", "manual", "Manual UPDATE (read-modify-write)"),
         ("trigger_007", "trigger", "DB Trigger = migration 007"),
         ("ours", "trigger", "our statement-level triggers *"),
+        ("ours_deferred", "events", "our triggers, deferred mode *"),
         ("events", "events", "Event-Driven (after drain)"),
     ):
         c = r.concurrent_of(key, same_user=True)

@@ -14,7 +14,7 @@ from selfology_counters.bench.harness import (
     ConcurrentResult,
     LatencySummary,
 )
-from selfology_counters.bench.strategies import STRATEGIES, MaterializedView, Ours
+from selfology_counters.bench.strategies import STRATEGIES, MaterializedView, Ours, OursDeferred
 
 
 @dataclass(frozen=True)
@@ -199,10 +199,11 @@ class CompareResult:
 
     @property
     def our_losses(self) -> int:
-        """Counts our own triggers lost, anywhere in the run (must be 0)."""
-        scenarios = [s.accounting for s in self.sequential if s.strategy == Ours.key]
-        scenarios += [c.accounting for c in self.concurrent if c.strategy == Ours.key]
-        scenarios += [b.accounting for b in self.bulk if b.strategy == Ours.key]
+        """Counts our own triggers lost, in either mode, anywhere in the run (must be 0)."""
+        ours = (Ours.key, OursDeferred.key)
+        scenarios = [s.accounting for s in self.sequential if s.strategy in ours]
+        scenarios += [c.accounting for c in self.concurrent if c.strategy in ours]
+        scenarios += [b.accounting for b in self.bulk if b.strategy in ours]
         return sum(a.lost or 0 for a in scenarios)
 
 

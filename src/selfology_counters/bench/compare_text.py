@@ -39,6 +39,9 @@ DESCRIPTIONS = {
     "ours": "`schema_v1.sql` + every object of `model.py`, exactly as `migrate` installs "
     "them: statement-level "
     "triggers with transition tables, one counter write per key and statement.",
+    "ours_deferred": "the same objects in deferred mode (`mode deferred`): an INSERT does no "
+    "counter work; the exact reads (`answers_of_user`) add the answers not folded yet to the "
+    "stored value; a worker (`deferred.fold_once`) folds them while the writers write.",
     "matview": "a materialized view of per-user `count(*)` with a unique index, refreshed "
     "(REFRESH ... CONCURRENTLY back to back while writers write); writes are the bare INSERT.",
     "count_star": "no counter; every read runs `count(*)` over the user's answers; writes are "

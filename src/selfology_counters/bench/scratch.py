@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 
 from selfology_counters import objects
 from selfology_counters.connect import connect
-from selfology_counters.sqlfiles import query, render
+from selfology_counters.lifecycle import revisions
+from selfology_counters.sqlfiles import query
 
 SCRATCH_PREFIX = "selfology_bench_"
 
@@ -30,7 +31,7 @@ def scratch_name(label: str = "") -> str:
 def benchmark_install(schema: str) -> list[str]:
     """The shipped design and the benchmark's bare table (what ``benchmark`` measures)."""
     return [
-        render("schema_v1.sql", schema),
+        *revisions.head_schema_sql(schema),
         objects.install_sql(schema=schema),
         query("bench.sql", "create_bare_table", schema),
     ]

@@ -20,7 +20,8 @@ from typing import ClassVar, Protocol
 
 import asyncpg
 
-from selfology_counters import objects
+from selfology_counters import deferred, objects
+from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query, render
 
 ANSWER_TEXT = "a typical answer of about forty characters"
@@ -43,7 +44,7 @@ class Strategy:
 
     key: ClassVar[str]
     label: ClassVar[str]
-    files: ClassVar[tuple[str, ...]] = ("schema_v1.sql",)
+    files: ClassVar[tuple[str, ...]] = ()  # what it installs beside the shipped tables
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
     insert_one: ClassVar[str] = "insert_answer"  # the statements writing the answer rows
     insert_bulk: ClassVar[str] = "insert_answers_bulk"
@@ -54,7 +55,7 @@ class Strategy:
     @classmethod
     def install(cls, schema: str) -> list[str]:
         """The scripts that build this strategy in ``schema``."""
-        return [render(filename, schema) for filename in cls.files]
+        return revisions.head_schema_sql(schema) + [render(name, schema) for name in cls.files]
 
     def sql(self, name: str, filename: str = "compare.sql") -> str:
         return query(filename, name, self.schema)
@@ -170,7 +171,7 @@ class ManualReadModifyWrite(Strategy):
 class Migration007(Strategy):
     key = "trigger_007"
     label = "document's migration 007 trigger (row-level, advisory try-lock)"
-    files = ("schema_v1.sql", "strategy_007.sql")
+    files = ("strategy_007.sql",)
 
 
 class Ours(Strategy):
@@ -180,13 +181,33 @@ class Ours(Strategy):
     @classmethod
     def install(cls, schema: str) -> list[str]:
         """The shipped tables and counter objects, exactly as ``migrate`` installs them."""
-        return [render("schema_v1.sql", schema), objects.install_sql(schema=schema)]
+        return [*revisions.head_schema_sql(schema), objects.install_sql(schema=schema)]
+
+
+class OursDeferred(Ours):
+    key = "ours_deferred"
+    label = "our triggers in deferred mode (no counter work on INSERT, exact reads, a fold)"
+
+    @classmethod
+    def install(cls, schema: str) -> list[str]:
+        """The shipped design, switched to deferred mode as ``mode deferred`` does."""
+        return [*Ours.install(schema), query("bench.sql", "deferred_mode", schema)]
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        """The exact read (stored + pending), as the DAO reads it."""
+        return int(await connection.fetchval(self.sql("exact_total"), users))
+
+    async def settle(self, connection: asyncpg.Connection) -> None:
+        await Folder(connection, self).drain()
+
+    def background(self, connection: asyncpg.Connection, users: list[int]) -> Background | None:
+        return Folder(connection, self)
 
 
 class MaterializedView(Strategy):
     key = "matview"
     label = "materialized view of per-user counts + REFRESH"
-    files = ("schema_v1.sql", "strategy_matview.sql")
+    files = ("strategy_matview.sql",)
     own_writes = False
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
@@ -211,7 +232,7 @@ class CountStar(Strategy):
 class EventDriven(Strategy):
     key = "events"
     label = "event-driven: outbox row in the same statement + worker"
-    files = ("schema_v1.sql", "strategy_events.sql")
+    files = ("strategy_events.sql",)
     insert_one = "insert_answer_with_event"  # the answer and its outbox row, one statement
     insert_bulk = "insert_answers_bulk_with_events"
 
@@ -229,6 +250,7 @@ STRATEGIES: tuple[type[Strategy], ...] = (
     ManualReadModifyWrite,
     Migration007,
     Ours,
+    OursDeferred,
     MaterializedView,
     CountStar,
     EventDriven,
@@ -282,6 +304,24 @@ class EventWorker:
         while await self.fold_once():
             pass
         return time.perf_counter() - started
+
+
+class Folder(EventWorker):
+    """Deferred mode's worker (``deferred.fold_once``), measured like the event worker: the
+    oldest answer it folded is how far the stored column lagged behind then."""
+
+    def __init__(self, connection: asyncpg.Connection, strategy: OursDeferred) -> None:
+        self.connection = connection
+        self.schema = strategy.schema
+        self.stats = FoldStats()
+
+    async def fold_once(self) -> int:
+        result = await deferred.fold_once(self.connection, self.schema)
+        if result.folded:
+            self.stats.events += result.folded
+            self.stats.batches += 1
+            self.stats.max_event_age_s = max(self.stats.max_event_age_s, result.oldest_age_s or 0)
+        return result.folded
 
 
 @dataclass

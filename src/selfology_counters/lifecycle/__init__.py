@@ -25,6 +25,7 @@ from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
 T = TypeVar("T")
+LOCK_POLL_S = 0.2
 Progress = Callable[[str], None]
 
 
@@ -118,23 +119,25 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
     say = progress or (lambda _message: None)
     connection = await connect(dsn)
     try:
-        await connection.execute(query("catalog.sql", "lifecycle_lock"))
+        while not await connection.fetchval(query("catalog.sql", "lifecycle_lock")):
+            await asyncio.sleep(LOCK_POLL_S)  # another migrate is running: wait for it
         planned = await _plan(connection, dsn)
         say(f"database kind: {planned.state.value}")
+        adoption = None
         if planned.state is DatabaseState.ORIGINAL:
             say("adopting the original Selfology database (see docs/ADOPTING.md)")
-            report = await adopt.adopt(dsn, progress=say)
-            head = revisions.head_revision()
-            return Outcome(
-                planned, None, head, counters_corrected=report.counters_corrected, adoption=report
-            )
+            adoption = await adopt.adopt(dsn, progress=say)
+            # Adopted at the revision its schema matches; the later ones follow below.
+            planned = await _plan(connection, dsn)
+            planned = Plan(planned.state, None, planned.revisions, planned.reinstall, adoption)
         if planned.revisions:
             say(f"applying revisions: {', '.join(planned.revisions)}")
             await asyncio.to_thread(revisions.run_upgrade, dsn)
-        outcome = Outcome(planned, planned.revision, revisions.head_revision())
-        outcome.reinstalled, outcome.counters_corrected = await settle(
+        outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption)
+        outcome.reinstalled, corrected = await settle(
             connection, recount=planned.recount, progress=say
         )
+        outcome.counters_corrected = corrected + (adoption.counters_corrected if adoption else 0)
         return outcome
     finally:
         await connection.close()  # releases the lock

@@ -25,10 +25,12 @@ from selfology_counters import health, model, objects
 from selfology_counters.connect import connect
 from selfology_counters.errors import LockWaitExhaustedError
 from selfology_counters.lifecycle.ddl import retrying, run_ddl, set_local_lock_timeout
-from selfology_counters.lifecycle.revisions import VERSION_TABLE, stamp_head
+from selfology_counters.lifecycle.revisions import VERSION_TABLE, stamp
 from selfology_counters.sqlfiles import SCHEMA, query
 
 BACKFILL_BATCH = 10_000
+ADOPTED_REVISION = "0003_consistency_view_v1"
+"""The revision whose schema adoption produces; `migrate` applies the ones after it."""
 INDEX_ATTEMPTS = 5
 # (index, statement that builds it, (table, column) of an existing index that serves as well)
 INDEXES = (
@@ -162,7 +164,11 @@ class Adoption:
             Step(
                 "add user_id and missing columns (no rewrite)",
                 ("user_answers_new", "user_id") not in cat.columns,
-                [sql(f"add_answers_user_id_{cat.user_id_type}"), sql("add_missing_columns")],
+                [
+                    sql(f"add_answers_user_id_{cat.user_id_type}"),
+                    sql("add_missing_columns"),
+                    query("deferred_v1.sql", "columns"),
+                ],
                 lambda: self.add_columns(cat.user_id_type),
             ),
             Step(
@@ -211,7 +217,8 @@ class Adoption:
                 self.constraints,
             ),
             Step(
-                f"record our version in {SCHEMA}.{VERSION_TABLE}",
+                f"record our version in {SCHEMA}.{VERSION_TABLE} ({ADOPTED_REVISION}; "
+                "the later revisions follow)",
                 True,
                 ["-- alembic stamp head"],
                 self.stamp,
@@ -233,6 +240,9 @@ class Adoption:
     async def add_columns(self, user_id_type: str) -> None:
         await self.ddl(sql(f"add_answers_user_id_{user_id_type}"))
         await self.ddl(sql("add_missing_columns"))
+        # What our objects read besides (revision 0004's columns, no rewrite); its indexes
+        # are built concurrently by that revision, which runs after the adoption.
+        await self.ddl(query("deferred_v1.sql", "columns"))
 
     async def build_indexes(self) -> None:
         for index, statement, serves in INDEXES:
@@ -306,7 +316,7 @@ class Adoption:
             await self.ddl(statement)
 
     async def stamp(self) -> None:
-        await asyncio.to_thread(stamp_head, self.dsn)
+        await asyncio.to_thread(stamp, self.dsn, ADOPTED_REVISION)
 
     async def ddl(self, statement: str) -> None:
         await run_ddl(self.connection, statement)

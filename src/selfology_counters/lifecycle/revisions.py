@@ -16,11 +16,25 @@ from sqlalchemy.engine import Connection, Engine
 
 from selfology_counters.config import redact
 from selfology_counters.errors import DatabaseUnavailableError
-from selfology_counters.sqlfiles import SCHEMA, quote_ident
+from selfology_counters.sqlfiles import SCHEMA, query, quote_ident, render
 
 VERSION_TABLE = "selfology_counters_version"
 SCRIPT_LOCATION = "selfology_counters.lifecycle:migrations"
 FROM_LIFECYCLE = "selfology_counters.lifecycle"  # set in the config by lifecycle.apply
+INDEX_BLOCKS = (
+    "index_user_xid", "index_session_xid", "index_xid", "drop_user_index", "drop_session_index"
+)  # fmt: skip
+"""Revision 0004's index changes (sql/deferred_v1.sql), in order."""
+
+
+def head_schema_sql(schema: str) -> list[str]:
+    """What the revisions build, as scripts for a new schema in one transaction (the
+    benchmarks' scratch schemas): the tables at head. The objects come from objects.py."""
+    return [
+        render("schema_v1.sql", schema),
+        query("deferred_v1.sql", "columns", schema),
+        *(query("deferred_v1.sql", name, schema, concurrently=False) for name in INDEX_BLOCKS),
+    ]
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -84,9 +98,9 @@ def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
         raise DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}") from None
 
 
-def stamp_head(dsn: str) -> None:
-    """Record in our version table that the database is at head (after adoption)."""
-    command.stamp(alembic_config(dsn), "head")
+def stamp(dsn: str, revision: str) -> None:
+    """Record in our version table that the database is at ``revision`` (after adoption)."""
+    command.stamp(alembic_config(dsn), revision)
 
 
 def pending_revisions(at: str | None) -> list[str]:

@@ -27,3 +27,6 @@ SELECT 'view', c.relname, NULL, NULL, obj_description(c.oid, 'pg_class'), md5(pg
 
 -- name: enable_trigger_sql --
 SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::text)
+
+-- name: disable_trigger_sql --
+SELECT format('ALTER TABLE %I.%I DISABLE TRIGGER %I', $1::text, $2::text, $3::text)

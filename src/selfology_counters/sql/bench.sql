@@ -32,7 +32,11 @@ SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answe
   FROM generate_series(1, $3::integer) g
 
 -- name: user_total --
-SELECT COALESCE((SELECT total_answers_lifetime FROM ${schema}.user_stats WHERE user_id = $1), 0)
+-- The exact read, in either counter mode.
+SELECT ${schema}.${model.USER_STATS.reader}($1)
+
+-- name: deferred_mode --
+SELECT ${schema}.${model.FUNCTION["set_mode"].name}('${model.DEFERRED}')
 
 -- name: drop_schema --
 DROP SCHEMA IF EXISTS ${schema} CASCADE

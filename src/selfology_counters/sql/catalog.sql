@@ -13,7 +13,9 @@ SELECT to_regclass('${schema}.user_answers_new') IS NOT NULL
 -- name: lifecycle_lock --
 -- Serialises `migrate` runs on one database (session-level: held across the Alembic
 -- revisions, which run on a connection of their own). The key is this package's, fixed.
-SELECT pg_advisory_lock(7395602861027461201)
+-- Tried, not waited for: a statement waiting for the lock holds a snapshot, and the running
+-- migrate's CREATE INDEX CONCURRENTLY would wait for that snapshot forever.
+SELECT pg_try_advisory_lock(7395602861027461201)
 
 -- name: lifecycle_unlock --
 SELECT pg_advisory_unlock(7395602861027461201)

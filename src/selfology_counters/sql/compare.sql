@@ -211,3 +211,7 @@ SELECT set_config('statement_timeout', $1, true)
 -- The read test's tables: "cold" (after ANALYZE) and "warm" (after VACUUM) must be the states
 -- their names say, not whatever autovacuum did in between.
 ALTER TABLE ${schema}.user_answers_new SET (autovacuum_enabled = false)
+
+-- name: exact_total --
+-- Deferred mode's exact read (stored + pending) of the users, as the DAO reads it.
+SELECT COALESCE(sum(${schema}.${model.USER_STATS.reader}(u)), 0) FROM unnest($1::bigint[]) AS u

@@ -37,12 +37,13 @@ UPDATE ${schema}.onboarding_sessions
  WHERE id = $1 AND status = 'active'
 RETURNING id
 
-<% U, P = model.USER_STATS, model.PERSONALITY %>
 -- name: user_total_answers --
-SELECT ${U.column} FROM ${schema}.${U.table} WHERE ${U.key} = $1
+-- Exact in either counter mode (stored + pending, one snapshot); 0 for a user never seen.
+SELECT ${schema}.${model.USER_STATS.reader}($1)
 
 -- name: personality_count --
-SELECT ${P.column} FROM ${schema}.${P.table} WHERE ${P.key} = $1
+-- NULL when the user has no digital_personality row.
+SELECT ${schema}.${model.PERSONALITY.reader}($1)
 
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at

@@ -1,12 +1,31 @@
 -- check, repair and stats. Counters: model.py; the truth: truth.sql, through the view
 -- counter_consistency_check (objects.sql).
 
+-- name: mode --
+SELECT mode, horizon, switched_at, last_fold_at, last_fold_rows FROM ${schema}.${model.MODE_TABLE}
+
+-- name: backlog --
+-- Answers not folded yet, and how old the oldest is (deferred mode; none in immediate mode).
+SELECT count(*) AS pending, now() - min(answered_at) AS oldest_age
+  FROM ${schema}.${model.ANSWERS}
+ WHERE ${model.XID} >= (SELECT horizon FROM ${schema}.${model.MODE_TABLE})
+
+-- name: oldest_writer --
+-- The oldest transaction that has written anything, in any database of the cluster: a fold
+-- cannot move the horizon past it (its answers, if any, are not final yet).
+SELECT pid, datname AS database, state, now() - xact_start AS age
+  FROM pg_stat_activity
+ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+ ORDER BY age(backend_xid) DESC
+ LIMIT 1
+
 -- name: check_all --
 -- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
 -- prepared check_user always plans with the user filter, which reaches the user_id indexes.
 SELECT counter, count(*) AS checked,
        COALESCE(jsonb_agg(jsonb_build_object(
-           'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
+           'key', key, 'user_id', user_id, 'stored', stored, 'pending', pending,
+           'actual', actual, 'status', status)
            ORDER BY abs(COALESCE(drift, actual)) DESC, key)
          FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
   FROM ${schema}.counter_consistency_check
@@ -15,7 +34,8 @@ SELECT counter, count(*) AS checked,
 -- name: check_user --
 SELECT counter, count(*) AS checked,
        COALESCE(jsonb_agg(jsonb_build_object(
-           'key', key, 'user_id', user_id, 'stored', stored, 'actual', actual, 'status', status)
+           'key', key, 'user_id', user_id, 'stored', stored, 'pending', pending,
+           'actual', actual, 'status', status)
            ORDER BY abs(COALESCE(drift, actual)) DESC, key)
          FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
   FROM ${schema}.counter_consistency_check
@@ -23,9 +43,15 @@ SELECT counter, count(*) AS checked,
  GROUP BY counter
 
 <%namespace name="truth" file="truth.sql"/>
-## Repair, per counter of the model, in its lock order: lock the batch's rows (keys
-## ascending), then recount them from the one truth (truth.sql) in a statement of its own, so
-## its snapshot sees every answer committed before the lock was granted.
+## Repair, per counter of the model, in its lock order: the mode row first (FOR SHARE: no
+## fold moves the horizon meanwhile), then the batch's rows (keys ascending), then a recount
+## from the one truth (truth.sql) in a statement of its own, so its snapshot sees every answer
+## committed before the locks were granted. The stored value holds the answers below the
+## horizon (all of them in immediate mode).
+
+-- name: lock_mode --
+SELECT horizon FROM ${schema}.${model.MODE_TABLE} FOR SHARE
+
 % for c in model.COUNTERS:
 -- name: lock_${c.short} --
 SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[]) ORDER BY ${c.key}
@@ -34,7 +60,7 @@ SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[]) OR
 -- name: recount_${c.short} --
 UPDATE ${schema}.${c.table} t
    SET ${c.column} = r.actual${f", {c.touched} = now()" if c.touched else ""}
-  FROM (SELECT t.${c.key} AS key, t.${c.column} AS before, ${truth.answers_of(c, "t")}::integer AS actual
+  FROM (SELECT t.${c.key} AS key, t.${c.column} AS before, ${truth.folded_of(c, "t")}::integer AS actual
           FROM ${schema}.${c.table} t WHERE t.${c.key} = ANY ($1::bigint[])) r
  WHERE t.${c.key} = r.key AND t.${c.column} IS DISTINCT FROM r.actual
 RETURNING t.${c.key} AS key, r.before, r.actual AS after

@@ -16,6 +16,8 @@
     personality = f"{schema}.{P.table}"
     fn = {f.short: f"{schema}.{f.name}" for f in model.FUNCTIONS}
     tg = {t.short: t.name for t in model.TRIGGERS}
+    mode = f"{schema}.{model.MODE_TABLE}"
+    X = model.XID
 %>
 ## The user_stats upsert for keys gaining answers, written once: a row another transaction
 ## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
@@ -28,6 +30,16 @@
            SET ${model.USER_STATS.column} = us.${model.USER_STATS.column} + EXCLUDED.${model.USER_STATS.column},
                first_answer_at = COALESCE(us.first_answer_at, EXCLUDED.first_answer_at),
                ${model.USER_STATS.touched} = EXCLUDED.${model.USER_STATS.touched};</%def>
+## The horizon for a DELETE or UPDATE of answers: only answers below it are in the stored
+## counters, so only those are taken out of them (a pending answer simply stops being
+## pending). In deferred mode the row is read FOR SHARE: a fold moving the horizon finishes
+## first, or waits for this transaction, so no answer is both folded and deleted unseen. In
+## immediate mode no fold runs, and a switch of mode waits for this statement's table lock.
+<%def name="read_horizon()">
+    SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
+    IF h <> ${model.HORIZON_IMMEDIATE} THEN
+        SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
+    END IF;</%def>
 ## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
 ## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
 ## when it found nothing.
@@ -148,15 +160,18 @@ $$;
 CREATE OR REPLACE FUNCTION ${fn['on_delete']}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+    h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
+${read_horizon()}
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
-      FROM (SELECT ${S.source} AS k, -count(*)::integer AS d FROM old_answers GROUP BY 1) x;
+      FROM (SELECT ${S.source} AS k, -count(*)::integer AS d FROM old_answers
+             WHERE ${X} < h GROUP BY 1) x;
     IF s_ids IS NULL THEN
         RETURN NULL;
     END IF;
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
-      FROM (SELECT ${U.source} AS k, -count(*)::integer AS d FROM old_answers GROUP BY 1) x;
+      FROM (SELECT ${U.source} AS k, -count(*)::integer AS d FROM old_answers
+             WHERE ${X} < h GROUP BY 1) x;
     PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     RETURN NULL;
 END;
@@ -169,19 +184,20 @@ $$;
 CREATE OR REPLACE FUNCTION ${fn['on_update']}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+    h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
+${read_horizon()}
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
       FROM (SELECT k, sum(d)::integer AS d
-              FROM (SELECT ${S.source} AS k, 1 AS d FROM new_answers
+              FROM (SELECT ${S.source} AS k, 1 AS d FROM new_answers WHERE ${X} < h
                     UNION ALL
-                    SELECT ${S.source}, -1 FROM old_answers) moved
+                    SELECT ${S.source}, -1 FROM old_answers WHERE ${X} < h) moved
              GROUP BY k HAVING sum(d) <> 0) x;
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
       FROM (SELECT k, sum(d)::integer AS d
-              FROM (SELECT ${U.source} AS k, 1 AS d FROM new_answers
+              FROM (SELECT ${U.source} AS k, 1 AS d FROM new_answers WHERE ${X} < h
                     UNION ALL
-                    SELECT ${U.source}, -1 FROM old_answers) moved
+                    SELECT ${U.source}, -1 FROM old_answers WHERE ${X} < h) moved
              GROUP BY k HAVING sum(d) <> 0) x;
     IF s_ids IS NULL AND u_ids IS NULL THEN
         RETURN NULL;
@@ -245,7 +261,7 @@ $$;
 
 -- name: function_init_personality --
 -- BEFORE INSERT (or change of user) of a digital_personality row: start at the user's true
--- count. The user_stats row is locked first (created at zero if the user has no answers yet),
+-- count (in deferred mode: the part of it that is folded). The user_stats row is locked first (created at zero if the user has no answers yet),
 -- which serialises this count with every answer trigger of the same user: an answer committed
 -- before is counted here, an answer committed after increments the new row.
 CREATE OR REPLACE FUNCTION ${fn['init_personality']}() RETURNS trigger
@@ -254,8 +270,10 @@ BEGIN
     INSERT INTO ${stats} AS us (${U.key}, ${U.column})
     VALUES (NEW.${P.key}, 0)
     ON CONFLICT (${U.key}) DO UPDATE SET ${U.touched} = us.${U.touched};
+    -- The answers the stored counters hold: below the horizon (all of them in immediate
+    -- mode). A fold serialises with this through the same user_stats row.
     SELECT count(*) INTO NEW.${P.column}
-      FROM ${answers} WHERE ${P.source} = NEW.${P.key};
+      FROM ${answers} WHERE ${P.source} = NEW.${P.key} AND ${X} < ${truth.horizon()};
     NEW.${P.touched} := now();
     RETURN NEW;
 END;
@@ -272,6 +290,114 @@ BEGIN
 END;
 $$;
 
+-- name: function_fold --
+-- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
+-- running (every transaction below it has finished, so the answers below it are final), adds
+-- the answers between the old and the new horizon to the stored counters in the model's lock
+-- order, and records the new horizon. Readers see the answers either pending or folded, never
+-- both, never neither. Returns nothing when another worker (or a switch of mode) holds the
+-- mode row: workers take turns, they never fold the same answers twice.
+CREATE OR REPLACE FUNCTION ${fn['fold']}()
+RETURNS TABLE (folded bigint, oldest_answered_at timestamptz, new_horizon bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m record; h_new bigint;
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    SELECT * INTO m FROM ${mode} FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF m.mode <> '${model.DEFERRED}' THEN
+        RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
+        RETURN;
+    END IF;
+    h_new := GREATEST((pg_snapshot_xmin(pg_current_snapshot())::text)::bigint, m.horizon);
+    SELECT min(answered_at) INTO oldest_answered_at
+      FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new;
+    WITH g AS MATERIALIZED (
+        SELECT ${S.source} AS s, ${U.source} AS u, count(*)::integer AS d
+          FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new
+         GROUP BY GROUPING SETS ((${S.source}), (${U.source})))
+    SELECT (SELECT array_agg(s ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(d ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
+           (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
+      INTO s_ids, s_deltas, u_ids, u_deltas;
+    folded := COALESCE((SELECT sum(d) FROM unnest(s_deltas) AS d), 0);
+    IF folded > 0 THEN
+        PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
+    END IF;
+    UPDATE ${mode} SET horizon = h_new, last_fold_at = now(), last_fold_rows = folded;
+    new_horizon := h_new;
+    RETURN NEXT;
+END;
+$$;
+
+-- name: function_set_mode --
+-- Switches the counter mode, live. The answers are locked first, as writers take them: the
+-- lock waits for every transaction that wrote answers and holds new writers back until this
+-- one commits (milliseconds), so no answer is written while the counters change hands; then
+-- the mode row, so no fold runs meanwhile. To deferred: the answers at or above the new
+-- horizon are counted already, so they are taken out of the stored counters (they become
+-- pending) and the insert trigger is turned off. To immediate: everything pending is folded
+-- and the insert trigger turned back on. Nothing is lost or counted twice at the switch.
+CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    m record; h bigint; lo bigint; sign integer;
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
+        RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO m FROM ${mode} FOR UPDATE;
+    IF m.mode = wanted THEN
+        RETURN wanted;
+    END IF;
+    IF wanted = '${model.DEFERRED}' THEN
+        h := (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint;
+        lo := h;
+        sign := -1;
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', '${answers}', '${tg['insert']}');
+    ELSE
+        h := ${model.HORIZON_IMMEDIATE};
+        lo := m.horizon;
+        sign := 1;
+        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', '${answers}', '${tg['insert']}');
+    END IF;
+    WITH g AS MATERIALIZED (
+        SELECT ${S.source} AS s, ${U.source} AS u, sign * count(*)::integer AS d
+          FROM ${answers} WHERE ${X} >= lo
+         GROUP BY GROUPING SETS ((${S.source}), (${U.source})))
+    SELECT (SELECT array_agg(s ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(d ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
+           (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
+      INTO s_ids, s_deltas, u_ids, u_deltas;
+    IF s_ids IS NOT NULL THEN
+        PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
+    END IF;
+    UPDATE ${mode} SET mode = wanted, horizon = h, switched_at = now();
+    RETURN wanted;
+END;
+$$;
+
+% for c in model.COUNTERS:
+-- name: function_${c.reader} --
+-- The exact ${c.name} in either mode, in one snapshot: stored + pending. PL/pgSQL, not SQL:
+-- a SQL function with sub-selects is not inlined and is planned again on every call (about
+-- 0.5 ms); PL/pgSQL keeps the plan for the session.
+CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
+         + ${truth.pending_of(c, "$1")};
+END;
+$$;
+
+% endfor
 -- name: trigger_fill_insert --
 DROP TRIGGER IF EXISTS ${tg['fill_insert']} ON ${answers};
 CREATE TRIGGER ${tg['fill_insert']}
@@ -335,29 +461,32 @@ CREATE TRIGGER ${tg['freeze_session_id']}
 -- `check` reads it; people who prefer SQL can too:
 --   SELECT * FROM selfology.counter_consistency_check WHERE status <> 'CONSISTENT';
 -- The truth is counted per key through the answers' indexes, so a filter on user_id (check
--- --user) reads only that user's rows.
+-- --user) reads only that user's rows. `pending`: answers not folded yet (deferred mode);
+-- stored + pending is what must equal the truth.
 CREATE OR REPLACE VIEW ${schema}.${model.VIEW['counter_consistency_check'].name} AS
 SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
-       c.stored - c.actual AS drift,
+       c.stored + c.pending - c.actual AS drift,
        CASE WHEN NOT c.row_exists THEN 'MISSING_ROW'
             WHEN c.stored IS NULL THEN 'NULL_VALUE'  -- possible in an adopted schema
             WHEN c.stored < 0 THEN 'NEGATIVE'
-            WHEN c.stored <> c.actual THEN 'INCONSISTENT'
-            ELSE 'CONSISTENT' END AS status
+            WHEN c.stored + c.pending <> c.actual THEN 'INCONSISTENT'
+            ELSE 'CONSISTENT' END AS status,
+       c.pending
   FROM (
 % for c in model.COUNTERS:
     ${"" if loop.first else "UNION ALL"}
     SELECT '${c.name}'::text AS counter, t.${c.key}::bigint AS key, t.user_id::bigint AS user_id,
            t.${c.column}::bigint AS stored, ${truth.answers_of(c, "t")} AS actual,
-           true AS row_exists
+           ${truth.pending_of(c, f"t.{c.key}")} AS pending, true AS row_exists
       FROM ${schema}.${c.table} t
 % endfor
 % for c in model.COUNTERS:
 %   if c.created_by_answers:
     UNION ALL
-    SELECT '${c.name}', a.${c.source}::bigint, a.user_id::bigint, NULL::bigint, count(*), false
+    SELECT '${c.name}', a.${c.source}::bigint, a.user_id::bigint, NULL::bigint, count(*), 0, false
       FROM ${answers} a
-     WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${c.table} t WHERE t.${c.key} = a.${c.source})
+     WHERE a.${X} < ${truth.horizon()}
+       AND NOT EXISTS (SELECT 1 FROM ${schema}.${c.table} t WHERE t.${c.key} = a.${c.source})
      GROUP BY a.${c.source}, a.user_id
 %   endif
 % endfor

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from alembic import context
 
 from selfology_counters import config as dsn_config
-from selfology_counters.lifecycle import run_sync, settle_dsn
+from selfology_counters.lifecycle import LOCK_POLL_S, run_sync, settle_dsn
 from selfology_counters.lifecycle.revisions import (
     FROM_LIFECYCLE,
     VERSION_TABLE,
@@ -21,7 +23,9 @@ def run_migrations_online(dsn: str, *, standalone: bool) -> None:
     try:
         with engine.connect() as connection:
             if standalone:  # `migrate` holds this lock already when it runs the revisions
-                connection.exec_driver_sql(query("catalog.sql", "lifecycle_lock"))
+                lock = query("catalog.sql", "lifecycle_lock")
+                while not connection.exec_driver_sql(lock).scalar():
+                    time.sleep(LOCK_POLL_S)
             ensure_schema(connection)
             connection.commit()
             context.configure(

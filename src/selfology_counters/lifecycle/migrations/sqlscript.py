@@ -23,9 +23,9 @@ def run_sql_file(filename: str, schema: str = SCHEMA) -> None:
     _run_script(render(filename, schema))
 
 
-def install_objects(wanted: Iterable[DbObject]) -> None:
-    """(Re)create and stamp these objects of the model, as ``migrate`` reinstalls them."""
-    _run_script(objects.install_sql(wanted))
+def run_named(filename: str, name: str, schema: str = SCHEMA) -> None:
+    """One named block of a packaged ``.sql`` file."""
+    _run_script(query(filename, name, schema))
 
 
 def drop_objects(wanted: Iterable[DbObject]) -> None:

@@ -1,7 +1,4 @@
-"""Counter functions and triggers v1.
-
-The counters of answers written before this revision are recounted by the lifecycle right
-after it (``lifecycle.apply`` runs repair whenever a revision ran or an object was installed).
+"""Counter functions and triggers v1 (installed by the lifecycle since 0004; see upgrade).
 
 Revision ID: 0002_counters_v1
 Revises: 0001_schema
@@ -11,7 +8,7 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 from selfology_counters import model
-from selfology_counters.lifecycle.migrations.sqlscript import drop_objects, install_objects
+from selfology_counters.lifecycle.migrations.sqlscript import drop_objects
 
 revision = "0002_counters_v1"
 down_revision = "0001_schema"
@@ -22,7 +19,9 @@ OBJECTS = (*model.FUNCTIONS, *model.TRIGGERS)
 
 
 def upgrade() -> None:
-    install_objects(OBJECTS)
+    # Since 0004 the objects are installed after every revision has run (lifecycle.settle),
+    # because they read columns that later revisions add. This revision installed them once.
+    pass
 
 
 def downgrade() -> None:

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 from selfology_counters import model
-from selfology_counters.lifecycle.migrations.sqlscript import drop_objects, install_objects
+from selfology_counters.lifecycle.migrations.sqlscript import drop_objects
 
 revision = "0003_consistency_view_v1"
 down_revision = "0002_counters_v1"
@@ -17,7 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    install_objects(model.VIEWS)
+    # Since 0004 the objects are installed after every revision has run (lifecycle.settle),
+    # because they read columns that later revisions add. This revision installed them once.
+    pass
 
 
 def downgrade() -> None:

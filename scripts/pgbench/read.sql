@@ -1,0 +1,3 @@
+-- The exact read the DAO makes (stored + pending).
+\set u random(1, :users)
+SELECT selfology.answers_of_user(:u);
