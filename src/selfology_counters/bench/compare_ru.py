@@ -25,6 +25,7 @@ from selfology_counters.bench.compare_format import (
     DOC_CONCURRENT,
     DOC_SCALING,
     DOC_SEQUENTIAL,
+    SHORT,
     ms,
     pct,
     seconds,
@@ -48,6 +49,7 @@ SHORT_RU = {
     "manual_rmw": "ручной read-modify-write",
     "trigger_007": "триггер миграции 007",
     "ours": "наши триггеры (как поставляются)",
+    "ours_deferred": "наши триггеры, отложенный режим",
     "matview": "материализованное представление",
     "count_star": "COUNT(*) при чтении",
     "events": "событийная схема (outbox)",
@@ -170,6 +172,7 @@ _DOC_ROWS = (
     ("manual_rmw", "manual", "Manual UPDATE (read-modify-write)"),
     ("trigger_007", "trigger", "DB Trigger (BEST) = миграция 007"),
     ("ours", "trigger", "наши statement-level триггеры *"),
+    ("ours_deferred", "events", "наши триггеры, отложенный режим *"),
     ("events", "events", "Event-Driven (outbox + воркер)"),
 )
 
@@ -253,7 +256,7 @@ def section_summary(r: CompareResult) -> str:
         s = r.sequential_of(key)
         same, many = r.concurrent_of(key, same_user=True), r.concurrent_of(key, same_user=False)
         rows.append([
-            SHORT_RU[key],
+            SHORT_RU.get(key, SHORT.get(key, key)),
             ms_ru(s.latency.avg_ms) if s else "= голый INSERT",
             ru(times(s.latency_vs_floor)) if s else "",
             _lost_cell(same),
