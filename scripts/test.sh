@@ -2,9 +2,13 @@
 # Installs the project into .venv (with the `compare` extra, so that the chart is tested too)
 # and runs the whole test suite: lint and types, then the tests against an embedded PostgreSQL
 # and, when one answers on 127.0.0.1:5432 (or at $SELFOLOGY_SYSTEM_TEST_DSN), against that
-# server too, so two major versions are covered.
+# server too, so two major versions are covered. Debian's prometheus package (promtool and the
+# server, for the alert rules' tests and the end-to-end test) is installed first where apt is;
+# without it those tests skip and say why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/install_prometheus.sh
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

@@ -14,6 +14,7 @@ import pytest
 from selfology_counters import InvalidInputError, OnboardingDAO, health, lifecycle
 from selfology_counters.lifecycle import adopt, upgrade
 from selfology_counters.lifecycle.revisions import head_revision
+from tests.events import Tally, wait_until_blocked_by
 from tests.truth import assert_exact
 
 ORIGINAL = (Path(__file__).parent / "sql" / "original_selfology.sql").read_text()
@@ -190,16 +191,15 @@ async def test_adoption_while_the_bot_inserts_and_deletes(original: str) -> None
     sessions = [r["id"] for r in await pool.fetch("SELECT id FROM selfology.onboarding_sessions")]
     stop = asyncio.Event()
     failures: list[BaseException] = []
-    inserted = deleted = 0
+    inserted, deleted = Tally(), Tally()
 
     async def bot(seed: int) -> None:
-        nonlocal inserted, deleted
         rng = random.Random(seed)
         try:
             while not stop.is_set():
                 if rng.random() < 0.7:
                     await pool.fetchval(BOT_INSERT, rng.choice(sessions), "q_live", "written live")
-                    inserted += 1
+                    await inserted.add()
                 else:
                     status = await pool.execute(
                         "DELETE FROM selfology.user_answers_new WHERE id ="
@@ -207,22 +207,24 @@ async def test_adoption_while_the_bot_inserts_and_deletes(original: str) -> None
                         "   WHERE session_id = $1 ORDER BY id LIMIT 1)",
                         rng.choice(sessions),
                     )
-                    deleted += int(status.split()[-1])
+                    await deleted.add(int(status.split()[-1]))
                 await asyncio.sleep(0)
         except BaseException as exc:  # any failed write of the bot fails the test
             failures.append(exc)
 
     writers = [asyncio.create_task(bot(seed)) for seed in range(5)]
     try:
-        await asyncio.sleep(0.1)
-        report = await adopt.adopt(original)
-        await asyncio.sleep(0.2)
+        await inserted.reach(20)
+        await deleted.reach(3)  # the bot inserts and deletes, then the adoption starts
+        during: list[int] = []  # the bot's writes seen at each step of the adoption
+        report = await adopt.adopt(original, progress=lambda _m: during.append(inserted.count))
+        await inserted.reach(inserted.count + 20)  # and goes on writing after it
     finally:
         stop.set()
         await asyncio.gather(*writers)
         await pool.close()
     assert failures == []
-    assert inserted > 50 and deleted > 5
+    assert during[-1] > during[0], "the bot wrote nothing while the adoption ran"
     assert report.counters_corrected > 0
     connection = await asyncpg.connect(original)
     try:
@@ -279,7 +281,13 @@ async def test_backfill_waits_for_a_bot_transaction_instead_of_failing(original:
                 "UPDATE selfology.user_answers_new SET analysis_status = 'done' WHERE id = 1"
             )
             adoption = asyncio.create_task(adopt.adopt(original))
-            await asyncio.sleep(0.8)
+            # The adoption waits on the bot's lock (seen in pg_locks via pg_blocking_pids),
+            # rather than failing or going round it.
+            observer = await asyncpg.connect(original)
+            try:
+                await wait_until_blocked_by(observer, bot)
+            finally:
+                await observer.close()
             assert not adoption.done()
         report = await adoption
         assert report.counters_corrected > 0

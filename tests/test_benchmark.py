@@ -28,7 +28,7 @@ async def leftovers(dsn: str) -> list[str]:
 
 async def test_small_benchmark_measures_and_verifies(db: str) -> None:
     result = await run_benchmark(db, 20, concurrency=5, bulk_rows=200)
-    assert set(result.series) == {"bare", "dao", "bot_insert"}
+    assert set(result.series) == {"bare", "dao", "dao_metrics", "bot_insert"}
     assert all(s.count == 20 for s in result.series.values())
     assert [(c.writers, c.users, c.accounting.lost, c.errors) for c in result.concurrency] == [
         (5, 1, 0, 0),
@@ -67,6 +67,7 @@ def test_cli_json_and_interrupt_leave_nothing_behind(db: str) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert {"server_version", "synchronous_commit", "series", "ratios", "bulk"} <= set(data)
+    assert set(data["histogram_cost"]) == {"avg", "p50"}
     assert data["consistent"] is True
 
     env = {**os.environ, "SELFOLOGY_DSN": db}
@@ -84,3 +85,16 @@ def test_cli_json_and_interrupt_leave_nothing_behind(db: str) -> None:
         assert process.returncode == 130, err
         assert b"interrupted" in err and b"Traceback" not in err
         assert asyncio.run(leftovers(db)) == []
+
+
+def test_benchmark_by_default_also_runs_the_concurrent_and_bulk_tests(db: str) -> None:
+    from tests.test_cli import cli
+
+    result = cli("benchmark", "5", dsn=db)
+    assert result.returncode == 0, result.stderr
+    assert "20 concurrent writers (same user)" in result.stdout
+    assert "20 concurrent writers (20 users)" in result.stdout
+    assert "one 10000-row INSERT" in result.stdout
+    # Ratios say which way they read: time (lower is better) vs throughput (higher is better).
+    assert "x the time of bare" in result.stdout and "x the bare rows/s" in result.stdout
+    assert " vs bare" not in result.stdout

@@ -26,11 +26,37 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int = 
     return errors[0]
 
 
+def every_command() -> list[tuple[str, ...]]:
+    """Every command of the Typer app, groups' subcommands included, as argv prefixes."""
+    import typer
+
+    from selfology_counters.cli import app
+
+    group = typer.main.get_command(app)
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            found += [(name, sub) for sub in subcommands]
+        else:
+            found.append((name,))
+    return found
+
+
 def test_help_explains_every_command() -> None:
-    result = cli("--help")
-    assert result.returncode == 0
-    for command in ("migrate", "demo"):
-        assert command in result.stdout
+    commands = every_command()
+    assert len(commands) >= 12  # migrate ... compare, and the embedded group's three
+    listing = cli("--help")
+    assert listing.returncode == 0
+    for command in commands:
+        assert command[0] in listing.stdout
+        shown = cli(*command, "--help")
+        assert shown.returncode == 0, shown.stderr
+        summary = shown.stdout.split("Options:")[0].split("\n", 2)[-1]
+        assert summary.strip(), command  # a description, not only the usage line
+        assert "<bool>" not in shown.stdout and "`" not in shown.stdout, shown.stdout
+        # Paragraphs rewrapped: no line ends in the middle of a sentence with a short tail.
+        assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
 
 
 def test_migrate_then_demo_json(empty_db: str) -> None:
@@ -39,7 +65,7 @@ def test_migrate_then_demo_json(empty_db: str) -> None:
     assert json.loads(first.stdout)["changed"] is True
     again = cli("migrate", dsn=empty_db)
     assert "nothing to do" in again.stdout
-    demo = cli("demo", "--json", "--dsn", empty_db)
+    demo = cli("demo", "--json", "--yes", "--dsn", empty_db)
     assert demo.returncode == 0, demo.stderr
     result = json.loads(demo.stdout)
     assert result["exact"] is True
@@ -47,17 +73,36 @@ def test_migrate_then_demo_json(empty_db: str) -> None:
 
 
 def test_demo_without_schema_says_run_migrate(empty_db: str) -> None:
-    line = assert_one_line_error(cli("demo", dsn=empty_db))
+    line = assert_one_line_error(cli("demo", "--yes", dsn=empty_db))
     assert "migrate" in line
+
+
+def test_demo_refuses_a_database_named_by_a_dsn_without_yes(db: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def answers() -> int:
+        connection = await asyncpg.connect(db)
+        try:
+            return int(await connection.fetchval("SELECT count(*) FROM selfology.user_answers_new"))
+        finally:
+            await connection.close()
+
+    for args in (("demo",), ("demo", "--json")):
+        line = assert_one_line_error(cli(*args, dsn=db))
+        assert "--yes" in line
+    assert asyncio.run(answers()) == 0  # nothing written
+    assert cli("demo", "--yes", dsn=db).returncode == 0
 
 
 def test_unreachable_server_and_bad_dsn_exit_2_without_password() -> None:
     closed_port = "postgresql://someone:s3cret@127.0.0.1:1/nowhere"
-    for command in ("demo", "migrate"):
-        line = assert_one_line_error(cli(command, "--dsn", closed_port))
+    for command in (("demo", "--yes"), ("migrate",)):
+        line = assert_one_line_error(cli(*command, "--dsn", closed_port))
         assert "s3cret" not in line
         assert "127.0.0.1" in line
-    assert_one_line_error(cli("demo", "--dsn", "postgresql://[broken"))
+    assert_one_line_error(cli("demo", "--yes", "--dsn", "postgresql://[broken"))
     in_query = assert_one_line_error(
         cli("check", "--dsn", "postgresql://u@127.0.0.1:1/x?password=s3cret")
     )
@@ -98,6 +143,7 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
 
     human = cli("check", "--user", "1", dsn=db)
     assert human.returncode == 1 and "user_stats.total_answers_lifetime" in human.stdout
+    assert "(1 counter wrong)" in human.stdout
 
     dry = cli("repair", "--dry-run", "--json", dsn=db)
     assert dry.returncode == 1
@@ -145,3 +191,74 @@ def test_migrate_reinstalls_a_dropped_trigger(db: str) -> None:
     migrated = cli("migrate", dsn=db)
     assert migrated.returncode == 0 and "reinstalled" in migrated.stdout
     assert cli("check", dsn=db).returncode == 0
+
+
+def libpq_pairs(url: str) -> str:
+    """``url`` written as libpq key=value pairs, as an operator would type them."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    pairs = {
+        "host": query.get("host") or parts.hostname or "",
+        "port": str(parts.port or query.get("port") or ""),
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "dbname": unquote(parts.path.lstrip("/")),
+    }
+    return " ".join(f"{k}='{v}'" for k, v in pairs.items() if v)
+
+
+def test_an_empty_dsn_is_an_error_naming_where_it_came_from(empty_db: str) -> None:
+    line = assert_one_line_error(cli("check", "--dsn", ""))
+    assert "--dsn is empty" in line
+    for var in ("SELFOLOGY_DSN", "DATABASE_URL"):
+        env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+        result = subprocess.run(
+            [CLI, "check"], env={**env, var: ""}, capture_output=True, text=True, timeout=60
+        )
+        assert f"${var} is set but empty" in assert_one_line_error(result)
+    # An empty SELFOLOGY_DSN is an error even when DATABASE_URL would name a database.
+    both = subprocess.run(
+        [CLI, "check"], env={**os.environ, "SELFOLOGY_DSN": "", "DATABASE_URL": empty_db},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "$SELFOLOGY_DSN is set but empty" in assert_one_line_error(both)
+
+
+def test_with_json_a_failure_is_json_on_stdout_too(empty_db: str) -> None:
+    for args in (
+        ("check", "--json", "--dsn", "postgresql://u:s3cret@127.0.0.1:1/x"),
+        ("demo", "--json", "--yes"),  # schema missing
+        ("check", "--json", "--no-such-option"),  # a usage error
+        ("check", "--json", "--dsn", ""),
+    ):
+        result = cli(*args, dsn=empty_db)
+        line = assert_one_line_error(result)
+        error = json.loads(result.stdout)
+        assert error == {"error": line.removeprefix("selfology-counters: error: "), "exit_code": 2}
+        assert "s3cret" not in result.stdout
+
+
+def test_usage_errors_are_one_line_exit_2() -> None:
+    for args in (("check", "--bogus"), ("check", "--user", "0"), ("benchmark", "x"), ("nosuch",)):
+        result = cli(*args)
+        line = assert_one_line_error(result)
+        assert line.startswith("selfology-counters: error: ")
+        assert "╭" not in result.stderr and "Usage:" not in result.stderr
+        assert result.stdout == ""
+
+
+def test_libpq_key_value_dsns_work_for_migrate_and_check(empty_db: str) -> None:
+    pairs = libpq_pairs(empty_db)
+    migrated = cli("migrate", "--json", "--dsn", pairs)  # Alembic and psycopg
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["changed"] is True
+    checked = cli("check", "--json", dsn=pairs)  # asyncpg
+    assert checked.returncode == 0, checked.stderr
+    secret = "host=127.0.0.1 port=1 dbname=x user=u password='s3 cr3t'"
+    for command in ("check", "migrate"):
+        result = cli(command, "--json", "--dsn", secret)
+        assert_one_line_error(result)
+        assert "s3" not in result.stderr + result.stdout and "cr3t" not in result.stderr
+        assert "127.0.0.1:1" in result.stderr

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from selfology_counters import (
     DatabaseUnavailableError,
@@ -64,7 +65,7 @@ async def test_record_and_read(dao: OnboardingDAO, pool: asyncpg.Pool) -> None:
 async def test_connect_owns_its_pool_but_not_a_given_one(db: str, pool: asyncpg.Pool) -> None:
     async with await OnboardingDAO.connect(db) as own:
         await own.start_session(1)
-    assert own._pool._closed  # the DAO closed the pool it opened
+    assert own._pool.is_closing()  # the DAO closed the pool it opened (asyncpg public API)
     await OnboardingDAO(pool).close()
     assert await pool.fetchval("SELECT 1") == 1  # a pool passed in stays open
 
@@ -174,3 +175,41 @@ async def test_deadlocks_are_retried_then_reported(dao: OnboardingDAO) -> None:
     with pytest.raises(RetriesExhaustedError, match="4 attempts"):
         await dao._write(always_deadlocks)
     assert attempts == 4
+
+
+def insert_count(registry: CollectorRegistry, operation: str) -> float:
+    name = "answer_insert_duration_seconds_count"
+    return registry.get_sample_value(name, {"operation": operation}) or 0.0
+
+
+async def test_the_insert_histogram_is_off_unless_asked_for(dao: OnboardingDAO) -> None:
+    # Off, an insert goes straight to the retrying write: no clock read, no histogram.
+    assert dao._insert_one == dao._write
+    assert dao._insert_many == dao._write
+
+
+async def test_the_insert_histogram_times_every_insert_of_every_dao_on_a_registry(
+    pool: asyncpg.Pool,
+) -> None:
+    registry = CollectorRegistry()
+    dao = OnboardingDAO(pool, metrics=registry)
+    other = OnboardingDAO(pool, metrics=registry)  # a second DAO shares the histogram
+    session = await dao.start_session(1)
+    await dao.save_answer(session, "q1", "a")
+    await other.save_answer(session, "q2", "b")
+    await dao.save_answers(session, [("q3", "c"), ("q4", "d")])
+    with pytest.raises(InvalidAnswerError):  # refused before any write: not timed
+        await dao.save_answer(session, "q5", "")
+    with pytest.raises(SessionNotActiveError):  # written and refused by the database: timed
+        await dao.complete_session(session)
+        await dao.save_answer(session, "q6", "e")
+    assert (insert_count(registry, "save_answer"), insert_count(registry, "save_answers")) == (3, 1)
+    everything = {"operation": "save_answer", "le": "+Inf"}
+    assert registry.get_sample_value("answer_insert_duration_seconds_bucket", everything) == 3
+
+
+async def test_metrics_true_records_in_the_default_registry(pool: asyncpg.Pool) -> None:
+    before = insert_count(REGISTRY, "save_answer")
+    dao = OnboardingDAO(pool, metrics=True)
+    await dao.save_answer(await dao.start_session(1), "q", "a")
+    assert insert_count(REGISTRY, "save_answer") == before + 1

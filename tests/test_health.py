@@ -8,6 +8,7 @@ import random
 import asyncpg
 
 from selfology_counters import OnboardingDAO, health, lifecycle
+from tests.events import Tally
 from tests.truth import assert_exact, mismatches
 
 
@@ -35,7 +36,9 @@ async def inject_every_drift(conn: asyncpg.Connection) -> None:
         """
         UPDATE selfology.onboarding_sessions SET questions_answered = 40 WHERE user_id = 1;
         UPDATE selfology.user_stats SET total_answers_lifetime = 1 WHERE user_id = 2;
+        SET session_replication_role = replica;  -- past the guard, as a restore would
         DELETE FROM selfology.user_stats WHERE user_id = 3;
+        SET session_replication_role = origin;
         UPDATE selfology.digital_personality SET total_answers_analyzed = 9 WHERE user_id = 4;
         ALTER TABLE selfology.user_stats DROP CONSTRAINT user_stats_total_answers_lifetime_check;
         UPDATE selfology.user_stats SET total_answers_lifetime = -2 WHERE user_id = 5;
@@ -132,7 +135,9 @@ async def test_repair_while_writers_insert_delete_and_move(
     await conn.execute(
         "UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered + 7;"
         "UPDATE selfology.user_stats SET total_answers_lifetime = 0 WHERE user_id % 2 = 0;"
+        "SET session_replication_role = replica;"  # past the guard, as a restore would
         "DELETE FROM selfology.user_stats WHERE user_id % 5 = 0;"
+        "SET session_replication_role = origin;"
         "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;"
     )
     pool = await asyncpg.create_pool(db, min_size=8, max_size=8)
@@ -140,10 +145,9 @@ async def test_repair_while_writers_insert_delete_and_move(
     sessions = [r["id"] for r in await conn.fetch("SELECT id FROM selfology.onboarding_sessions")]
     stop = asyncio.Event()
     failures: list[BaseException] = []
-    writes = 0
+    writes = Tally()
 
     async def writer(seed: int) -> None:
-        nonlocal writes
         rng = random.Random(seed)
         try:
             while not stop.is_set():
@@ -164,21 +168,24 @@ async def test_repair_while_writers_insert_delete_and_move(
                         " (SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1)",
                         rng.choice(sessions),
                     )
-                writes += 1
+                await writes.add()
         except BaseException as exc:  # any writer failure fails the test
             failures.append(exc)
 
     writers = [asyncio.create_task(writer(seed)) for seed in range(6)]
     try:
-        await asyncio.sleep(0.2)
-        first = await health.repair(conn, batch_size=4)
-        await asyncio.sleep(0.2)
+        await writes.reach(20)  # the writers are writing
+        during: list[int] = []  # writes seen at each batch of the repair
+        first = await health.repair(
+            conn, batch_size=4, progress=lambda _n: during.append(writes.count)
+        )
+        await writes.reach(writes.count + 20)  # and go on writing after it
     finally:
         stop.set()
         await asyncio.gather(*writers)
         await pool.close()
     assert failures == []
-    assert writes > 50
+    assert during[-1] > during[0], "no write happened while repair ran"
     assert len(first.changes) >= 30
     # Every counter that repair did not touch was right all along: the triggers kept them.
     await assert_exact(conn)

@@ -51,7 +51,8 @@ EDITS = {
         f"""
         CREATE OR REPLACE VIEW selfology.{VIEW.name} AS
         SELECT counter, key, user_id, stored, stored AS actual, 0::bigint AS drift,
-               'CONSISTENT'::text AS status, 0::bigint AS pending
+               'CONSISTENT'::text AS status, 0::bigint AS pending,
+               user_stats_count, actual_answer_count, personality_count
           FROM selfology.{VIEW.name}
         """,
     ),

@@ -48,6 +48,9 @@ EXPECTED_COLUMNS = {
         "drift",
         "status",
         "pending",
+        "user_stats_count",
+        "actual_answer_count",
+        "personality_count",
     },
     "counter_mode": {
         "singleton",
@@ -173,3 +176,17 @@ def test_plain_alembic_upgrade_head_from_the_repository(empty_db: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert upgrade(empty_db).changed is False
+
+
+def test_plain_alembic_on_a_closed_port_prints_one_line() -> None:
+    env = {**os.environ, "SELFOLOGY_DSN": "postgresql://someone:s3cret@127.0.0.1:1/nowhere"}
+    env.pop("DATABASE_URL", None)
+    alembic = Path(sys.executable).parent / "alembic"
+    result = subprocess.run(
+        [str(alembic), "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("selfology-counters: error on postgresql://someone:***@127.0.0.1:1")
+    assert "refused" in lines[0] and "s3cret" not in result.stderr

@@ -10,7 +10,9 @@ import asyncpg
 import pytest
 
 from selfology_counters import OnboardingDAO, SessionNotActiveError, health
+from tests.events import wait_until_blocked_by
 from tests.truth import assert_exact
+from tests.waiting import wait_until_blocked
 
 BOT_INSERT = (
     "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
@@ -24,18 +26,6 @@ async def conns(db: str) -> AsyncIterator[list[asyncpg.Connection]]:
     yield connections
     for connection in connections:
         await connection.close()
-
-
-async def wait_until_blocked(observer: asyncpg.Connection, blocked: asyncpg.Connection) -> None:
-    pid = blocked.get_server_pid()
-    for _ in range(500):
-        state = await observer.fetchval(
-            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
-        )
-        if state == "Lock":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the other connection never blocked on the lock")
 
 
 async def test_repair_sees_writes_made_while_a_trigger_was_disabled(
@@ -86,7 +76,7 @@ async def test_dao_refuses_an_answer_to_a_session_completed_meanwhile(
                 session,
             )
             saving = asyncio.create_task(dao.save_answer(session, "q", "late"))
-            await asyncio.sleep(0.1)
+            await wait_until_blocked_by(observer, completer)  # the race really happens
         with pytest.raises(SessionNotActiveError):
             await saving
     assert await observer.fetchval("SELECT count(*) FROM selfology.user_answers_new") == 0

@@ -17,9 +17,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import asyncpg
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer's own click (typer >= 0.29)
 
 from selfology_counters import config
-from selfology_counters.errors import SchemaMissingError, SelfologyCountersError
+from selfology_counters.errors import InvalidDsnError, SchemaMissingError, SelfologyCountersError
+from selfology_counters.plural import plural
 
 T = TypeVar("T")
 
@@ -30,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 DsnOption = Annotated[
@@ -45,9 +48,22 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 
 
 def fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
-    """One line on stderr and a non-zero exit; never a traceback."""
-    typer.echo(f"selfology-counters: error: {message}", err=True)
+    """One line on stderr and a non-zero exit; never a traceback. With ``--json`` the same
+    as a JSON object on stdout too, so that a cron job that mails stdout mails the reason."""
+    say_error(message, code, as_json=_json_requested())
     raise typer.Exit(code)
+
+
+def say_error(message: str, code: int, *, as_json: bool) -> None:
+    typer.echo(f"selfology-counters: error: {message}", err=True)
+    if as_json:
+        emit_json({"error": message, "exit_code": code})
+
+
+def _json_requested(args: list[str] | None = None) -> bool:
+    # Read from the command line, not the parsed options: a usage error has none parsed.
+    args = sys.argv[1:] if args is None else args
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 def first_line(exc: BaseException) -> str:
@@ -62,6 +78,8 @@ def note(message: str) -> None:
 def target_dsn(dsn: str | None) -> str:
     try:
         target = config.resolve(dsn)
+    except InvalidDsnError as exc:
+        fail(str(exc))
     except Exception as exc:  # the embedded server failed to start: say why, in one line
         fail(f"could not start the embedded PostgreSQL server: {exc}")
     note(f"database: {target.redacted} ({target.source})")
@@ -139,12 +157,28 @@ def migrate(
 
 
 @app.command()
-def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
-    """Record a few answers through OnboardingDAO, delete one, and print the counters
-    next to COUNT(*). Run ``migrate`` first."""
+def demo(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Write the demo's rows into a database given by a DSN (not embedded)."
+        ),
+    ] = False,
+) -> None:
+    """Record a few answers through OnboardingDAO (user 424242), delete one, and print the
+    counters next to COUNT(*). Run 'selfology-counters migrate' first.
+
+    The rows stay in the database, so on a database named by a DSN (possibly production)
+    the demo runs only with --yes; on the embedded server it needs nothing.
+    """
     from selfology_counters import model
     from selfology_counters.demo import run_demo
 
+    if not yes and config.explicit_dsn(dsn) is not None:
+        fail("demo writes answers for user 424242 and leaves them; on a database named by "
+             "a DSN it needs --yes")  # fmt: skip
     result = run(run_demo(target_dsn(dsn)))
     if as_json:
         emit_json(result.as_dict())
@@ -168,7 +202,7 @@ def demo(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
         ]
         typer.echo(
             f"user {result.user_id}, session {result.session_id}: "
-            f"saved {result.answers_saved} answers, deleted {result.answers_deleted}"
+            f"saved {plural(result.answers_saved, 'answer')}, deleted {result.answers_deleted}"
         )
         typer.echo(f"{'counter':45} {'stored':>8} {'COUNT(*)':>9}")
         for name, stored, actual in rows:
@@ -217,7 +251,7 @@ async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitabl
             )
             raise SchemaMissingError(
                 f"this database holds the original Selfology schema, not adopted yet{still}: "
-                "run `selfology-counters migrate --dry-run`, then `selfology-counters migrate`"
+                "run 'selfology-counters migrate --dry-run', then 'selfology-counters migrate'"
             )
         return await work(connection)
 
@@ -230,16 +264,29 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
 
     Exit 0 when all is consistent, 1 when a counter drifted or a trigger is missing,
     disabled or outdated, 2 when the check could not run. Cron-friendly:
-    `selfology-counters check --json || alert`.
+    selfology-counters check --json || alert
     """
-    from selfology_counters import health, original, report
+    from selfology_counters import health, original, report, users
+    from selfology_counters.bench import scratch
 
-    result = run(_on_our_schema(target_dsn(dsn), lambda c: health.check(c, user)))
+    async def work(
+        connection: asyncpg.Connection,
+    ) -> tuple[health.CheckResult, list[str], users.UserPresence | None]:
+        result = await health.check(connection, user)
+        leftovers = await scratch.leftover_schemas(connection)
+        found = None if user is None else await users.presence(connection, user)
+        return result, leftovers, found
+
+    result, leftovers, found = run(_on_our_schema(target_dsn(dsn), work))
     if as_json:
+        extra = {} if found is None else {"user": found.as_dict()}
         originals = original.as_dicts(result.foreign_triggers)
-        emit_json({**result.as_dict(), "original_triggers": originals})
+        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra,
+                   "original_triggers": originals})  # fmt: skip
     else:
-        typer.echo(report.check_text(result))
+        # Warnings only: neither changes the exit code, which is about the counters.
+        shown = [report.check_text(result), *report.leftover_scratch_text(leftovers)]
+        typer.echo("\n".join(shown + ([] if found is None else report.user_text(found))))
     raise typer.Exit(EXIT_OK if result.consistent else EXIT_PROBLEM)
 
 
@@ -255,12 +302,12 @@ def repair(
         int, typer.Option("--batch-size", min=1, help="Keys per transaction (short locks).")
     ] = 500,
 ) -> None:
-    """Fix exactly what `check` reports: enable disabled counter triggers, then recount each
+    """Fix exactly what 'check' reports: enable disabled counter triggers, then recount each
     wrong counter under a row lock, in short batches; safe while the bot writes.
 
     Exit 0 when everything is (now) consistent, 1 when something is left that repair cannot
-    fix (a missing or outdated trigger: run `migrate`) or, with --dry-run, when there is
-    something to repair; 2 when it could not run.
+    fix (a missing or outdated trigger: run 'selfology-counters migrate') or, with
+    --dry-run, when there is something to repair; 2 when it could not run.
     """
     from selfology_counters import health, report
 
@@ -314,8 +361,8 @@ def mode(
 
     The mode is stored in the database. A switch waits for the writers in flight and holds
     new ones back for one short transaction; nothing is lost or counted twice. Switching to
-    immediate folds everything pending first. In deferred mode run `selfology-counters
-    worker`, or the stored columns fall behind (the exact reads never do).
+    immediate folds everything pending first. In deferred mode run 'selfology-counters
+    worker', or the stored columns fall behind (the exact reads never do).
     """
     from selfology_counters import deferred, report
 
@@ -359,7 +406,8 @@ def worker(
     def logged(result: deferred.FoldResult) -> None:
         if result.folded:
             age = "" if result.oldest_age_s is None else f", oldest {result.oldest_age_s:.3f} s"
-            note(f"worker: folded {result.folded} answers in {result.seconds * 1000:.1f} ms{age}")
+            took = f"{result.seconds * 1000:.1f} ms"
+            note(f"worker: folded {plural(result.folded, 'answer')} in {took}{age}")
 
     async def work() -> deferred.WorkerSummary:
         stop = asyncio.Event()
@@ -375,8 +423,9 @@ def worker(
     if as_json:
         emit_json(summary.as_dict())
     else:
-        typer.echo(f"folded {summary.folded} answers in {summary.folds} folds "
-                   f"over {summary.seconds:.1f} s ({summary.errors} errors)")  # fmt: skip
+        typer.echo(f"folded {plural(summary.folded, 'answer')} in "
+                   f"{plural(summary.folds, 'fold')} over {summary.seconds:.1f} s "
+                   f"({plural(summary.errors, 'error')})")  # fmt: skip
 
 
 @app.command()
@@ -387,9 +436,11 @@ def benchmark(
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", min=0, help="Also C writers on one user and C writers on C users."
+            "--concurrency",
+            min=0,
+            help="Also C writers on one user and C writers on C users (0: skip).",
         ),
-    ] = 0,
+    ] = 20,
     counter_mode: Annotated[
         str,
         typer.Option(
@@ -399,8 +450,11 @@ def benchmark(
         ),
     ] = "immediate",
     bulk: Annotated[
-        int, typer.Option("--bulk", min=0, help="Also one multi-row INSERT of this many rows.")
-    ] = 0,
+        int,
+        typer.Option(
+            "--bulk", min=0, help="Also one multi-row INSERT of this many rows (0: skip)."
+        ),
+    ] = 10_000,
 ) -> None:
     """Measure the counter triggers against a bare INSERT in the same run, then verify
     the counters equal COUNT(*).
@@ -410,8 +464,11 @@ def benchmark(
     """
     from selfology_counters.bench import benchmark as bench_module
     from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
+    from selfology_counters.bench.scratch import drop_leftovers
 
     url = target_dsn(dsn)
+    for schema in run(drop_leftovers(url)):
+        note(f"benchmark: dropped {schema}, left over by a run that was killed")
     # Progress units: one per sequential round, per concurrency scenario, per bulk repeat.
     total = inserts + (2 if concurrency else 0) + (BULK_REPEATS if bulk else 0)
     from selfology_counters import model
@@ -503,6 +560,148 @@ def compare(
     raise typer.Exit(EXIT_OK if result.our_losses == 0 else EXIT_PROBLEM)
 
 
+@app.command()
+def watch(
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            envvar="SELFOLOGY_WATCH_PORT",
+            min=0,
+            max=65535,
+            help="Serve /metrics on this port (0: any free port, logged).",
+        ),
+    ],
+    dsn: DsnOption = None,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen", envvar="SELFOLOGY_WATCH_LISTEN", help="Address to serve /metrics on."
+        ),
+    ] = "127.0.0.1",
+    quick_interval: Annotated[
+        float,
+        typer.Option(
+            "--quick-interval",
+            envvar="SELFOLOGY_WATCH_QUICK_INTERVAL",
+            min=0.01,
+            help="Seconds between quick checks of the users with new answers.",
+        ),
+    ] = 30.0,
+    full_interval: Annotated[
+        float,
+        typer.Option(
+            "--full-interval",
+            envvar="SELFOLOGY_WATCH_FULL_INTERVAL",
+            min=0.01,
+            help="Seconds between full checks of every counter.",
+        ),
+    ] = 900.0,
+    auto_repair_max: Annotated[
+        int,
+        typer.Option(
+            "--auto-repair-max",
+            envvar="SELFOLOGY_WATCH_AUTO_REPAIR_MAX",
+            min=0,
+            help="Repair drift of at most this many counters at once (0: never); "
+            "more is left to a person, and alerted on.",
+        ),
+    ] = 0,
+) -> None:
+    """Serve Prometheus metrics and check the counters on a schedule, until SIGTERM.
+
+    The full check runs first and then every --full-interval; a quick check of the users with
+    answers inserted since the last-but-one quick check every --quick-interval. Each action
+    is one JSON line on stderr. A database that goes away is reported in the metrics and
+    retried, never fatal. Exit 0 on SIGTERM or Ctrl-C; 2 when it could not start (the port
+    is taken, say).
+    """
+    from selfology_counters import watch as watching
+
+    try:
+        target = config.resolve(dsn)
+    except Exception as exc:  # the embedded server failed to start: say why, in one line
+        fail(f"could not start the embedded PostgreSQL server: {exc}")
+    settings = watching.WatchSettings(
+        quick_interval=quick_interval, full_interval=full_interval, auto_repair_max=auto_repair_max
+    )
+    log = watching.json_lines()
+    log("start", database=target.redacted, source=target.source)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _stopping, stop, log, signum)
+        await watching.serve(target.dsn, settings, stop, listen=listen, port=port, log=log)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # the port is taken, or the address is not ours
+        fail(f"cannot serve metrics on {listen}:{port}: {first_line(exc)}")
+
+
+def _stopping(stop: asyncio.Event, log: Callable[..., None], signum: int) -> None:
+    log("stopping", signal=signal.Signals(signum).name)
+    stop.set()
+
+
+embedded_app = typer.Typer(
+    help="The embedded PostgreSQL server used when no DSN is given: where its data directory "
+    "is, whether it runs, and stopping it.",
+    no_args_is_help=True,
+)
+app.add_typer(embedded_app, name="embedded")
+
+
+@embedded_app.command("path")
+def embedded_path() -> None:
+    """Print the embedded server's data directory ($SELFOLOGY_EMBEDDED_DIR overrides it).
+
+    To remove it: selfology-counters embedded stop, then delete the directory.
+    """
+    from selfology_counters import embedded
+
+    typer.echo(embedded.data_dir())
+
+
+@embedded_app.command("status")
+def embedded_status(as_json: JsonOption = False) -> None:
+    """Whether the embedded server runs, which processes use it, and its size on disk
+    (and of its WAL). Starts nothing."""
+    from selfology_counters import embedded, report
+
+    state = embedded.status()
+    typer.echo(json.dumps(state.as_dict(), indent=2) if as_json else report.embedded_text(state))
+
+
+@embedded_app.command("stop")
+def embedded_stop(
+    as_json: JsonOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop it even while a live process uses it.")
+    ] = False,
+) -> None:
+    """Stop the embedded server, unless a live process still uses it (exit 1 then).
+
+    Processes that were killed and never said goodbye are forgotten first.
+    """
+    from selfology_counters import embedded
+    from selfology_counters.errors import EmbeddedInUseError
+
+    try:
+        before = embedded.stop(force=force)
+    except EmbeddedInUseError as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    except Exception as exc:  # pg_ctl failed: one line
+        fail(f"could not stop the embedded server: {first_line(exc)}")
+    message = "stopped" if before.running else "was not running"
+    if as_json:
+        emit_json({"stopped": before.running, "data_dir": before.data_dir})
+    else:
+        typer.echo(f"embedded server {message} ({before.data_dir})")
+
+
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when there is more than a screenful of work."""
@@ -514,10 +713,23 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
-    """The console script; ``args`` and ``prog_name`` let another front end (the original's
-    ``scripts/counter_health_check.py``) run the same commands under its own name."""
+    """The console script: typer's usage errors become one line (and JSON with ``--json``),
+    exit 2, like every other error of this command. ``args`` and ``prog_name`` let another
+    front end (the original's ``scripts/counter_health_check.py``) run the same commands
+    under its own name."""
     try:
-        app(args=args, prog_name=prog_name)
-    except KeyboardInterrupt:
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        code = EXIT_CANNOT_RUN
+    except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
+        say_error(one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args))
+        code = EXIT_CANNOT_RUN
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())

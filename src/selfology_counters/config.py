@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from selfology_counters.errors import InvalidDsnError
 
 ENV_VARS = ("SELFOLOGY_DSN", "DATABASE_URL")
+
+DSN_FORMS = (
+    "a URL (postgresql://user@host:5432/dbname) or libpq key=value pairs "
+    "(host=... port=... dbname=...)"
+)
 
 
 @dataclass(frozen=True)
@@ -23,18 +30,71 @@ class DatabaseTarget:
 
 
 def explicit_dsn(cli_dsn: str | None = None) -> DatabaseTarget | None:
-    """The DSN given on the command line or in the environment, if any."""
-    if cli_dsn:
-        return DatabaseTarget(cli_dsn, "--dsn")
+    """The DSN given on the command line or in the environment, if any, as a URL.
+
+    An empty one is an error, not "nothing configured": a cron line whose variable expanded to
+    nothing must not check the embedded server instead and stay green.
+    """
+    if cli_dsn is not None:
+        return DatabaseTarget(_given("--dsn", cli_dsn), "--dsn")
     for var in ENV_VARS:
         value = os.environ.get(var)
-        if value:
-            return DatabaseTarget(value, var)
+        if value is not None:
+            return DatabaseTarget(_given(f"${var}", value), var)
     return None
 
 
+def _given(where: str, value: str) -> str:
+    if not value.strip():
+        state = "is empty" if where.startswith("-") else "is set but empty"
+        raise InvalidDsnError(
+            f"{where} {state}: give {DSN_FORMS}, or leave it out to use the embedded server"
+        )
+    return as_url(value)
+
+
+def as_url(dsn: str) -> str:
+    """``dsn`` in URL form: a URL is returned as is, libpq key=value pairs are converted.
+
+    asyncpg reads only URLs, and one form downstream keeps ``with_database`` and the
+    SQLAlchemy URL simple. Raises :class:`InvalidDsnError` (which never shows the text, as it
+    may hold a password) when the pairs do not parse.
+    """
+    if "://" in dsn or "=" not in dsn:
+        return dsn
+    from psycopg import conninfo
+
+    try:
+        pairs = conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        raise InvalidDsnError(f"the DSN does not parse: give {DSN_FORMS}") from None
+    return _url_from_pairs({k: str(v) for k, v in pairs.items()})
+
+
+def _url_from_pairs(pairs: dict[str, str]) -> str:
+    user = pairs.pop("user", "")
+    password = pairs.pop("password", None)
+    userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    host = pairs.pop("host", "") if _plain_host(pairs.get("host", "")) else ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = pairs.pop("port", "") if host and pairs.get("port", "").isdigit() else ""
+    netloc = (f"{userinfo}@" if userinfo else "") + host + (f":{port}" if port else "")
+    path = "/" + quote(pairs.pop("dbname", ""), safe="")
+    # The rest (a socket directory as host, several hosts, sslmode, ...) as query parameters,
+    # which asyncpg and psycopg both read.
+    query = urlencode(pairs)
+    return f"postgresql://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def _plain_host(host: str) -> bool:
+    return bool(host) and "/" not in host and "," not in host
+
+
 def resolve(cli_dsn: str | None = None) -> DatabaseTarget:
-    """The database to use, starting the embedded server when nothing else is configured."""
+    """The database to use, starting the embedded server when nothing else is configured.
+
+    Raises :class:`InvalidDsnError` for an empty or unparsable DSN."""
     target = explicit_dsn(cli_dsn)
     if target is not None:
         return target
@@ -46,6 +106,12 @@ def resolve(cli_dsn: str | None = None) -> DatabaseTarget:
 def redact(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL form and ``password=`` form)."""
     if "://" not in dsn:
+        try:
+            url = as_url(dsn)
+        except InvalidDsnError:
+            url = dsn
+        if "://" in url:  # parsed as libpq pairs, quoted values included
+            return redact(url)
         return " ".join(
             "password=***" if part.lower().startswith("password=") else part for part in dsn.split()
         )
@@ -54,6 +120,8 @@ def redact(dsn: str) -> str:
         password = parts.password
     except ValueError:
         return "<a DSN that does not parse>"
+    if not password and "password=" not in parts.query.lower():
+        return dsn  # nothing to hide (and urlunsplit would drop the // of an empty host)
     if password:
         userinfo = f"{parts.username or ''}:***@"
         parts = parts._replace(netloc=userinfo + parts.netloc.rsplit("@", 1)[1])

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters.config import redact
+from selfology_counters.config import as_url, redact
 from selfology_counters.errors import DatabaseUnavailableError, SchemaMissingError
 from selfology_counters.sqlfiles import SCHEMA, query
 
@@ -30,9 +30,10 @@ def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailableError:
 
 
 async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
-    """One connection to ``dsn``, or :class:`DatabaseUnavailableError`."""
+    """One connection to ``dsn`` (a URL or libpq key=value pairs), or
+    :class:`DatabaseUnavailableError`."""
     try:
-        return await asyncpg.connect(dsn, timeout=10, **kwargs)
+        return await asyncpg.connect(as_url(dsn), timeout=10, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(dsn, exc) from None
 
@@ -42,7 +43,7 @@ async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
     kwargs.setdefault("min_size", 1)
     kwargs.setdefault("max_size", 10)
     try:
-        pool = await asyncpg.create_pool(dsn, timeout=10, **kwargs)
+        pool = await asyncpg.create_pool(as_url(dsn), timeout=10, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(dsn, exc) from None
     assert pool is not None
@@ -54,5 +55,5 @@ async def require_schema(connection: asyncpg.Connection, schema: str = SCHEMA) -
     found = await connection.fetchval(query("catalog.sql", "answers_table"), schema)
     if not found:
         raise SchemaMissingError(
-            f"schema {schema!r} has no counter tables; run `selfology-counters migrate` first"
+            f"schema {schema!r} has no counter tables; run 'selfology-counters migrate' first"
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -29,7 +31,11 @@ from selfology_counters.errors import (
 )
 from selfology_counters.sqlfiles import SCHEMA, query
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 T = TypeVar("T")
+Write = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]]], Awaitable[Any]]
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
@@ -49,6 +55,11 @@ class OnboardingDAO:
     DSN (``await OnboardingDAO.connect(dsn)``; :meth:`close` closes the pool it opened).
     Answers to a completed or abandoned session are refused with
     :class:`SessionNotActiveError`.
+
+    ``metrics`` records how long each answer insert takes (retries included) in the histogram
+    ``answer_insert_duration_seconds`` of a ``prometheus_client`` registry: pass the registry,
+    or True for the default one, which the bot serves with its other metrics. Off (the
+    default), the DAO takes no timings and does not import ``prometheus_client``.
     """
 
     def __init__(
@@ -58,6 +69,7 @@ class OnboardingDAO:
         max_answer_length: int = validation.DEFAULT_MAX_ANSWER_LENGTH,
         max_retries: int = 5,
         schema: str = SCHEMA,
+        metrics: CollectorRegistry | bool = False,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -66,6 +78,10 @@ class OnboardingDAO:
         self.max_answer_length = max_answer_length
         self.max_retries = max_retries
         self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
+        self._insert_one: Write = self._write
+        self._insert_many: Write = self._write
+        if metrics is not False:
+            self._time_inserts(metrics)
 
     @classmethod
     async def connect(
@@ -76,10 +92,14 @@ class OnboardingDAO:
         max_answer_length: int = validation.DEFAULT_MAX_ANSWER_LENGTH,
         max_retries: int = 5,
         schema: str = SCHEMA,
+        metrics: CollectorRegistry | bool = False,
     ) -> OnboardingDAO:
         """A DAO with a pool of its own (up to ``pool_size`` connections) on ``dsn``."""
         pool = await create_pool(dsn, max_size=pool_size)
-        dao = cls(pool, max_answer_length=max_answer_length, max_retries=max_retries, schema=schema)
+        dao = cls(
+            pool, max_answer_length=max_answer_length, max_retries=max_retries, schema=schema,
+            metrics=metrics,
+        )  # fmt: skip
         dao._owns_pool = True
         return dao
 
@@ -110,7 +130,7 @@ class OnboardingDAO:
         validation.check_question_id(question_json_id)
         validation.check_answer(raw_answer, self.max_answer_length)
         sql = self._sql["insert_answer"]
-        answer_id = await self._write(
+        answer_id = await self._insert_one(
             lambda c: c.fetchval(sql, session_id, question_json_id, raw_answer, len(raw_answer))
         )
         if answer_id is None:
@@ -125,7 +145,9 @@ class OnboardingDAO:
             return []
         lengths = [len(text) for text in texts]
         sql = self._sql["insert_answers"]
-        rows = await self._write(lambda c: c.fetch(sql, session_id, question_ids, texts, lengths))
+        rows = await self._insert_many(
+            lambda c: c.fetch(sql, session_id, question_ids, texts, lengths)
+        )
         if not rows:
             await self._raise_session_refused(session_id)
         # Ids come from one sequence, drawn in insertion order within the statement.
@@ -177,6 +199,25 @@ class OnboardingDAO:
         raise SessionNotActiveError(
             f"onboarding session {session_id} is {status}; it takes no more answers"
         )
+
+    def _time_inserts(self, registry: CollectorRegistry | bool) -> None:
+        """Route the two answer inserts through :meth:`_timed` (the only cost of metrics)."""
+        from prometheus_client import REGISTRY
+
+        from selfology_counters.metrics import insert_histogram
+
+        histogram = insert_histogram(REGISTRY if isinstance(registry, bool) else registry)
+        self._insert_one = partial(self._timed, histogram.labels(operation="save_answer"))
+        self._insert_many = partial(self._timed, histogram.labels(operation="save_answers"))
+
+    async def _timed(
+        self, histogram: Any, statement: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> T:
+        started = time.perf_counter()
+        try:
+            return await self._write(statement)
+        finally:
+            histogram.observe(time.perf_counter() - started)
 
     async def _write(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one write statement (its own transaction), retrying deadlocks and

@@ -39,6 +39,10 @@ class RetriesExhaustedError(SelfologyCountersError):
     """PostgreSQL kept reporting deadlocks or serialization failures; the write was rolled back."""
 
 
+class InvalidDsnError(SelfologyCountersError, ValueError):
+    """A DSN (``--dsn``, ``SELFOLOGY_DSN``, ``DATABASE_URL``) is empty or does not parse."""
+
+
 class DatabaseUnavailableError(SelfologyCountersError):
     """The database could not be reached, or the credentials or database name are wrong."""
 
@@ -49,3 +53,7 @@ class SchemaMissingError(SelfologyCountersError):
 
 class LockWaitExhaustedError(SelfologyCountersError):
     """A schema change kept timing out on its short lock_timeout; nothing half-done was kept."""
+
+
+class EmbeddedInUseError(SelfologyCountersError):
+    """The embedded server was asked to stop while a live process still uses it."""

@@ -21,7 +21,7 @@ import asyncpg
 from selfology_counters import model, objects
 from selfology_counters.connect import require_schema
 from selfology_counters.model import Counter
-from selfology_counters.objects import ObjectStatus
+from selfology_counters.objects import Audit, ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
@@ -54,6 +54,10 @@ class CheckResult:
     objects: list[ObjectStatus]  # the model's functions, triggers and view as installed
     foreign_triggers: list[str]  # other triggers on the counted tables (e.g. the original's)
     elapsed_s: float
+    problems: list[str] = field(default_factory=list)  # what stops or bends the counting
+    integrity: dict[str, int] = field(default_factory=dict)  # answers no rule can place
+    subscriptions: list[str] = field(default_factory=list)  # logical replication into ours
+    audit: Audit | None = None
 
     @property
     def counters_consistent(self) -> bool:
@@ -61,11 +65,12 @@ class CheckResult:
 
     @property
     def triggers_healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.problems
 
     @property
     def consistent(self) -> bool:
-        return self.counters_consistent and self.triggers_healthy
+        intact = not any(self.integrity.values())
+        return self.counters_consistent and self.triggers_healthy and intact
 
     @property
     def consistency_rate(self) -> float:
@@ -81,20 +86,30 @@ class CheckResult:
             "issues": [{**asdict(i), "drift": i.drift} for i in self.issues],
             "objects": [o.as_dict() for o in self.objects],
             "foreign_triggers": self.foreign_triggers,
+            "problems": self.problems,
+            "integrity": self.integrity,
+            "subscriptions": self.subscriptions,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
 
 async def check(
-    connection: asyncpg.Connection, user_id: int | None = None, schema: str = SCHEMA
+    connection: asyncpg.Connection,
+    user_id: int | None = None,
+    schema: str = SCHEMA,
+    *,
+    user_ids: Sequence[int] | None = None,
 ) -> CheckResult:
-    """Every counter (of one user, if given) against the truth, and the triggers' state."""
+    """Every counter (of one user, or of ``user_ids``, if given) against the truth, and the
+    triggers' state."""
     await require_schema(connection, schema)
     started = time.perf_counter()
-    if user_id is None:
+    if user_id is not None:
+        user_ids = [user_id]
+    if user_ids is None:
         rows = await connection.fetch(query("health.sql", "check_all", schema))
     else:
-        rows = await connection.fetch(query("health.sql", "check_user", schema), user_id)
+        rows = await connection.fetch(query("health.sql", "check_users", schema), user_ids)
     checked_as = {counter.name: counter.checked_as for counter in model.COUNTERS}
     checked = dict.fromkeys(checked_as.values(), 0)
     issues: list[CounterIssue] = []
@@ -103,15 +118,16 @@ async def check(
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
+    if user_ids is None:
+        integrity = await connection.fetchrow(query("health.sql", "integrity", schema))
+    else:
+        integrity_sql = query("health.sql", "integrity_users", schema)
+        integrity = await connection.fetchrow(integrity_sql, list(user_ids))
     audit = await objects.audit(connection, schema)
     return CheckResult(
-        audit.mode,
-        checked,
-        issues,
-        audit.objects,
-        audit.foreign_triggers,
-        time.perf_counter() - started,
-    )
+        audit.mode, checked, issues, audit.objects, audit.foreign_triggers,
+        time.perf_counter() - started, audit.problems, dict(integrity), audit.subscriptions, audit,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -177,11 +193,16 @@ async def repair(
         for o in found.objects
         if not (o.installed and o.current)
     ] + [
-        f"foreign trigger {name} also counts answers: remove it" for name in found.foreign_triggers
+        f"foreign trigger {name} can change what is counted: remove it, or acknowledge it"
+        for name in found.foreign_triggers
     ]
     result.triggers_enabled, result.triggers_disabled = await _set_trigger_states(
         connection, found.objects, dry_run, schema
     )
+    if found.audit is not None:
+        result.triggers_enabled += await _enable_constraints(
+            connection, found.audit.disabled_constraints, dry_run, schema
+        )
     if (result.triggers_enabled or result.triggers_disabled) and not dry_run:
         # A write committed while the trigger was off, after `found` was taken, is only seen
         # by a check that starts after the trigger is back on.
@@ -193,6 +214,25 @@ async def repair(
             if progress is not None:
                 progress(len(batch))
     return result
+
+
+async def _enable_constraints(
+    connection: asyncpg.Connection,
+    disabled: Sequence[objects.DisabledConstraint],
+    dry_run: bool,
+    schema: str,
+) -> list[str]:
+    """Enable the disabled internal triggers of a foreign key (ALTER TABLE ... DISABLE
+    TRIGGER ALL disables them with ours); returns what was (or would be) enabled."""
+    enabled = []
+    for d in disabled:
+        sql = await connection.fetchval(
+            query("audit.sql", "enable_internal_trigger_sql"), schema, d.table, d.trigger
+        )
+        if not dry_run:
+            await connection.execute(sql)
+        enabled.append(f"{d.table}.{d.trigger} (foreign key {d.constraint})")
+    return enabled
 
 
 async def _set_trigger_states(

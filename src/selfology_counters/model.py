@@ -171,6 +171,7 @@ FUNCTIONS = (
     _function("fill_answer"),
     _function("init_personality"),
     _function("freeze_session_id"),
+    _function("guard_user_stats"),
     _function("fold"),
     _function("set_mode", "text"),
     *(DbObject("function", c.reader, signature="bigint", public=True) for c in COUNTERS),
@@ -186,6 +187,7 @@ TRIGGERS = (
     _trigger("truncate", ANSWERS),
     _trigger("init_personality", PERSONALITY.table),
     _trigger("freeze_session_id", SESSIONS.table),
+    _trigger("guard_user_stats", USER_STATS.table),
 )
 VIEWS = (DbObject("view", "counter_consistency_check"),)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -90,18 +90,52 @@ class ObjectStatus:
 
 
 @dataclass(frozen=True)
+class DisabledConstraint:
+    """An internal trigger of a constraint (the answers' foreign key) that is disabled."""
+
+    table: str
+    trigger: str
+    constraint: str
+
+
+@dataclass(frozen=True)
 class Audit:
     mode: str
     objects: list[ObjectStatus]
-    foreign_triggers: list[str]  # other triggers on the counted tables (another counter?)
+    # Other triggers on the counted tables that can change what we count (another counter?)
+    foreign_triggers: list[str]
+    disabled_constraints: list[DisabledConstraint] = field(default_factory=list)
+    replica_settings: list[str] = field(default_factory=list)  # where replica role is set
+    subscriptions: list[str] = field(default_factory=list)  # "subscription: table"
 
     @property
     def not_current(self) -> list[ObjectStatus]:
         return [o for o in self.objects if not (o.installed and o.current)]
 
     @property
+    def problems(self) -> list[str]:
+        """What stops or bends the counting, besides the objects' own state."""
+        found = [
+            f"foreign trigger on a counted table: {name} (can change what is counted; "
+            "acknowledge a harmless one with COMMENT ON TRIGGER ... IS "
+            "'selfology-counters: acknowledged')"
+            for name in self.foreign_triggers
+        ]
+        found += [
+            f"foreign key {d.constraint} on {d.table} is disabled (trigger {d.trigger}): "
+            "answers with no session or the wrong user are accepted"
+            for d in self.disabled_constraints
+        ]
+        found += [
+            f"session_replication_role = replica is set for {where}: its writes fire "
+            "no counter trigger"
+            for where in self.replica_settings
+        ]
+        return found  # fmt: skip
+
+    @property
     def healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.problems
 
 
 def source_sql(obj: DbObject, schema: str = SCHEMA) -> str:
@@ -151,6 +185,14 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             list(model.COUNTED_TABLES),
             [v.name for v in model.VIEWS],
         )
+        disabled = await connection.fetch(
+            query("audit.sql", "disabled_constraint_triggers"), schema, list(model.COUNTED_TABLES)
+        )
+        replica = [
+            r["applies_to"] for r in await connection.fetch(query("audit.sql", "replica_settings"))
+        ]
+        subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in await connection.fetch(
+            query("audit.sql", "subscriptions"), schema, list(model.COUNTED_TABLES))]  # fmt: skip
     found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
     statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema, mode)
                 for obj in model.OBJECTS]  # fmt: skip
@@ -158,7 +200,9 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     foreign = sorted(
         f"{table}.{name}" for kind, table, name in found if (kind, table, name) not in ours
     )
-    return Audit(mode, statuses, foreign)
+    constraints = [DisabledConstraint(r["table_name"], r["name"], r["constraint_name"])
+                   for r in disabled]  # fmt: skip
+    return Audit(mode, statuses, foreign, constraints, replica, subscriptions)
 
 
 async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> str:

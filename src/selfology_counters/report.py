@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from selfology_counters import original
+from selfology_counters import embedded, original
 from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
+from selfology_counters.plural import plural
 from selfology_counters.stats import StatsResult
+from selfology_counters.users import UserPresence
 
 WORST_SHOWN = 10
 
@@ -17,7 +19,8 @@ def check_text(result: CheckResult) -> str:
     checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
     lines = [
         f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
-        f"consistency: {result.consistency_rate:.4%} ({len(result.issues)} counters wrong)",
+        f"consistency: {result.consistency_rate:.4%} "
+        f"({plural(len(result.issues), 'counter')} wrong)",
     ]
     if result.issues:
         lines.append(f"worst drifts (of {len(result.issues)}):")
@@ -26,7 +29,11 @@ def check_text(result: CheckResult) -> str:
             stored = "-" if issue.stored is None else issue.stored
             row = f"{issue.counter:44} {issue.key:>10} {stored!s:>8} {issue.actual:>8}"
             lines.append(f"  {row} {issue.status}")
-    lines += objects_text(result.objects, result.foreign_triggers)
+    lines += objects_text(result.objects, result.problems)
+    wrong = {name: n for name, n in result.integrity.items() if n}
+    lines += [f"{name.replace('_', ' ')}: {n}" for name, n in wrong.items()]
+    lines += [f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
+              for entry in result.subscriptions]  # fmt: skip
     lines += original_text(result.foreign_triggers, result.issues)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
@@ -58,13 +65,13 @@ def original_text(
     return lines
 
 
-def objects_text(statuses: list[ObjectStatus], foreign_triggers: list[str]) -> list[str]:
+def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]:
     """The audit of the installed functions, triggers and view: only what is wrong, or a
     one-line all-clear."""
     bad = [o for o in statuses if not o.healthy]
     lines = [f"{o.kind} {o.label}: {o.state.value.upper()}"
              + (f" ({o.reason})" if o.reason and o.installed else "") for o in bad]  # fmt: skip
-    lines += [f"foreign trigger on a counted table: {name}" for name in foreign_triggers]
+    lines += problems
     if not lines:
         lines.append(f"objects: all {len(statuses)} functions, triggers and views installed, "
                      "enabled and current")  # fmt: skip
@@ -100,7 +107,8 @@ def stats_text(result: StatsResult) -> str:
     for o in result.objects:
         reason = f" ({o.reason})" if o.reason and o.installed else ""
         lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
-    lines += [f"  foreign trigger: {name}" for name in result.foreign_triggers]
+    lines += [f"  {problem}" for problem in result.problems]
+    lines += [f"  logical replication applies into {entry}" for entry in result.subscriptions]
     lines += original_text(result.foreign_triggers)
     lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
@@ -118,7 +126,25 @@ def stats_text(result: StatsResult) -> str:
             f"{table.live_tuples}, {table.dead_tuples}, {ratio}"
         )
     lines += [f"hint: {hint}" for hint in result.hints]
+    lines += leftover_scratch_text(result.leftover_scratch_schemas)
     return "\n".join(lines)
+
+
+def leftover_scratch_text(schemas: list[str]) -> list[str]:
+    """Warning lines for scratch schemas a killed benchmark left behind."""
+    if not schemas:
+        return []
+    return [
+        f"warning: {plural(len(schemas), 'left-over benchmark scratch schema')} "
+        f"(no run holds it; the next 'selfology-counters benchmark' drops it): "
+        + ", ".join(schemas)
+    ]
+
+
+def user_text(user: UserPresence) -> list[str]:
+    if user.known:
+        return []
+    return [f"user {user.user_id} has no answers and no counter rows (no such user?)"]
 
 
 def adoption_text(result: AdoptionReport) -> str:
@@ -202,3 +228,21 @@ def mode_text(state: ModeState) -> str:
             "pass the oldest transaction that has written anything; end it to let folds go on"
         )
     return "\n".join(lines)
+
+
+def embedded_text(state: embedded.EmbeddedStatus) -> str:
+    running = f"running (pid {state.postmaster_pid})" if state.running else "not running"
+    lines = [
+        f"data directory: {state.data_dir}" + ("" if state.exists else " (not created yet)"),
+        f"server:         {running}",
+        f"used by:        {', '.join(map(str, state.users)) or 'no process'}",
+        f"size:           {_megabytes(state.size_bytes)} (WAL {_megabytes(state.wal_bytes)})",
+    ]
+    if state.stale_users:
+        gone = ", ".join(map(str, state.stale_users))
+        lines.append(f"killed users:   {gone} (forgotten at the next start or stop)")
+    return "\n".join(lines)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"

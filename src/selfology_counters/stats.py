@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import deferred, model, objects, original
+from selfology_counters.bench import scratch
 from selfology_counters.connect import require_schema
 from selfology_counters.deferred import ModeState
 from selfology_counters.objects import ObjectStatus
@@ -53,10 +54,13 @@ class StatsResult:
     mode: ModeState  # the counter mode, deferred mode's backlog and its last fold
     objects: list[ObjectStatus]
     foreign_triggers: list[str]
+    problems: list[str]  # what stops or bends the counting (see objects.Audit.problems)
+    subscriptions: list[str]
     functions: list[FunctionStats]
     answers_last_hour: int
     lock_waiters: list[dict[str, Any]]
     tables: list[TableStats]
+    leftover_scratch_schemas: list[str]  # left by a killed benchmark; the next one drops them
 
     @property
     def hints(self) -> list[str]:
@@ -64,7 +68,7 @@ class StatsResult:
 
     @property
     def healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.foreign_triggers
+        return all(o.healthy for o in self.objects) and not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,6 +97,8 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         mode=await deferred.state(connection, schema),
         objects=audit.objects,
         foreign_triggers=audit.foreign_triggers,
+        problems=audit.problems,
+        subscriptions=audit.subscriptions,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)
@@ -107,6 +113,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
             )
             for r in table_rows
         ],
+        leftover_scratch_schemas=await scratch.leftover_schemas(connection),
     )  # fmt: skip
 
 

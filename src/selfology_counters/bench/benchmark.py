@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
 from selfology_counters import deferred, health, model
 from selfology_counters.bench import deferred_bench
@@ -57,6 +58,12 @@ class BenchmarkResult:
         return self.series[name].avg_ms / self.series["bare"].avg_ms
 
     @property
+    def histogram_cost(self) -> dict[str, float]:
+        """save_answer with the insert histogram on against off: avg and p50 ratios."""
+        on, off = self.series["dao_metrics"], self.series["dao"]
+        return {"avg": on.avg_ms / off.avg_ms, "p50": on.p50_ms / off.p50_ms}
+
+    @property
     def lost_counts(self) -> int:
         """Counts the triggers lost, concurrent and bulk inserts alike (must be 0)."""
         measured = [c.accounting for c in self.concurrency] + [b.accounting for b in self.bulk]
@@ -68,6 +75,7 @@ class BenchmarkResult:
         data["ratios"] = {name: self.ratio(name) for name in others}
         bare_p50 = self.series["bare"].p50_ms
         data["ratios_p50"] = {name: self.series[name].p50_ms / bare_p50 for name in others}
+        data["histogram_cost"] = self.histogram_cost
         # The JSON keeps the shape it has always had for its readers (cron, scripts).
         data["concurrency"] = [
             {"writers": c.writers, "users": c.users, "inserts": c.accounting.inserted,
@@ -90,6 +98,7 @@ class BenchmarkResult:
 SERIES = {
     "bare": "bare INSERT, no triggers (floor)",
     "dao": "OnboardingDAO.save_answer (counter triggers)",
+    "dao_metrics": "the same, insert histogram on (metrics=registry)",
     "bot_insert": "bot's INSERT, user_id filled by the database",
 }
 
@@ -144,6 +153,7 @@ async def _sequential(
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
         dao = OnboardingDAO(pool, schema=schema)
+        timed = OnboardingDAO(pool, schema=schema, metrics=CollectorRegistry())
         session = await dao.start_session(1)
         bare_sql, bot_sql = (
             query("bench.sql", "bare_insert", schema),
@@ -153,6 +163,7 @@ async def _sequential(
         operations: dict[str, Operation] = {
             "bare": lambda i: pool.fetchval(bare_sql, session, 1, f"q{i}", text, len(text)),
             "dao": lambda i: dao.save_answer(session, f"q{i}", text),
+            "dao_metrics": lambda i: timed.save_answer(session, f"q{i}", text),
             "bot_insert": lambda i: pool.fetchval(bot_sql, session, f"q{i}", text),
         }
         samples = await rounds(operations, inserts, report, "sequential", warmup=WARMUP)
@@ -254,23 +265,28 @@ def text(result: BenchmarkResult) -> str:
         f"Test: {result.inserts} sequential inserts (interleaved, same connection)",
         "",
         f"{'Method':46} │ {'Avg Time':>9} │ {'Total Time':>10} │ {'Throughput':>11} │"
-        f" {'vs bare':>7}",
-        "─" * 47 + "┼" + "─" * 11 + "┼" + "─" * 12 + "┼" + "─" * 13 + "┼" + "─" * 8,
+        f" {'x the time of bare':>18}",
+        "─" * 47 + "┼" + "─" * 11 + "┼" + "─" * 12 + "┼" + "─" * 13 + "┼" + "─" * 20,
     ]
     for name, label in SERIES.items():
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.avg_ms:>7.3f}ms │ {s.total_ms:>8.0f}ms │ {s.per_second:>7.0f}/sec │"
-            f" {s.avg_ms / bare.avg_ms:>6.2f}x"
+            f" {s.avg_ms / bare.avg_ms:>17.2f}x"
         )
-    header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50 vs bare"
+    header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50, x the time of bare"
     lines += ["", header]
     for name, label in SERIES.items():
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f} │"
-            f" {s.p50_ms / bare.p50_ms:>10.2f}x"
+            f" {s.p50_ms / bare.p50_ms:>22.2f}x"
         )
+    cost = result.histogram_cost
+    lines += [
+        "",
+        f"insert histogram on vs off (save_answer): {cost['avg']:.3f}x avg, {cost['p50']:.3f}x p50",
+    ]
     for c in result.concurrency:
         who = "same user" if c.users == 1 else f"{c.users} users"
         lines += [

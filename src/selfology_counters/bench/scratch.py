@@ -4,14 +4,22 @@ By default a scratch schema holds the same tables, functions and triggers as ``s
 plus the benchmark's bare table, so what is measured is what is shipped; a caller can install
 something else (``compare`` builds one schema per counter strategy). Dropped on the way out,
 whatever happened (errors, Ctrl-C, cancellation).
+
+A run that is killed (SIGKILL, a lost machine) cannot drop its schema. So a run marks the
+schema as its own with a session-level advisory lock held on a connection that lives as long
+as the schema (see ``hold_scratch`` in sql/bench.sql); a schema whose lock nobody holds is
+left over. ``stats`` and ``check`` report those, and the next ``benchmark`` drops them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+
+import asyncpg
 
 from selfology_counters import objects
 from selfology_counters.connect import connect
@@ -19,6 +27,7 @@ from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query
 
 SCRATCH_PREFIX = "selfology_bench_"
+_SCRATCH_NAME = re.compile(r"^selfology_bench_(?:[a-z0-9_]+_)?[0-9a-f]{12}$")
 
 Installer = Callable[[str], Sequence[str]]
 """Given a schema name, the SQL texts that build what goes into it, run in order."""
@@ -44,18 +53,43 @@ async def scratch_schema(
     """Create a scratch schema, run ``install`` into it (one transaction); yield its name; drop
     it. ``label`` (a plain lower-case word) becomes part of the name."""
     schema = scratch_name(label)
-    connection = await connect(dsn)
+    owner = await connect(dsn)  # holds the ownership lock until the schema is dropped
     try:
-        async with connection.transaction():
+        await owner.execute(query("bench.sql", "hold_scratch"), schema)
+        async with owner.transaction():
             for sql in install(schema):
-                await connection.execute(sql)
+                await owner.execute(sql)
+        try:
+            yield schema
+        finally:
+            # Shielded: a cancelled benchmark (Ctrl-C) still waits for its schema to be dropped.
+            await asyncio.shield(_drop(dsn, schema))
+    finally:
+        await asyncio.shield(owner.close())
+
+
+async def leftover_schemas(connection: asyncpg.Connection) -> list[str]:
+    """Scratch schemas that no running benchmark or compare holds: left by a killed run."""
+    rows = await connection.fetch(query("bench.sql", "scratch_schemas"))
+    return [r["schema"] for r in rows if not r["in_use"]]
+
+
+async def drop_leftovers(dsn: str) -> list[str]:
+    """Drop the scratch schemas no run holds (each claimed first, so a run that starts
+    meanwhile keeps its own); returns their names."""
+    connection = await connect(dsn)
+    dropped = []
+    try:
+        for schema in await leftover_schemas(connection):
+            if not _SCRATCH_NAME.match(schema):
+                continue  # not a name we make; leave it to a human
+            async with connection.transaction():
+                if await connection.fetchval(query("bench.sql", "claim_scratch"), schema):
+                    await connection.execute(query("bench.sql", "drop_schema", schema))
+                    dropped.append(schema)
     finally:
         await connection.close()
-    try:
-        yield schema
-    finally:
-        # Shielded: a cancelled benchmark (Ctrl-C) still waits for its schema to be dropped.
-        await asyncio.shield(_drop(dsn, schema))
+    return dropped
 
 
 async def _drop(dsn: str, schema: str) -> None:

@@ -19,6 +19,14 @@ SELECT 'trigger', t.tgname, c.relname, t.tgenabled::text,
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND NOT t.tgisinternal AND c.relname = ANY ($3::text[])
+   -- Another trigger matters only if it can change what we count: any on the answers, or
+   -- one whose function names a counter column; an operator acknowledges a known one with
+   -- COMMENT ON TRIGGER ... IS 'selfology-counters: acknowledged'.
+   AND (t.tgname LIKE 'selfology\_counters\_%'
+        OR (coalesce(obj_description(t.oid, 'pg_trigger'), '') <> 'selfology-counters: acknowledged'
+            AND (c.relname = '${model.ANSWERS}'
+                 OR (SELECT p.prosrc FROM pg_proc p WHERE p.oid = t.tgfoid)
+                    ~ '${"|".join(c.column for c in model.COUNTERS)}')))
 UNION ALL
 SELECT 'view', c.relname, NULL, NULL, obj_description(c.oid, 'pg_class'), md5(pg_get_viewdef(c.oid))
   FROM pg_class c
@@ -30,3 +38,39 @@ SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::tex
 
 -- name: disable_trigger_sql --
 SELECT format('ALTER TABLE %I.%I DISABLE TRIGGER %I', $1::text, $2::text, $3::text)
+
+-- name: disabled_constraint_triggers --
+-- A foreign key whose internal triggers are disabled (ALTER TABLE ... DISABLE TRIGGER ALL)
+-- no longer keeps each answer's user equal to its session's.
+SELECT c.relname AS table_name, t.tgname AS name, k.conname AS constraint_name
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_constraint k ON k.oid = t.tgconstraint
+ WHERE n.nspname = $1 AND t.tgisinternal AND t.tgenabled = 'D' AND c.relname = ANY ($2::text[])
+ ORDER BY 1, 2
+
+-- name: replica_settings --
+-- session_replication_role = replica set for this database or a role: every write of such a
+-- session fires no ordinary trigger, so nothing is counted.
+SELECT CASE WHEN s.setrole = 0 THEN 'database ' || current_database()
+            ELSE 'role ' || r.rolname END AS applies_to
+  FROM pg_db_role_setting s
+  LEFT JOIN pg_roles r ON r.oid = s.setrole
+ WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+   AND EXISTS (SELECT 1 FROM unnest(s.setconfig) AS c WHERE c = 'session_replication_role=replica')
+ ORDER BY 1
+
+-- name: subscriptions --
+-- Logical replication applies as session_replication_role = replica: into our tables, it
+-- counts nothing unless our triggers are ENABLE ALWAYS (docs/COUNTER_ARCHITECTURE.md).
+SELECT s.subname AS subscription, c.relname AS table_name
+  FROM pg_subscription_rel sr
+  JOIN pg_subscription s ON s.oid = sr.srsubid
+  JOIN pg_class c ON c.oid = sr.srrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = ANY ($2::text[])
+ ORDER BY 1, 2
+
+-- name: enable_internal_trigger_sql --
+SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::text)

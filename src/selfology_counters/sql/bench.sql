@@ -41,5 +41,23 @@ SELECT ${schema}.${model.FUNCTION["set_mode"].name}('${model.DEFERRED}')
 -- name: drop_schema --
 DROP SCHEMA IF EXISTS ${schema} CASCADE
 
--- name: leftover_schemas --
-SELECT nspname FROM pg_namespace WHERE nspname LIKE 'selfology\_bench\_%'
+-- Ownership of a scratch schema: the run that made it holds, on a connection of its own for
+-- as long as the schema lives, the session-level advisory lock (24095, hashtext(name)).
+-- A killed run's lock goes with its connection, so its schema is "left over": nobody holds it.
+
+-- name: hold_scratch --
+SELECT pg_advisory_lock(24095, hashtext($1))
+
+-- name: scratch_schemas --
+-- Every scratch schema and whether a live run holds it (a shared try-lock fails only while
+-- the owner holds the exclusive one; it is released at the end of this statement's
+-- transaction, so nothing is kept).
+SELECT nspname AS schema, NOT pg_try_advisory_xact_lock_shared(24095, hashtext(nspname)) AS in_use
+  FROM pg_namespace
+ WHERE nspname LIKE 'selfology\_bench\_%'
+ ORDER BY nspname
+
+-- name: claim_scratch --
+-- In the transaction that drops a left-over schema: true when no run holds it (and then
+-- none can claim it before the drop commits).
+SELECT pg_try_advisory_xact_lock(24095, hashtext($1))

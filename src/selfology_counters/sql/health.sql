@@ -19,28 +19,47 @@ SELECT pid, datname AS database, state, now() - xact_start AS age
  ORDER BY age(backend_xid) DESC
  LIMIT 1
 
--- name: check_all --
--- check_all and check_user stay two statements (not `$1 IS NULL OR user_id = $1`) so that a
--- prepared check_user always plans with the user filter, which reaches the user_id indexes.
-SELECT counter, count(*) AS checked,
-       COALESCE(jsonb_agg(jsonb_build_object(
-           'key', key, 'user_id', user_id, 'stored', stored, 'pending', pending,
-           'actual', actual, 'status', status)
-           ORDER BY abs(COALESCE(drift, actual)) DESC, key)
-         FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
-  FROM ${schema}.counter_consistency_check
- GROUP BY counter
+-- name: integrity --
+-- Answers that no counter rule can place: with no session, or with another user than their
+-- session's (possible only while the foreign key is disabled, deferred or dropped).
+SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+         WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+           AS answers_without_session,
+       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE a.user_id <> s.user_id) AS answers_with_another_user
 
--- name: check_user --
+-- name: integrity_users --
+SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+         WHERE a.user_id = ANY ($1::bigint[])
+           AND NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+           AS answers_without_session,
+       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE (a.user_id = ANY ($1::bigint[]) OR s.user_id = ANY ($1::bigint[]))
+           AND a.user_id <> s.user_id)
+           AS answers_with_another_user
+
+## check_all and check_users stay two statements (not `$1 IS NULL OR user_id = ANY ($1)`) so
+## that a prepared check_users always plans with the user filter, which reaches the user_id
+## indexes.
+<%def name="issues_by_counter(where)">
 SELECT counter, count(*) AS checked,
        COALESCE(jsonb_agg(jsonb_build_object(
            'key', key, 'user_id', user_id, 'stored', stored, 'pending', pending,
            'actual', actual, 'status', status)
            ORDER BY abs(COALESCE(drift, actual)) DESC, key)
          FILTER (WHERE status <> 'CONSISTENT'), '[]') AS issues
-  FROM ${schema}.counter_consistency_check
- WHERE user_id = $1
+  FROM ${schema}.counter_consistency_check${where}
  GROUP BY counter
+</%def>
+-- name: check_all --
+${issues_by_counter("")}
+
+-- name: check_users --
+${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 
 <%namespace name="truth" file="truth.sql"/>
 ## Repair, per counter of the model, in its lock order: the mode row first (FOR SHARE: no

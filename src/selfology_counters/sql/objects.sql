@@ -290,6 +290,24 @@ BEGIN
 END;
 $$;
 
+-- name: function_guard_user_stats --
+-- A user_stats row is the counter of a user's answers: deleted while answers are left, the
+-- next answer would recreate it at that answer's count, not the true one. Refused; delete the
+-- answers (or the sessions) first. (TRUNCATE user_stats is not guarded: `check` reports the
+-- missing rows and `repair` recreates them at the true count.)
+CREATE OR REPLACE FUNCTION ${fn['guard_user_stats']}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ${answers} a WHERE a.${U.source} = OLD.${U.key}) THEN
+        RAISE EXCEPTION '${U.table} row of user % is the counter of answers that still exist',
+              OLD.${U.key}
+              USING ERRCODE = 'restrict_violation',
+                    HINT = 'delete the user''s answers or sessions first';
+    END IF;
+    RETURN OLD;
+END;
+$$;
+
 -- name: function_fold --
 -- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
 -- running (every transaction below it has finished, so the answers below it are final), adds
@@ -455,6 +473,12 @@ CREATE TRIGGER ${tg['freeze_session_id']}
     FOR EACH ROW WHEN (NEW.${S.key} IS DISTINCT FROM OLD.${S.key})
     EXECUTE FUNCTION ${fn['freeze_session_id']}();
 
+-- name: trigger_guard_user_stats --
+DROP TRIGGER IF EXISTS ${tg['guard_user_stats']} ON ${stats};
+CREATE TRIGGER ${tg['guard_user_stats']}
+    BEFORE DELETE ON ${stats}
+    FOR EACH ROW EXECUTE FUNCTION ${fn['guard_user_stats']}();
+
 -- name: view_counter_consistency_check --
 -- Every counter next to the truth, one row per counter and key, covering what the original
 -- view missed (sessions, keys with answers but no row where the first answer creates it).
@@ -471,7 +495,14 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
             WHEN c.stored < 0 THEN 'NEGATIVE'
             WHEN c.stored + c.pending <> c.actual THEN 'INCONSISTENT'
             ELSE 'CONSISTENT' END AS status,
-       c.pending
+       c.pending,
+       -- The original view's columns (migration 007), for queries written against it: the
+       -- row's user's counters (exact in either mode; NULL without a row) and answers.
+       (SELECT us.${U.column} FROM ${stats} us WHERE us.${U.key} = c.user_id)::bigint
+           + ${truth.pending_of(U, "c.user_id")} AS user_stats_count,
+       ${truth.answers_of(U, "c")} AS actual_answer_count,
+       (SELECT dp.${P.column} FROM ${personality} dp WHERE dp.${P.key} = c.user_id)::bigint
+           + ${truth.pending_of(P, "c.user_id")} AS personality_count
   FROM (
 % for c in model.COUNTERS:
     ${"" if loop.first else "UNION ALL"}

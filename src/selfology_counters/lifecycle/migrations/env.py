@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from alembic import context
@@ -50,8 +51,19 @@ def main() -> None:
     if context.is_offline_mode():
         raise SystemExit("selfology-counters migrations run against a live database only")
     attributes = context.config.attributes
-    dsn = attributes.get("dsn") or dsn_config.resolve().dsn
-    run_migrations_online(dsn, standalone=not attributes.get(FROM_LIFECYCLE))
+    if attributes.get(FROM_LIFECYCLE):  # `migrate` reports errors itself
+        run_migrations_online(attributes.get("dsn") or dsn_config.resolve().dsn, standalone=False)
+        return
+    # Plain `alembic upgrade head`: one line like the CLI, not alembic's traceback.
+    dsn = ""
+    try:
+        dsn = attributes.get("dsn") or dsn_config.resolve().dsn
+        run_migrations_online(dsn, standalone=True)
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [repr(exc)]
+        where = f" on {dsn_config.redact(dsn)}" if dsn else ""
+        print(f"selfology-counters: error{where}: {reason[0]}", file=sys.stderr)
+        raise SystemExit(2) from None  # 2: could not run, as the CLI says it
 
 
 main()

@@ -1,0 +1,28 @@
+-- What `watch` reads besides check (health.sql): where its quick check starts, and lock waits.
+
+-- name: last_answer_id --
+SELECT COALESCE(max(id), 0) AS last_id FROM ${schema}.${model.ANSWERS}
+
+-- name: answers_since --
+-- The users with answers above a watermark (an id the quick check saw before), through the
+-- primary key; and the highest id now (NULL when there is none above it).
+SELECT max(id) AS last_id, COALESCE(array_agg(DISTINCT user_id), '{}') AS user_ids
+  FROM ${schema}.${model.ANSWERS}
+ WHERE id > $1
+
+-- name: lock_waits --
+-- Sessions of this database waiting for a lock while they hold or await one on a counted
+-- table (a writer blocked on a counter row holds a lock on the table it writes), and how long
+-- the longest has been waiting. A session waits for one lock at a time; waitstart is NULL for
+-- a moment after the wait began.
+SELECT count(*)::integer AS waiters,
+       COALESCE(extract(epoch FROM max(now() - COALESCE(w.waitstart, now()))), 0)::float8
+           AS longest_seconds
+  FROM pg_locks w
+ WHERE NOT w.granted AND w.pid <> pg_backend_pid()
+   AND EXISTS (SELECT 1 FROM pg_locks l
+                 JOIN pg_class c ON c.oid = l.relation
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE l.pid = w.pid
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))

@@ -1,0 +1,52 @@
+"""What check, stats and benchmark tell an operator beyond the counters: left-over scratch
+schemas of killed runs, and a user id that names nobody."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from selfology_counters.bench.scratch import scratch_schema
+from tests.test_cli import cli
+
+LEFTOVER = "selfology_bench_0123456789ab"  # as a killed run leaves it: nobody holds its lock
+
+
+async def test_leftover_scratch_schemas_are_reported_and_the_next_benchmark_drops_them(
+    db: str,
+) -> None:
+    connection = await asyncpg.connect(db)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{LEFTOVER}"')
+        async with scratch_schema(db) as running:  # a benchmark in progress keeps its own
+            checked = cli("check", "--json", dsn=db)
+            assert checked.returncode == 0, checked.stderr  # a warning, not a problem
+            assert json.loads(checked.stdout)["leftover_scratch_schemas"] == [LEFTOVER]
+            text = cli("check", dsn=db)
+            assert text.returncode == 0
+            warnings = [line for line in text.stdout.splitlines() if "warning:" in line]
+            assert len(warnings) == 1 and LEFTOVER in warnings[0] and running not in warnings[0]
+            stats = cli("stats", "--json", dsn=db)
+            assert json.loads(stats.stdout)["leftover_scratch_schemas"] == [LEFTOVER]
+            assert LEFTOVER in cli("stats", dsn=db).stdout
+
+            bench = cli("benchmark", "3", "--concurrency", "0", "--bulk", "0", dsn=db)
+            assert bench.returncode == 0, bench.stderr
+            assert f"dropped {LEFTOVER}" in bench.stderr
+            names = await connection.fetch(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'selfology\\_bench\\_%'"
+            )
+            assert [r["nspname"] for r in names] == [running]
+    finally:
+        await connection.close()
+    assert json.loads(cli("check", "--json", dsn=db).stdout)["leftover_scratch_schemas"] == []
+
+
+def test_check_of_a_user_who_does_not_exist_says_so(db: str) -> None:
+    result = cli("check", "--user", "123456", dsn=db)
+    assert result.returncode == 0, result.stderr
+    assert "user 123456 has no answers and no counter rows" in result.stdout
+    data = json.loads(cli("check", "--user", "123456", "--json", dsn=db).stdout)
+    assert data["user"]["known"] is False and data["user"]["answers"] == 0
+    assert "user" not in json.loads(cli("check", "--json", dsn=db).stdout)
