@@ -143,7 +143,7 @@ async def test_the_report_renders_every_table_and_a_chart(db: str, tmp_path: Pat
     text = compare_report.text(result)
     for claim in ("0.35ms ->", "127ms ->", "0.08ms ->", "15-30 instances ->", "0 instances ->"):
         assert claim in text
-    report, chart = compare_report.write_report(result, tmp_path)
+    report, chart, _russian = compare_report.write_report(result, tmp_path)
     markdown = report.read_text(encoding="utf-8")
     for heading in (
         "## Where and how this was measured",

@@ -237,13 +237,21 @@ async def _with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaita
 async def _on_our_schema(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Like _with_connection, for the operator's commands: the original system's schema,
     not adopted yet, gets a clear message instead of errors about columns it lacks."""
+    from selfology_counters import original
     from selfology_counters.lifecycle import DatabaseState, detect
 
     async def guarded(connection: asyncpg.Connection) -> T:
         if await detect(connection) is DatabaseState.ORIGINAL:
+            counting = await original.installed(connection)
+            still = (
+                f" (its counter trigger {', '.join(counting)} still counts, and loses counts "
+                "when answers of one user overlap)"
+                if counting
+                else ""
+            )
             raise SchemaMissingError(
-                "this database holds the original Selfology schema, not adopted yet: run "
-                "'selfology-counters migrate --dry-run', then 'selfology-counters migrate'"
+                f"this database holds the original Selfology schema, not adopted yet{still}: "
+                "run 'selfology-counters migrate --dry-run', then 'selfology-counters migrate'"
             )
         return await work(connection)
 
@@ -258,7 +266,7 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     disabled or outdated, 2 when the check could not run. Cron-friendly:
     selfology-counters check --json || alert
     """
-    from selfology_counters import health, report, users
+    from selfology_counters import health, original, report, users
     from selfology_counters.bench import scratch
 
     async def work(
@@ -272,7 +280,9 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     result, leftovers, found = run(_on_our_schema(target_dsn(dsn), work))
     if as_json:
         extra = {} if found is None else {"user": found.as_dict()}
-        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra})
+        originals = original.as_dicts(result.foreign_triggers)
+        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra,
+                   "original_triggers": originals})  # fmt: skip
     else:
         # Warnings only: neither changes the exit code, which is about the counters.
         shown = [report.check_text(result), *report.leftover_scratch_text(leftovers)]
@@ -301,16 +311,19 @@ def repair(
     """
     from selfology_counters import health, report
 
-    async def work(connection: asyncpg.Connection) -> health.RepairResult:
+    async def work(
+        connection: asyncpg.Connection,
+    ) -> tuple[health.CheckResult, health.RepairResult]:
         found = await health.check(connection, user)
         with progress_bar(len(found.issues), "repairing") as advance:
-            return await health.repair(
+            return found, await health.repair(
                 connection, dry_run=dry_run, batch_size=batch_size, user_id=user,
                 progress=advance, found=found,
             )  # fmt: skip
 
-    result = run(_on_our_schema(target_dsn(dsn), work))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.repair_text(result))
+    found, result = run(_on_our_schema(target_dsn(dsn), work))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json
+               else report.repair_text(result, found.foreign_triggers))  # fmt: skip
     pending = dry_run and (result.changes or result.triggers_enabled or result.triggers_disabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
 
@@ -488,9 +501,12 @@ def compare(
         typer.Option(
             "--out",
             file_okay=False,
-            help="Also write DIR/COUNTER_DECISION_MATRIX.md and the chart it shows "
-            "(DIR/img/counter_strategies.png). The chart needs matplotlib, which comes with "
-            "the 'compare' extra; without it, exit 2 at once, before measuring anything.",
+            help="Also write DIR/COUNTER_DECISION_MATRIX.md, the chart it shows "
+            "(DIR/img/counter_strategies.png) and the measured sections of "
+            "DIR/COUNTER_ANALYSIS_RU.md (rewritten between their markers, the prose kept; "
+            "written alone when DIR has no such file), all from this one run. The chart needs "
+            "matplotlib, which comes with the 'compare' extra; without it, exit 2 at once, "
+            "before measuring anything.",
         ),
     ] = None,
     smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,  # tests: tiny sizes
@@ -507,11 +523,13 @@ def compare(
     --out needs matplotlib (the compare extra); without it, exit 2 before measuring.
     """
     from selfology_counters.bench import compare as comparison
-    from selfology_counters.bench import compare_chart, compare_report, compare_results
+    from selfology_counters.bench import compare_chart, compare_report, compare_results, compare_ru
 
     # Checked first: a report without its chart after minutes of measuring helps nobody.
     if out is not None and not compare_chart.can_draw():
         fail(f"--out draws a chart and matplotlib is not installed: {compare_chart.INSTALL_HINT}")
+    if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
+        fail(problem)
     url = target_dsn(dsn)
     sizes = (
         compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL
@@ -694,16 +712,18 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
-def main() -> None:
+def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     """The console script: typer's usage errors become one line (and JSON with ``--json``),
-    exit 2, like every other error of this command."""
+    exit 2, like every other error of this command. ``args`` and ``prog_name`` let another
+    front end (the original's ``scripts/counter_health_check.py``) run the same commands
+    under its own name."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
     except NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         code = EXIT_CANNOT_RUN
     except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
-        say_error(one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested())
+        say_error(one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args))
         code = EXIT_CANNOT_RUN
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)

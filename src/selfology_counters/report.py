@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from selfology_counters import embedded
+from selfology_counters import embedded, original
 from selfology_counters.deferred import ModeState
-from selfology_counters.health import CheckResult, RepairResult
+from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
@@ -34,8 +34,35 @@ def check_text(result: CheckResult) -> str:
     lines += [f"{name.replace('_', ' ')}: {n}" for name, n in wrong.items()]
     lines += [f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
               for entry in result.subscriptions]  # fmt: skip
+    lines += original_text(result.foreign_triggers, result.issues)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
+
+
+def original_text(
+    foreign_triggers: list[str], issues: list[CounterIssue] | None = None
+) -> list[str]:
+    """The original system's counter triggers found next to ours, said plainly: what each
+    does, the double counting it has caused (when ``issues`` are given), and how to remove it."""
+    found = original.recognise(foreign_triggers)
+    if not found:
+        return []
+    lines = [f"ORIGINAL TRIGGER FOUND: {original.describe(t)}" for t in found]
+    if issues is not None:
+        above = [i for i in issues if i.drift is not None and i.drift > 0]
+        if above:
+            worst = max(i.drift or 0 for i in above)
+            lines.append(
+                f"  double counting: {len(above)} counters are above COUNT(*), by up to "
+                f"{worst}; each answer written while it is enabled adds one more to its counters"
+            )
+        else:
+            lines.append("  no counter is above COUNT(*) yet: the next answer will be")
+    lines.append("  what to do: remove it (our triggers already count every answer it does), "
+                 "then repair:")  # fmt: skip
+    lines += [f"    {sql}" for t in found for sql in t.removal_sql().splitlines()]
+    lines.append("    selfology-counters repair   (or: counter_health_check.py repair)")
+    return lines
 
 
 def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]:
@@ -51,7 +78,7 @@ def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]
     return lines
 
 
-def repair_text(result: RepairResult) -> str:
+def repair_text(result: RepairResult, foreign_triggers: list[str] | None = None) -> str:
     verb = "would change" if result.dry_run else "changed"
     lines = [f"{verb} {len(result.changes)} counters"]
     for change in result.changes[:WORST_SHOWN]:
@@ -65,6 +92,7 @@ def repair_text(result: RepairResult) -> str:
     lines += [f"{verb} trigger {name} (the counter mode wants it off)"
               for name in result.triggers_disabled]  # fmt: skip
     lines += [f"cannot fix: {problem}" for problem in result.unfixable]
+    lines += original_text(foreign_triggers or [])
     return "\n".join(lines)
 
 
@@ -81,6 +109,7 @@ def stats_text(result: StatsResult) -> str:
         lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
     lines += [f"  {problem}" for problem in result.problems]
     lines += [f"  logical replication applies into {entry}" for entry in result.subscriptions]
+    lines += original_text(result.foreign_triggers)
     lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
         if f.calls is None:

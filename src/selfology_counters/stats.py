@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import deferred, model, objects
+from selfology_counters import deferred, model, objects, original
 from selfology_counters.bench import scratch
 from selfology_counters.connect import require_schema
 from selfology_counters.deferred import ModeState
@@ -77,6 +77,8 @@ class StatsResult:
         data["tables"] = [{**asdict(t), "hot_ratio": t.hot_ratio} for t in self.tables]
         data["hints"] = self.hints
         data["healthy"] = self.healthy
+        # The original system's counter triggers among the foreign ones: each counts twice.
+        data["original_triggers"] = original.as_dicts(self.foreign_triggers)
         return data
 
 

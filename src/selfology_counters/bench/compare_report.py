@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfology_counters.bench import compare_text
+from selfology_counters.bench import compare_ru, compare_text
 from selfology_counters.bench.compare_format import (
     DOC_CONCURRENT,
     DOC_SEQUENTIAL,
@@ -492,12 +492,13 @@ def markdown(r: CompareResult, chart: str | None = CHART_NAME) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(r: CompareResult, out_dir: Path) -> tuple[Path, Path]:
-    """``out_dir``/COUNTER_DECISION_MATRIX.md and the chart it shows; returns both paths."""
+def write_report(r: CompareResult, out_dir: Path) -> tuple[Path, Path, Path]:
+    """``out_dir``/COUNTER_DECISION_MATRIX.md, the chart it shows, and the measured sections
+    of ``out_dir``/COUNTER_ANALYSIS_RU.md (compare_ru.py), all from ``r``; returns the paths."""
     from selfology_counters.bench.compare_chart import write_chart
 
     report, chart = out_dir / REPORT_NAME, out_dir / CHART_NAME
     chart.parent.mkdir(parents=True, exist_ok=True)
     write_chart(r, chart)
     report.write_text(markdown(r, CHART_NAME), encoding="utf-8")
-    return report, chart
+    return report, chart, compare_ru.write(r, out_dir / compare_ru.DOC_NAME)

@@ -205,3 +205,22 @@ class CompareResult:
         scenarios += [c.accounting for c in self.concurrent if c.strategy in ours]
         scenarios += [b.accounting for b in self.bulk if b.strategy in ours]
         return sum(a.lost or 0 for a in scenarios)
+
+
+def same_user(r: CompareResult, key: str) -> ConcurrentResult:
+    """The run's writers-on-one-user result of strategy ``key`` (every run measures it)."""
+    c = r.concurrent_of(key, same_user=True)
+    assert c is not None
+    return c
+
+
+def many_users(r: CompareResult, key: str) -> ConcurrentResult:
+    """The run's one-user-per-writer result of strategy ``key`` (every run measures it)."""
+    c = r.concurrent_of(key, same_user=False)
+    assert c is not None
+    return c
+
+
+def lost(c: ConcurrentResult) -> int:
+    """Counts lost in a concurrent scenario (0 where the strategy keeps no counter)."""
+    return c.accounting.lost or 0

@@ -16,7 +16,7 @@ from selfology_counters.bench.compare_format import (
     seconds,
     times,
 )
-from selfology_counters.bench.compare_results import CompareResult
+from selfology_counters.bench.compare_results import CompareResult, lost, many_users, same_user
 from selfology_counters.bench.harness import ConcurrentResult
 
 DOC_TRIGGER_MS = 0.52
@@ -61,9 +61,11 @@ def preamble(r: CompareResult) -> str:
         f"`{r.command}`, then dropped. Every figure on this page comes from that run; the "
         "only numbers not measured are the document's claims, quoted beside the measurements "
         "(claim → measured). The prose below is generated from the same figures.\n\n"
-        f"To regenerate: `selfology-counters compare --out DIR` (this run took "
-        f"{r.seconds:.0f} s; `--quick` gives a first look in under a minute), then copy "
-        "`DIR/COUNTER_DECISION_MATRIX.md` and `DIR/img/` here."
+        f"To regenerate: `selfology-counters compare --out docs` from the repository root "
+        f"(this run took {r.seconds:.0f} s; `--quick` gives a first look in under a minute). "
+        "The same run rewrites this page, its chart and the measured sections of the Russian "
+        "analysis, [COUNTER_ANALYSIS_RU.md](COUNTER_ANALYSIS_RU.md), so the two always show "
+        "the same figures."
     )
 
 
@@ -74,25 +76,9 @@ def strategies_list(r: CompareResult) -> str:
     return "\n".join(lines)
 
 
-def _same(r: CompareResult, key: str) -> ConcurrentResult:
-    c = r.concurrent_of(key, same_user=True)
-    assert c is not None
-    return c
-
-
-def _many(r: CompareResult, key: str) -> ConcurrentResult:
-    c = r.concurrent_of(key, same_user=False)
-    assert c is not None
-    return c
-
-
-def _lost(c: ConcurrentResult) -> int:
-    return c.accounting.lost or 0
-
-
 def scaling_guide(r: CompareResult) -> str:
-    ours, floor, events = _many(r, "ours"), _many(r, "bare"), _many(r, "events")
-    m007 = _same(r, "trigger_007")
+    ours, floor, events = many_users(r, "ours"), many_users(r, "bare"), many_users(r, "events")
+    m007 = same_user(r, "trigger_007")
     writers = ours.writers
     rows = ["| Users | Inserts/s | Document recommends | Measured here | What follows |",
             "|---|---|---|---|---|"]  # fmt: skip
@@ -123,9 +109,9 @@ def _scale_row(
         follows = "our triggers, exact; "
         if ours_rate / top < 2:
             follows += "little headroom on this machine, so watch the insert latency; "
-        if _lost(m007):
+        if lost(m007):
             follows += (
-                f"not migration 007 (it lost {_lost(m007)} of {m007.accounting.inserted} "
+                f"not migration 007 (it lost {lost(m007)} of {m007.accounting.inserted} "
                 "counts when answers of one user overlapped)"
             )
         else:
@@ -156,7 +142,7 @@ def _scale_row(
 
 def _scale_notes(r: CompareResult) -> str:
     ours_seq = r.sequential_of("ours")
-    same_ours, same_events = _same(r, "ours"), _same(r, "events")
+    same_ours, same_events = same_user(r, "ours"), same_user(r, "events")
     assert ours_seq is not None
     lines = [
         f"- One connection writing answers one by one (the bot's pattern per user) did "
@@ -205,21 +191,21 @@ def _manual_sequential(r: CompareResult) -> str:
 
 
 def _manual_concurrent(r: CompareResult) -> str:
-    tx, auto, rmw = _same(r, "manual_tx"), _same(r, "manual_autocommit"), _same(r, "manual_rmw")
+    tx, auto, rmw = (same_user(r, k) for k in ("manual_tx", "manual_autocommit", "manual_rmw"))
     text = (
         f'**"Manual UPDATE: 15-30 race instances" in 100 concurrent inserts on one user.** '
         f"Measured with {tx.writers} writers x {r.sizes.per_writer} inserts on one user, "
         f"{r.sizes.rounds} round(s) "
         f"({tx.accounting.inserted} inserts): `n = n + 1` in the same transaction lost "
-        f"{_lost(tx)}, in separate autocommit statements {_lost(auto)}, read-modify-write "
-        f"{_lost(rmw)}."
+        f"{lost(tx)}, in separate autocommit statements {lost(auto)}, read-modify-write "
+        f"{lost(rmw)}."
     )
-    if _lost(tx) == 0 and _lost(auto) == 0:
+    if lost(tx) == 0 and lost(auto) == 0:
         text += (
             " `UPDATE ... SET n = n + 1` is not a lost-update race in PostgreSQL: the row "
             "lock serialises the increments."
         )
-    if _lost(rmw):
+    if lost(rmw):
         text += (
             " Counts are lost when the application reads the value and writes back what it "
             f"computed: {pct(rmw.accounting.consistency)} of the answers were counted."
@@ -228,14 +214,14 @@ def _manual_concurrent(r: CompareResult) -> str:
 
 
 def _migration_007(r: CompareResult) -> str:
-    same, many = _same(r, "trigger_007"), _many(r, "trigger_007")
+    same, many = same_user(r, "trigger_007"), many_users(r, "trigger_007")
     text = (
         '**"DB Trigger: 0 race conditions, 100% consistency, ACID" (migration 007).** '
-        f"Measured, as written: {_lost(same)} of {same.accounting.inserted} counts lost "
+        f"Measured, as written: {lost(same)} of {same.accounting.inserted} counts lost "
         f"({pct(same.accounting.consistency)} counted) with {same.writers} writers on one "
-        f"user; {_lost(many)} lost with one user per writer."
+        f"user; {lost(many)} lost with one user per writer."
     )
-    if _lost(same):
+    if lost(same):
         text += (
             " `pg_try_advisory_xact_lock` does not wait: while another transaction of the "
             "same user holds the lock, the trigger skips all three increments, and nothing "
@@ -247,8 +233,8 @@ def _migration_007(r: CompareResult) -> str:
             " It lost nothing in this run, but only because no two transactions of one user "
             "overlapped while the trigger ran; when they do, it skips the increments."
         )
-    ours = _same(r, "ours")
-    text += f" Our triggers, same test: {_lost(ours)} lost."
+    ours = same_user(r, "ours")
+    text += f" Our triggers, same test: {lost(ours)} lost."
     return text
 
 

@@ -10,8 +10,10 @@ SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
 
+<%! from selfology_counters import original %>
 -- name: original_triggers --
--- The original system's counter triggers (migrations 003/004/007) and their functions.
+-- The original system's counter triggers (migrations 003/004/007) and their functions; the
+-- names are original.py's.
 SELECT c.relname AS table_name, t.tgname AS trigger_name, p.proname AS function_name
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
@@ -19,9 +21,8 @@ SELECT c.relname AS table_name, t.tgname AS trigger_name, p.proname AS function_
   JOIN pg_proc p ON p.oid = t.tgfoid
  WHERE n.nspname = $1 AND NOT t.tgisinternal
    AND t.tgname NOT LIKE 'selfology\_counters\_%'
-   AND (p.proname IN ('update_user_stats_on_answer', 'update_all_answer_counters',
-                      'update_session_answer_count', 'increment_questions_answered')
-        OR t.tgname IN ('update_user_stats_trigger', 'update_all_answer_counters_trigger'))
+   AND (p.proname IN (${", ".join(f"'{name}'" for name in (*(t.function for t in original.TRIGGERS), *original.LEGACY_FUNCTIONS))})
+        OR t.tgname IN (${", ".join(f"'{t.name}'" for t in original.TRIGGERS)}))
 
 -- name: our_trigger_count --
 SELECT count(*) FROM pg_trigger t
