@@ -98,7 +98,7 @@ class BenchmarkResult:
 SERIES = {
     "bare": "bare INSERT, no triggers (floor)",
     "dao": "OnboardingDAO.save_answer (counter triggers)",
-    "dao_metrics": "the same, insert histogram on (metrics=registry)",
+    "dao_metrics": "the same, with the insert histogram on",
     "bot_insert": "bot's INSERT, user_id filled by the database",
 }
 
