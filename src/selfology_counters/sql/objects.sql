@@ -40,6 +40,20 @@
     IF h <> ${model.HORIZON_IMMEDIATE} THEN
         SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
     END IF;</%def>
+## The per-session and per-user counts of the answers that ``where`` selects (times ``sign``),
+## into sorted arrays for apply: one scan of the answers (GROUPING SETS), for the fold and a
+## switch of mode.
+<%def name="deltas_of_answers(where, sign)">
+    WITH g AS MATERIALIZED (
+        SELECT ${model.SESSIONS.source} AS s, ${model.USER_STATS.source} AS u,
+               ${sign} * count(*)::integer AS d
+          FROM ${schema}.${model.ANSWERS} WHERE ${where}
+         GROUP BY GROUPING SETS ((${model.SESSIONS.source}), (${model.USER_STATS.source})))
+    SELECT (SELECT array_agg(s ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(d ORDER BY s) FROM g WHERE s IS NOT NULL),
+           (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
+           (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
+      INTO s_ids, s_deltas, u_ids, u_deltas;</%def>
 ## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
 ## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
 ## when it found nothing.
@@ -333,15 +347,7 @@ BEGIN
     h_new := GREATEST((pg_snapshot_xmin(pg_current_snapshot())::text)::bigint, m.horizon);
     SELECT min(answered_at) INTO oldest_answered_at
       FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new;
-    WITH g AS MATERIALIZED (
-        SELECT ${S.source} AS s, ${U.source} AS u, count(*)::integer AS d
-          FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new
-         GROUP BY GROUPING SETS ((${S.source}), (${U.source})))
-    SELECT (SELECT array_agg(s ORDER BY s) FROM g WHERE s IS NOT NULL),
-           (SELECT array_agg(d ORDER BY s) FROM g WHERE s IS NOT NULL),
-           (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
-           (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
-      INTO s_ids, s_deltas, u_ids, u_deltas;
+${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
     folded := COALESCE((SELECT sum(d) FROM unnest(s_deltas) AS d), 0);
     IF folded > 0 THEN
         PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
@@ -385,15 +391,7 @@ BEGIN
         sign := 1;
         EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', '${answers}', '${tg['insert']}');
     END IF;
-    WITH g AS MATERIALIZED (
-        SELECT ${S.source} AS s, ${U.source} AS u, sign * count(*)::integer AS d
-          FROM ${answers} WHERE ${X} >= lo
-         GROUP BY GROUPING SETS ((${S.source}), (${U.source})))
-    SELECT (SELECT array_agg(s ORDER BY s) FROM g WHERE s IS NOT NULL),
-           (SELECT array_agg(d ORDER BY s) FROM g WHERE s IS NOT NULL),
-           (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
-           (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
-      INTO s_ids, s_deltas, u_ids, u_deltas;
+${deltas_of_answers(f"{X} >= lo", "sign")}
     IF s_ids IS NOT NULL THEN
         PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     END IF;
