@@ -18,6 +18,10 @@
     tg = {t.short: t.name for t in model.TRIGGERS}
     mode = f"{schema}.{model.MODE_TABLE}"
     X = model.XID
+    # The rows of a statement, as (key, +1/-1), for key_deltas: answers already folded only.
+    DELETED = f"SELECT {{k}} AS k, -1 AS d FROM old_answers WHERE {X} < h"
+    MOVED = (f"SELECT {{k}} AS k, 1 AS d FROM new_answers WHERE {X} < h"
+             f" UNION ALL SELECT {{k}}, -1 FROM old_answers WHERE {X} < h")
 %>
 ## The user_stats upsert for keys gaining answers, written once: a row another transaction
 ## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
@@ -54,6 +58,13 @@
            (SELECT array_agg(u ORDER BY u) FROM g WHERE u IS NOT NULL),
            (SELECT array_agg(d ORDER BY u) FROM g WHERE u IS NOT NULL)
       INTO s_ids, s_deltas, u_ids, u_deltas;</%def>
+## A statement's net change per key (``rows``: one (k, d) per answer, ``{k}`` the column), into
+## the sorted arrays apply takes (<prefix>_ids, <prefix>_deltas); keys that net zero are left
+## out, so they are neither written nor locked.
+<%def name="key_deltas(prefix, column, rows)">
+    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO ${prefix}_ids, ${prefix}_deltas
+      FROM (SELECT k, sum(d)::integer AS d FROM (${rows.format(k=column)}) r
+             GROUP BY k HAVING sum(d) <> 0) x;</%def>
 ## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
 ## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
 ## when it found nothing.
@@ -160,10 +171,8 @@ ${add_to_user_stats_one("u_lo", "n")}
          WHERE ${P.key} = u_lo;
         RETURN NULL;
     END IF;
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
-      FROM (SELECT ${S.source} AS k, count(*)::integer AS d FROM new_answers GROUP BY 1) x;
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
-      FROM (SELECT ${U.source} AS k, count(*)::integer AS d FROM new_answers GROUP BY 1) x;
+${key_deltas("s", S.source, "SELECT {k} AS k, 1 AS d FROM new_answers")}
+${key_deltas("u", U.source, "SELECT {k} AS k, 1 AS d FROM new_answers")}
     PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     RETURN NULL;
 END;
@@ -177,15 +186,11 @@ DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
 ${read_horizon()}
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
-      FROM (SELECT ${S.source} AS k, -count(*)::integer AS d FROM old_answers
-             WHERE ${X} < h GROUP BY 1) x;
+${key_deltas("s", S.source, DELETED)}
     IF s_ids IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
-      FROM (SELECT ${U.source} AS k, -count(*)::integer AS d FROM old_answers
-             WHERE ${X} < h GROUP BY 1) x;
+${key_deltas("u", U.source, DELETED)}
     PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     RETURN NULL;
 END;
@@ -201,18 +206,8 @@ DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
 ${read_horizon()}
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO s_ids, s_deltas
-      FROM (SELECT k, sum(d)::integer AS d
-              FROM (SELECT ${S.source} AS k, 1 AS d FROM new_answers WHERE ${X} < h
-                    UNION ALL
-                    SELECT ${S.source}, -1 FROM old_answers WHERE ${X} < h) moved
-             GROUP BY k HAVING sum(d) <> 0) x;
-    SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO u_ids, u_deltas
-      FROM (SELECT k, sum(d)::integer AS d
-              FROM (SELECT ${U.source} AS k, 1 AS d FROM new_answers WHERE ${X} < h
-                    UNION ALL
-                    SELECT ${U.source}, -1 FROM old_answers WHERE ${X} < h) moved
-             GROUP BY k HAVING sum(d) <> 0) x;
+${key_deltas("s", S.source, MOVED)}
+${key_deltas("u", U.source, MOVED)}
     IF s_ids IS NULL AND u_ids IS NULL THEN
         RETURN NULL;
     END IF;
