@@ -57,3 +57,8 @@ class LockWaitExhaustedError(SelfologyCountersError):
 
 class EmbeddedInUseError(SelfologyCountersError):
     """The embedded server was asked to stop while a live process still uses it."""
+
+
+class DistributedUnsupportedError(SelfologyCountersError):
+    """Citus (the tables distributed by user_id) cannot do what was asked; the message says
+    why. Nothing was changed."""
