@@ -21,6 +21,7 @@ import asyncpg
 
 from selfology_counters import validation
 from selfology_counters.connect import create_pool
+from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import (
     InvalidAnswerError,
     InvalidInputError,
@@ -77,7 +78,13 @@ class OnboardingDAO:
         self._owns_pool = False
         self.max_answer_length = max_answer_length
         self.max_retries = max_retries
+        self._schema = schema
         self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
+        # Citus (tables distributed by user_id): found out on the first answer. There an
+        # answer's INSERT names its session's user, which never changes on Citus, so the
+        # user of each session is remembered (bounded) instead of looked up every time.
+        self._distributed: bool | None = None
+        self._owners: dict[int, int] = {}
         self._insert_one: Write = self._write
         self._insert_many: Write = self._write
         if metrics is not False:
@@ -129,9 +136,12 @@ class OnboardingDAO:
         validation.check_id(session_id, "session_id")
         validation.check_question_id(question_json_id)
         validation.check_answer(raw_answer, self.max_answer_length)
+        owner = await self._session_owner(session_id)
         sql = self._sql["insert_answer"]
         answer_id = await self._insert_one(
-            lambda c: c.fetchval(sql, session_id, question_json_id, raw_answer, len(raw_answer))
+            lambda c: c.fetchval(
+                sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner
+            )
         )
         if answer_id is None:
             await self._raise_session_refused(session_id)
@@ -144,9 +154,10 @@ class OnboardingDAO:
         if not texts:
             return []
         lengths = [len(text) for text in texts]
+        owner = await self._session_owner(session_id)
         sql = self._sql["insert_answers"]
         rows = await self._insert_many(
-            lambda c: c.fetch(sql, session_id, question_ids, texts, lengths)
+            lambda c: c.fetch(sql, session_id, question_ids, texts, lengths, *owner)
         )
         if not rows:
             await self._raise_session_refused(session_id)
@@ -191,6 +202,29 @@ class OnboardingDAO:
         if not rows and await self._pool.fetchval(self._sql["session_status"], session_id) is None:
             raise UnknownSessionError(f"onboarding session {session_id} does not exist")
         return [Answer(**dict(row)) for row in rows]
+
+    async def _session_owner(self, session_id: int) -> tuple[int, ...]:
+        """On Citus, ``(user_id,)`` of the session (the extra argument of the distributed
+        inserts); elsewhere ``()``. :class:`UnknownSessionError` for no such session."""
+        if self._distributed is None:
+            async with self._pool.acquire() as connection:
+                self._distributed = await is_distributed(connection, self._schema)
+            if self._distributed:
+                self._sql = {
+                    name: query("dao.sql", name, self._schema, distributed=True)
+                    for name in _QUERIES
+                }
+        if not self._distributed:
+            return ()
+        owner = self._owners.get(session_id)
+        if owner is None:
+            owner = await self._pool.fetchval(self._sql["session_owner"], session_id)
+            if owner is None:
+                raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+            if len(self._owners) >= _OWNERS_KEPT:
+                self._owners.clear()
+            self._owners[session_id] = owner
+        return (owner,)
 
     async def _raise_session_refused(self, session_id: int) -> None:
         status = await self._pool.fetchval(self._sql["session_status"], session_id)
@@ -242,8 +276,10 @@ class OnboardingDAO:
         )
 
 
+_OWNERS_KEPT = 100_000  # sessions whose user the DAO remembers on Citus
 _QUERIES = (
     "start_session",
+    "session_owner",
     "insert_answer",
     "insert_answers",
     "session_status",
