@@ -19,7 +19,11 @@ import pytest
 from selfology_counters import OnboardingDAO, health
 from selfology_counters.dao import RETRYABLE
 from selfology_counters.deferred import set_mode
-from selfology_counters.errors import DistributedUnsupportedError
+from selfology_counters.errors import (
+    DistributedUnsupportedError,
+    SessionNotActiveError,
+    UnknownSessionError,
+)
 from selfology_counters.lifecycle import plan, run_sync, upgrade
 from tests.test_cli import assert_one_line_error, cli
 
@@ -418,4 +422,22 @@ async def test_check_finds_and_repair_fixes_drift_one_user_at_a_time(
     }
     repaired = await health.repair(coordinator, found=found)
     assert len(repaired.changes) == 4
+    await assert_exact(coordinator)
+
+
+async def test_the_dao_refuses_a_closed_or_unknown_session_on_citus(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO
+) -> None:
+    (user,) = fresh_users(1)
+    session = await dao.start_session(user)
+    await dao.save_answer(session, "q1", "before completion")
+    await dao.complete_session(session)
+    with pytest.raises(SessionNotActiveError):
+        await dao.save_answer(session, "q2", "after completion")
+    with pytest.raises(SessionNotActiveError):
+        await dao.save_answers(session, [("q3", "x"), ("q4", "y")])
+    missing = await coordinator.fetchval("SELECT max(id) + 1000 FROM selfology.onboarding_sessions")
+    with pytest.raises(UnknownSessionError):
+        await dao.save_answer(missing, "q1", "nobody's")
+    assert await stored(coordinator, user) == (1, None)
     await assert_exact(coordinator)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Write = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]]], Awaitable[Any]]
+Statement = Callable[[asyncpg.Connection], Awaitable[T]]
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
@@ -138,11 +139,8 @@ class OnboardingDAO:
         validation.check_answer(raw_answer, self.max_answer_length)
         owner = await self._session_owner(session_id)
         sql = self._sql["insert_answer"]
-        answer_id = await self._insert_one(
-            lambda c: c.fetchval(
-                sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner
-            )
-        )
+        answer_id = await self._insert_one(self._if_active(session_id, owner, lambda c: c.fetchval(
+            sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner)))  # fmt: skip
         if answer_id is None:
             await self._raise_session_refused(session_id)
         return int(answer_id)
@@ -156,9 +154,8 @@ class OnboardingDAO:
         lengths = [len(text) for text in texts]
         owner = await self._session_owner(session_id)
         sql = self._sql["insert_answers"]
-        rows = await self._insert_many(
-            lambda c: c.fetch(sql, session_id, question_ids, texts, lengths, *owner)
-        )
+        rows = await self._insert_many(self._if_active(session_id, owner, lambda c: c.fetch(
+            sql, session_id, question_ids, texts, lengths, *owner)))  # fmt: skip
         if not rows:
             await self._raise_session_refused(session_id)
         # Ids come from one sequence, drawn in insertion order within the statement.
@@ -226,6 +223,24 @@ class OnboardingDAO:
             self._owners[session_id] = owner
         return (owner,)
 
+    def _if_active(
+        self, session_id: int, owner: tuple[int, ...], insert: Statement[T]
+    ) -> Statement[T | None]:
+        """``insert`` as is, where it checks the session itself; on Citus (``owner`` given)
+        in a transaction that first locks the session on its shard and finds it active
+        (None when it is not), since Citus cannot lock it in the INSERT."""
+        if not owner:
+            return insert
+        lock = self._sql["lock_session"]
+
+        async def locked(connection: asyncpg.Connection) -> T | None:
+            async with connection.transaction():
+                if await connection.fetchval(lock, session_id, *owner) != "active":
+                    return None
+                return await insert(connection)
+
+        return locked
+
     async def _raise_session_refused(self, session_id: int) -> None:
         status = await self._pool.fetchval(self._sql["session_status"], session_id)
         if status is None:
@@ -280,6 +295,7 @@ _OWNERS_KEPT = 100_000  # sessions whose user the DAO remembers on Citus
 _QUERIES = (
     "start_session",
     "session_owner",
+    "lock_session",
     "insert_answer",
     "insert_answers",
     "session_status",

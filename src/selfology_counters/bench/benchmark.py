@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -31,9 +32,10 @@ from selfology_counters.bench.harness import (
     rounds,
     silent,
 )
-from selfology_counters.bench.scratch import scratch_schema
+from selfology_counters.bench.scratch import benchmark_install, scratch_schema
 from selfology_counters.connect import connect, create_pool
 from selfology_counters.dao import OnboardingDAO
+from selfology_counters.distributed import citus_installed
 from selfology_counters.sqlfiles import query
 
 WARMUP = 50
@@ -118,19 +120,22 @@ async def run_benchmark(
     if inserts < 1:
         raise ValueError("the number of inserts must be at least 1")
     report = progress or silent
-    async with scratch_schema(dsn) as schema:
+    on_citus = await _on_citus(dsn)
+    async with scratch_schema(dsn, partial(benchmark_install, distributed=on_citus)) as schema:
         connection = await connect(dsn)  # settings, set-up, counting, bulk inserts, the check
         try:
             settings = await connection.fetchrow(query("health.sql", "settings", schema))
             result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
             result.mode = (await deferred.set_mode(connection, mode, schema)).mode
-            result.series = await _sequential(dsn, schema, inserts, report)
+            result.series = await _sequential(dsn, schema, inserts, report, on_citus)
             if mode == model.DEFERRED:  # so that the worker's ages are the writers' alone
                 await deferred.fold_once(connection, schema)
             async with _folding_if_deferred(dsn, schema, mode) as worker:
                 for users in (1, concurrency) if concurrency else ():
                     result.concurrency.append(
-                        await _concurrent(dsn, connection, schema, concurrency, users, report)
+                        await _concurrent(
+                            dsn, connection, schema, concurrency, users, report, on_citus
+                        )
                     )
             if mode == model.DEFERRED:  # so that the timed fold below folds the bulk alone
                 await deferred.fold_once(connection, schema)
@@ -147,8 +152,17 @@ async def run_benchmark(
     return result
 
 
+async def _on_citus(dsn: str) -> bool:
+    """A Citus coordinator: the scratch schema is distributed as ``migrate`` would."""
+    connection = await connect(dsn)
+    try:
+        return await citus_installed(connection)
+    finally:
+        await connection.close()
+
+
 async def _sequential(
-    dsn: str, schema: str, inserts: int, report: Progress
+    dsn: str, schema: str, inserts: int, report: Progress, on_citus: bool = False
 ) -> dict[str, LatencySummary]:
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
@@ -166,6 +180,8 @@ async def _sequential(
             "dao_metrics": lambda i: timed.save_answer(session, f"q{i}", text),
             "bot_insert": lambda i: pool.fetchval(bot_sql, session, f"q{i}", text),
         }
+        if on_citus:  # Citus refuses an INSERT without user_id, the shard key
+            del operations["bot_insert"]
         samples = await rounds(operations, inserts, report, "sequential", warmup=WARMUP)
         return {name: LatencySummary.of(values) for name, values in samples.items()}
     finally:
@@ -174,7 +190,7 @@ async def _sequential(
 
 async def _concurrent(
     dsn: str, connection: asyncpg.Connection, schema: str, writers: int, users: int,
-    report: Progress,
+    report: Progress, on_citus: bool = False,
 ) -> ConcurrentResult:  # fmt: skip
     """``writers`` connections insert at the same moment, on one user or on ``users`` users."""
     user_ids = [1000 + w % users for w in range(writers)]
@@ -185,10 +201,12 @@ async def _concurrent(
     # as a server with max_connections = C lets a superuser open.
     others = await asyncio.gather(*(connect(dsn) for _ in range(writers - 1)))
     connections = [connection, *others]
-    insert = query("dao.sql", "insert_answer", schema)
+    insert = query("dao.sql", "insert_answer", schema, distributed=on_citus)
+    owners = [(user,) if on_citus else () for user in user_ids]  # Citus: the shard key too
+    writing = zip(connections, sessions, owners, strict=True)
     try:
         errors, seconds = await release_together(
-            [_writer(c, insert, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
+            [_writer(c, insert, s, owner) for c, s, owner in writing], PER_WRITER
         )
     finally:
         await asyncio.gather(*(c.close() for c in others))
@@ -199,9 +217,11 @@ async def _concurrent(
     return ConcurrentResult.of("dao", users, writers, attempted, errors, seconds, accounting)
 
 
-def _writer(connection: asyncpg.Connection, sql: str, session: int) -> Operation:
+def _writer(
+    connection: asyncpg.Connection, sql: str, session: int, owner: tuple[int, ...]
+) -> Operation:
     """The DAO's own INSERT of one answer, on the writer's connection."""
-    return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6)
+    return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6, *owner)
 
 
 async def _total(connection: asyncpg.Connection, schema: str, user_ids: list[int]) -> int:
@@ -255,6 +275,11 @@ async def _deferred_figures(
     )
 
 
+def _measured(result: BenchmarkResult) -> list[tuple[str, str]]:
+    """The series this run measured (on Citus, not the bot's INSERT without user_id)."""
+    return [(name, label) for name, label in SERIES.items() if name in result.series]
+
+
 def text(result: BenchmarkResult) -> str:
     """The human report of ``benchmark`` (the CLI prints it)."""
     bare = result.series["bare"]
@@ -268,7 +293,7 @@ def text(result: BenchmarkResult) -> str:
         f" {'x the time of bare':>18}",
         "─" * 47 + "┼" + "─" * 11 + "┼" + "─" * 12 + "┼" + "─" * 13 + "┼" + "─" * 20,
     ]
-    for name, label in SERIES.items():
+    for name, label in _measured(result):
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.avg_ms:>7.3f}ms │ {s.total_ms:>8.0f}ms │ {s.per_second:>7.0f}/sec │"
@@ -276,7 +301,7 @@ def text(result: BenchmarkResult) -> str:
         )
     header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50, x the time of bare"
     lines += ["", header]
-    for name, label in SERIES.items():
+    for name, label in _measured(result):
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f} │"

@@ -39,6 +39,7 @@ async def distribute(connection: asyncpg.Connection, schema: str = SCHEMA) -> No
             await connection.execute(query("distributed.sql", "unsafe_triggers"))
             await connection.execute(query("distributed.sql", "sequential"))
             await connection.execute(objects.drop_sql(model.TRIGGERS, schema))
+            await connection.execute(query("distributed.sql", "keys", schema))
             await connection.execute(query("distributed.sql", "distribute", schema))
             for statement in objects.install_statements(schema=schema, distributed=True):
                 await connection.execute(statement)

@@ -1,35 +1,56 @@
 -- Statements of OnboardingDAO. None of them touches a counter: the triggers do.
 <%
-    # Distributed (Citus): an INSERT names the session's user too ($5, the shard key), so
-    # that Citus sends it to that user's shard. Citus refuses a row lock in INSERT ... SELECT,
-    # so there the session is not locked ahead (an answer racing the session's completion
-    # commits as if it came just before it).
+    # Distributed (Citus): Citus sends an INSERT ... SELECT with bind parameters to every
+    # shard (and through the coordinator), so there the inserts are plain VALUES naming the
+    # session's user ($5, the shard key), each preceded in its transaction by lock_session:
+    # both go to that user's shard alone.
     distributed = context.get("distributed", False)
-    of_user = f" AND s.{model.SHARD_KEY} = $5" if distributed else ""
-    lock = "" if distributed else "\n   FOR NO KEY UPDATE OF s"
 %>
 -- name: start_session --
 INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
+% if distributed:
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+VALUES ($1, $5, $2, $3, $4)
+RETURNING id
+% else:
 -- One round trip: the session lookup that validates the session also supplies user_id.
 -- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
 -- makes a session completed or moved at this moment re-checked on its latest version.
 INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, $2, $3, $4
   FROM ${schema}.onboarding_sessions s
- WHERE s.id = $1${of_user} AND s.status = 'active'${lock}
+ WHERE s.id = $1 AND s.status = 'active'
+   FOR NO KEY UPDATE OF s
 RETURNING id
+% endif
 
 -- name: insert_answers --
+% if distributed:
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+SELECT $1, $5, a.question_json_id, a.raw_answer, a.answer_length
+  FROM unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
+           AS a(question_json_id, raw_answer, answer_length, ord)
+ ORDER BY a.ord
+RETURNING id
+% else:
 INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
   FROM ${schema}.onboarding_sessions s,
        unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
            AS a(question_json_id, raw_answer, answer_length, ord)
- WHERE s.id = $1${of_user} AND s.status = 'active'
- ORDER BY a.ord${lock}
+ WHERE s.id = $1 AND s.status = 'active'
+ ORDER BY a.ord
+   FOR NO KEY UPDATE OF s
 RETURNING id
+% endif
+
+-- name: lock_session --
+-- Distributed (Citus) only, in the insert's transaction: the lock the plain INSERT takes.
+SELECT status FROM ${schema}.onboarding_sessions
+ WHERE id = $1 AND ${model.SHARD_KEY} = $2
+   FOR NO KEY UPDATE
 
 -- name: session_status --
 SELECT status FROM ${schema}.onboarding_sessions WHERE id = $1

@@ -26,24 +26,28 @@ SET LOCAL citus.enable_unsafe_triggers = on
 -- transaction uses one connection per node.
 SET LOCAL citus.multi_shard_modify_mode = 'sequential'
 
--- name: distribute --
--- One transaction (distributed.distribute), after our triggers are dropped (they are
--- reinstalled right after, in their distributed variant): the unique keys include the shard
--- key, as Citus requires; the answers' foreign key loses ON UPDATE CASCADE, which Citus
--- refuses on the shard key (a session cannot move to another user there); then the four
--- tables are distributed, co-located, and the mode row becomes a reference table (a copy on
--- every node, which the triggers on the shards read).
+-- name: keys --
+-- Before distributing (distributed.distribute, one transaction, our triggers dropped first;
+-- they are reinstalled right after, in their distributed variant): the unique keys include
+-- the shard key, as Citus requires, and the answers' foreign key loses ON UPDATE CASCADE,
+-- which Citus refuses on the shard key (a session cannot move to another user there).
 ALTER TABLE ${answers} DROP CONSTRAINT user_answers_new_session_fk;
 ALTER TABLE ${answers} DROP CONSTRAINT user_answers_new_pkey, ADD PRIMARY KEY (id, ${K});
 ALTER TABLE ${sessions} DROP CONSTRAINT ${S.table}_pkey, ADD PRIMARY KEY (${S.key}, ${K});
 ALTER TABLE ${answers} ADD CONSTRAINT user_answers_new_session_fk
     FOREIGN KEY (${S.source}, ${K}) REFERENCES ${sessions} (${S.key}, ${K}) ON DELETE CASCADE;
+
+-- name: distribute --
+-- The four tables distributed, co-located (``also``: more tables that follow the sessions,
+-- the benchmark's bare one), and the mode row a reference table (a copy on every node,
+-- which the triggers on the shards read).
+<% tables = (U.table, P.table, model.ANSWERS, *context.get("also", ())) %>
 SELECT create_reference_table('${schema}.${model.MODE_TABLE}');
 SELECT create_distributed_table('${sessions}', '${K}');
-% for table in (U.table, P.table, model.ANSWERS):
+% for table in tables:
 SELECT create_distributed_table('${schema}.${table}', '${K}', colocate_with => '${sessions}');
 % endfor
 -- The rows were copied into the shards; the coordinator's own copy is dead weight.
-% for table in (model.MODE_TABLE, S.table, U.table, P.table, model.ANSWERS):
+% for table in (model.MODE_TABLE, S.table, *tables):
 SELECT truncate_local_data_after_distributing_table('${schema}.${table}');
 % endfor
