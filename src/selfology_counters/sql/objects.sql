@@ -403,8 +403,7 @@ $$;
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
-         + ${truth.pending_of(c, "$1")};
+    RETURN ${truth.exact_of(c, "$1")};
 END;
 $$;
 
