@@ -1,4 +1,5 @@
 -- Statements of OnboardingDAO. None of them touches a counter: the triggers do.
+<%namespace name="truth" file="truth.sql"/>
 <%
     # Distributed (Citus): Citus sends an INSERT ... SELECT with bind parameters to every
     # shard (and through the coordinator), so there the inserts are plain VALUES naming the
@@ -70,11 +71,13 @@ RETURNING id
 
 -- name: user_total_answers --
 -- Exact in either counter mode (stored + pending, one snapshot); 0 for a user never seen.
-SELECT ${schema}.${model.USER_STATS.reader}($1)
+-- The expression of the public reader function, not a call of it: a prepared statement
+-- skips the PL/pgSQL call, a few microseconds of a read that costs a few tens.
+SELECT ${truth.exact_of(model.USER_STATS, "$1")}
 
 -- name: personality_count --
 -- NULL when the user has no digital_personality row.
-SELECT ${schema}.${model.PERSONALITY.reader}($1)
+SELECT ${truth.exact_of(model.PERSONALITY, "$1")}
 
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at

@@ -125,14 +125,17 @@ SELECT count(*) FROM ${schema}.${model.ANSWERS} WHERE answered_at > now() - inte
 
 -- name: lock_waiters --
 -- Sessions waiting on a lock right now while holding or awaiting one on a counted table
--- (a writer blocked on a counter row holds a lock on the table it writes).
+-- (a writer blocked on a counter row holds a lock on the table it writes). In this database
+-- only: a relation's oid means another table in another database.
 SELECT a.pid, a.wait_event, now() - a.query_start AS waiting_for, left(a.query, 200) AS query
   FROM pg_stat_activity a
- WHERE a.wait_event_type = 'Lock'
+ WHERE a.wait_event_type = 'Lock' AND a.datname = current_database()
    AND EXISTS (SELECT 1 FROM pg_locks l
                  JOIN pg_class c ON c.oid = l.relation
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE l.pid = a.pid AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
+                WHERE l.pid = a.pid
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
 
 -- name: table_stats --
 SELECT t.relname AS table_name,

@@ -405,7 +405,7 @@ $$;
 CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    m record; h bigint; lo bigint; sign integer;
+    m record; h bigint; lo bigint; sign integer; enable text;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
@@ -425,7 +425,13 @@ BEGIN
         h := ${model.HORIZON_IMMEDIATE};
         lo := m.horizon;
         sign := 1;
-        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', '${answers}', '${tg['insert']}');
+        -- As the delete trigger is: ENABLE ALWAYS on a subscriber whose apply worker's
+        -- writes our triggers count (docs/COUNTER_ARCHITECTURE.md), else ENABLE.
+        SELECT CASE WHEN t.tgenabled = 'A' THEN 'ENABLE ALWAYS' ELSE 'ENABLE' END INTO enable
+          FROM pg_trigger t
+         WHERE t.tgrelid = '${answers}'::regclass AND t.tgname = '${tg['delete']}';
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', '${answers}', COALESCE(enable, 'ENABLE'),
+                       '${tg['insert']}');
     END IF;
 ${deltas_of_answers(f"{X} >= lo", "sign")}
     IF s_ids IS NOT NULL THEN
@@ -444,8 +450,7 @@ $$;
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
-         + ${truth.pending_of(c, "$1")};
+    RETURN ${truth.exact_of(c, "$1")};
 END;
 $$;
 

@@ -10,3 +10,8 @@
 <%def name="answers_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")})</%def>
 <%def name="folded_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")} AND a.${model.XID} < ${horizon()})</%def>
 <%def name="pending_of(counter, key, user=None)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${key}${same_user(counter, user)} AND a.${model.XID} >= ${horizon()})</%def>
+## The exact value of a counter in either mode, in one snapshot: the stored value (0 for a
+## counter row the answers create and that does not exist yet; NULL for one they don't) plus
+## the pending answers (none in immediate mode: the horizon is past every xid).
+<%def name="exact_of(counter, key)">${"COALESCE(" if counter.created_by_answers else "("}(SELECT t.${counter.column} FROM ${schema}.${counter.table} t WHERE t.${counter.key} = ${key})${", 0)" if counter.created_by_answers else ")"}
+         + ${pending_of(counter, key)}</%def>
