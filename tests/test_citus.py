@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from selfology_counters import OnboardingDAO, health
+from selfology_counters import OnboardingDAO, health, objects
 from selfology_counters.dao import RETRYABLE
 from selfology_counters.deferred import set_mode
 from selfology_counters.errors import (
@@ -24,7 +24,7 @@ from selfology_counters.errors import (
     SessionNotActiveError,
     UnknownSessionError,
 )
-from selfology_counters.lifecycle import plan, run_sync, upgrade
+from selfology_counters.lifecycle import plan, revisions, run_sync, upgrade
 from tests.test_cli import assert_one_line_error, cli
 
 CITUS_DSN = os.environ.get("SELFOLOGY_TEST_CITUS_DSN", "")
@@ -50,9 +50,40 @@ async def _cluster_ready(connection: asyncpg.Connection) -> str | None:
     return None if workers >= 2 else f"the coordinator has {workers} active workers, not 2"
 
 
+EXISTING_USERS = (900_001, 900_002, 900_003)  # written before the tables are distributed
+
+
+async def _single_node_database(dsn: str) -> None:
+    """The tables local on the coordinator, with the plain objects and answers in them, one
+    counter off by 3: what restoring a single node's dump there leaves."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(objects.install_sql())
+        for user in EXISTING_USERS:
+            session = await connection.fetchval(
+                "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id",
+                user,
+            )
+            await connection.execute(
+                """INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)
+                   SELECT $1, 'q' || g, 'before Citus' FROM generate_series(1, 4) g""",
+                session,
+            )
+        await connection.execute(
+            "INSERT INTO selfology.digital_personality (user_id) VALUES ($1)", EXISTING_USERS[0]
+        )
+        await connection.execute(
+            "UPDATE selfology.user_stats SET total_answers_lifetime = 7 WHERE user_id = $1",
+            EXISTING_USERS[1],
+        )
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="module")
 def citus_dsn() -> Iterator[str]:
-    """The coordinator, its ``selfology`` schema dropped and migrated afresh."""
+    """The coordinator, its ``selfology`` schema dropped, built as a single node's, then
+    migrated (which distributes it)."""
 
     async def reset() -> str | None:
         connection = await asyncpg.connect(CITUS_DSN)
@@ -67,6 +98,8 @@ def citus_dsn() -> Iterator[str]:
     why = run_sync(reset())
     if why is not None:
         pytest.skip(why)
+    revisions.run_upgrade(CITUS_DSN)  # the tables only, local
+    run_sync(_single_node_database(CITUS_DSN))
     upgrade(CITUS_DSN)
     yield CITUS_DSN
 
@@ -147,6 +180,15 @@ async def worker_of(connection: asyncpg.Connection, table: str, user: int) -> in
         """SELECT nodeport FROM citus_shards
             WHERE shardid = get_shard_id_for_distribution_column($1, $2::bigint)""",
         f"selfology.{table}", user))  # fmt: skip
+
+
+async def test_an_existing_single_node_database_keeps_its_answers_and_exact_counts(
+    coordinator: asyncpg.Connection,
+) -> None:
+    for user in EXISTING_USERS:
+        assert (await stored(coordinator, user))[0] == 4
+    assert await stored(coordinator, EXISTING_USERS[0]) == (4, 4)
+    await assert_exact(coordinator)
 
 
 async def test_migrate_distributes_the_four_tables_co_located(

@@ -16,9 +16,10 @@ from selfology_counters.errors import DistributedUnsupportedError
 from selfology_counters.sqlfiles import SCHEMA, query
 
 DEFERRED_REFUSED = (
-    "deferred mode is not available on Citus: its horizon is a transaction id, and every "
-    "Citus node numbers its transactions on its own, so no single horizon separates the "
-    "folded answers from the pending ones across shards; immediate mode stays exact there"
+    "deferred mode is not available on Citus: its horizon is a transaction id, every Citus "
+    "node numbers its transactions on its own and commits its part of a transaction at its "
+    "own moment, so no single horizon separates the folded answers from the pending ones "
+    "across shards; immediate mode stays exact there"
 )
 
 
