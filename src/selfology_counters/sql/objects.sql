@@ -228,7 +228,8 @@ BEGIN
 ${read_horizon()}
 ${key_deltas("s", S.source, MOVED)}
 ${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
-    IF s_ids IS NULL AND u_ids IS NULL THEN
+    ## Distributed: no answer changes user, so no session moved means nothing to apply.
+    IF s_ids IS NULL${"" if distributed else " AND u_ids IS NULL"} THEN
         RETURN NULL;
     END IF;
     PERFORM ${fn['apply']}(
@@ -295,11 +296,11 @@ BEGIN
 % else:
         SELECT s.user_id INTO NEW.user_id
           FROM ${sessions} s WHERE s.${S.key} = NEW.session_id FOR KEY SHARE;
-% endif
         IF NOT FOUND THEN
             RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
                   USING ERRCODE = 'foreign_key_violation';
         END IF;
+% endif
     END IF;
     IF NEW.answer_length IS NULL OR (TG_OP = 'UPDATE' AND NEW.raw_answer IS DISTINCT FROM OLD.raw_answer
                                       AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length) THEN
