@@ -483,3 +483,51 @@ async def test_the_dao_refuses_a_closed_or_unknown_session_on_citus(
         await dao.save_answer(missing, "q1", "nobody's")
     assert await stored(coordinator, user) == (1, None)
     await assert_exact(coordinator)
+
+
+async def test_mixed_multi_shard_load_keeps_counters_exact_through_cancelled_deadlocks(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str
+) -> None:
+    """Inserts, multi-shard deletes and moves at once: Citus may cancel some as distributed
+    deadlocks; what is rolled back leaves the counters exact, what is retried is counted."""
+    users = fresh_users(16)
+    sessions = {u: [await dao.start_session(u) for _ in range(2)] for u in users}
+    for user in users:
+        await dao.save_answers(sessions[user][0], [(f"seed{i}", "x") for i in range(4)])
+    deadlocks = 0
+
+    async def retried(connection: asyncpg.Connection, sql: str, *args: object) -> None:
+        nonlocal deadlocks
+        for _ in range(20):
+            try:
+                await connection.execute(sql, *args)
+                return
+            except asyncpg.DeadlockDetectedError:
+                deadlocks += 1
+        raise AssertionError("a statement kept deadlocking")
+
+    async def client(index: int) -> None:
+        connection = await asyncpg.connect(citus_dsn)
+        try:
+            for step in range(12):
+                mine = users[(index + step) % len(users)]
+                other = users[(index + 3 * step + 5) % len(users)]
+                if step % 3 == 0:
+                    await dao.save_answer(sessions[mine][step % 2], f"c{index}-{step}", "new")
+                elif step % 3 == 1:  # the oldest answer of two users on any shards: 2PC
+                    await retried(connection, """
+                        DELETE FROM selfology.user_answers_new WHERE id IN (
+                            SELECT min(id) FROM selfology.user_answers_new
+                             WHERE user_id = ANY ($1::bigint[]) GROUP BY user_id)""",
+                        [mine, other])  # fmt: skip
+                else:  # every answer of one user to its other session
+                    await retried(connection, """
+                        UPDATE selfology.user_answers_new SET session_id = $1
+                         WHERE user_id = $2 AND session_id = $3""",
+                        sessions[mine][1], mine, sessions[mine][0])  # fmt: skip
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(client(i) for i in range(8)))
+    await assert_exact(coordinator)
+    print(f"distributed deadlocks cancelled and retried: {deadlocks}")
