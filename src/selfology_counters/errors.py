@@ -57,3 +57,7 @@ class LockWaitExhaustedError(SelfologyCountersError):
 
 class EmbeddedInUseError(SelfologyCountersError):
     """The embedded server was asked to stop while a live process still uses it."""
+
+
+class RolesError(SelfologyCountersError):
+    """The owner, application and read-only roles could not be made what they should be."""
