@@ -20,6 +20,7 @@ import pytest
 
 from selfology_counters import deferred, health, lifecycle, model, objects, roles
 from selfology_counters.dao import OnboardingDAO
+from selfology_counters.errors import RolesError
 from tests.conftest import _admin, _database
 from tests.test_cli import assert_one_line_error, cli
 from tests.truth import assert_exact, assert_exact_reads, counters
@@ -342,6 +343,10 @@ async def test_check_reports_every_privilege_too_many_and_apply_takes_it_back(
     checked = cli("roles", "--check", "--json", *_names_args(setup.names), dsn=setup.admin)
     assert checked.returncode == 1, checked.stderr
     assert len(json.loads(checked.stdout)["differences"]) == len(found.differences)
+    with pytest.raises(RolesError, match="createrole"):  # not ours to take away
+        await roles.apply(admin, setup.names)
+    assert (await roles.check(admin, setup.names)).differences == found.differences
+    await admin.execute(f"ALTER ROLE {app_role} NOCREATEROLE")
     assert (await roles.apply(admin, setup.names)).ok
     assert (await roles.check(admin, setup.names)).differences == []
     fixed = cli("roles", "--check", *_names_args(setup.names), dsn=setup.admin)
@@ -402,3 +407,44 @@ def test_the_commands_default_role_names_are_the_librarys() -> None:
     shown = cli("roles", "--help").stdout
     for name in roles.RoleNames().all:
         assert f"default: {name}" in shown
+
+
+def test_an_adopted_original_database_works_as_the_application_role(
+    server_dsn: str, fresh_roles: roles.RoleNames
+) -> None:
+    """The original schema: serial ids (the application role needs their sequences) and
+    columns of the bot's that the model does not know (writable like any other)."""
+    from tests.test_adopt import ORIGINAL
+
+    async def body(dsn: str) -> None:
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(ORIGINAL)
+            await lifecycle.apply(dsn)
+            await roles.apply(admin, fresh_roles, {fresh_roles.app: "app-pw"})
+            app_dsn = as_role(dsn, fresh_roles.app, "app-pw")
+            async with await OnboardingDAO.connect(app_dsn) as dao:
+                session = await dao.start_session(7)
+                await dao.save_answers(session, [("q1", "a"), ("q2", "b")])
+            app = await asyncpg.connect(app_dsn)
+            try:
+                await app.execute(
+                    "INSERT INTO selfology.digital_personality (user_id, traits) VALUES (7, '{}')"
+                )
+                await app.execute(BOT_INSERT, session, "c")
+                await app.execute("UPDATE selfology.user_answers_new SET analysis_status = 'done'")
+                with pytest.raises(DENIED):
+                    await app.execute(
+                        f"UPDATE selfology.{model.USER_STATS.table}"
+                        f" SET {model.USER_STATS.column} = 0"
+                    )
+            finally:
+                await app.close()
+            await assert_exact(admin)
+            assert await counters(admin, session, 7) == (3, 3, 3)
+            assert (await roles.check(admin, fresh_roles)).differences == []
+        finally:
+            await admin.close()
+
+    with _database(server_dsn, "sc_roles") as dsn:
+        asyncio.run(body(dsn))

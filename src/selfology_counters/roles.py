@@ -37,7 +37,7 @@ PASSWORD_VARIABLES = (
 which would show in ``ps`` and the shell's history."""
 _SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 _PARAMETER_PRIVILEGES = 150000  # GRANT SET ON PARAMETER exists from PostgreSQL 15
-_ROLE_KINDS = ("role", "attribute", "membership", "parameter")
+_ROLE_KINDS = ("role", "membership", "parameter")
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,8 @@ async def apply(
     schema: str = SCHEMA,
 ) -> RolesResult:
     """Create the roles when missing and make the catalog what they should be, in one
-    transaction (short lock waits, retried: handing a table over locks it). ``passwords``
+    transaction (short lock waits, retried: handing a table over locks it). An existing role
+    that is a superuser (or may create roles, ...) is refused, not altered. ``passwords``
     maps a role name to its new password, sent as a SCRAM verifier only. Needs a superuser
     (or the objects' current owner with CREATEROLE and membership in the new owner)."""
     await _require_schema(connection, schema)
@@ -232,9 +233,14 @@ async def _parameter_differences(
 async def _fix(
     connection: asyncpg.Connection, names: RoleNames, schema: str, found: list[Difference]
 ) -> list[Difference]:
-    """Run the statements that remove ``found``, in order: the roles and their attributes,
+    """Run the statements that remove ``found``, in order: the roles and their grants,
     then owners, then every REVOKE and only then the GRANTs (a table-level REVOKE also takes
     the column-level privileges, so what is missing is read again). Returns all it fixed."""
+    powers = [d for d in found if d.kind == "attribute"]
+    if powers:  # an existing role with powers: not ours to take away (it may be postgres)
+        raise RolesError(
+            f"{powers[0].what}: choose another name, or run {powers[0].statement!r} yourself"
+        )
     fixed: list[Difference] = []
     for kinds in (_ROLE_KINDS, ("owner",), ("extra",), ("missing",)):
         if fixed:
