@@ -448,3 +448,44 @@ def test_an_adopted_original_database_works_as_the_application_role(
 
     with _database(server_dsn, "sc_roles") as dsn:
         asyncio.run(body(dsn))
+
+
+def test_the_scram_verifier_is_the_one_libpq_computes(server_dsn: str) -> None:
+    """The servers under test trust every login, so a wrong verifier would pass unnoticed
+    there: compare it with libpq's own (PQencryptPasswordConn), salt for salt."""
+    import base64
+
+    import psycopg
+
+    with psycopg.connect(server_dsn) as connection:
+        for password in ("pa55-word", secrets.token_urlsafe(24), "with space and 'quote'"):
+            expected = connection.pgconn.encrypt_password(
+                password.encode(), b"someone", b"scram-sha-256"
+            ).decode()
+            salt = base64.b64decode(expected.split("$")[1].split(":")[1])
+            assert roles.scram_verifier(password, salt) == expected
+
+
+def test_a_password_it_cannot_hash_as_a_client_would_is_refused_before_anything(
+    db: str, fresh_roles: roles.RoleNames
+) -> None:
+    import os
+    import subprocess
+
+    from tests.test_cli import CLI
+
+    env = {**os.environ, "SELFOLOGY_DSN": db, "SELFOLOGY_APP_PASSWORD": "pässwörd"}
+    done = subprocess.run([CLI, "roles", *_names_args(fresh_roles)], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    line = assert_one_line_error(done)
+    assert "ASCII" in line and "pässwörd" not in done.stdout + done.stderr
+    assert asyncio.run(_role_count(db, fresh_roles)) == 0
+
+
+async def _role_count(dsn: str, names: roles.RoleNames) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        query = "SELECT count(*) FROM pg_roles WHERE rolname = ANY ($1::text[])"
+        return int(await connection.fetchval(query, list(names.all)))
+    finally:
+        await connection.close()

@@ -128,6 +128,10 @@ async def apply(
     unknown = set(secrets) - set(names.all)
     if unknown:
         raise InvalidInputError("a password was given for a role that is not one of the three")
+    if not all(password.isascii() and password.isprintable() for password in secrets.values()):
+        # A client normalises a non-ASCII password (SASLprep) before proving it; a verifier
+        # computed from the raw text would not match. psql's \password handles those.
+        raise InvalidInputError("a password must be printable ASCII (set others with \\password)")
     current = await connection.fetchval(_sql("current_role_name"))
     if current in names.all:
         raise InvalidInputError(
