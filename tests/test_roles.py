@@ -491,3 +491,49 @@ async def _role_count(dsn: str, names: roles.RoleNames) -> int:
         return int(await connection.fetchval(query, list(names.all)))
     finally:
         await connection.close()
+
+
+def test_roles_waits_for_the_bots_transactions_and_its_writes_go_on(
+    server_dsn: str, template_db: str, fresh_roles: roles.RoleNames
+) -> None:
+    """Handing a table to the owner takes its lock: `roles` waits for a transaction of the
+    bot's (short lock_timeout, retried) instead of failing, and writers keep writing."""
+    from tests.events import Tally, wait_until_blocked_by
+
+    async def body(dsn: str) -> None:
+        bot = await asyncpg.connect(dsn)
+        observer = await asyncpg.connect(dsn)
+        admin = await asyncpg.connect(dsn)
+        writes, stop = Tally(), asyncio.Event()
+        async with await OnboardingDAO.connect(dsn) as dao:
+            session, other = await dao.start_session(7), await dao.start_session(8)
+
+            async def write() -> None:
+                while not stop.is_set():
+                    await dao.save_answer(session, "q", "a")
+                    await writes.add()
+
+            writer = asyncio.create_task(write())
+            transaction = bot.transaction()
+            try:
+                await transaction.start()  # holds the answers' table lock until it commits
+                await bot.execute(BOT_INSERT, other, "in an open transaction")
+                applying = asyncio.create_task(roles.apply(admin, fresh_roles))
+                await wait_until_blocked_by(observer, bot)
+                await writes.reach(writes.count + 20)  # the writer is not held back meanwhile
+                assert not applying.done()
+                await transaction.commit()
+                assert (await applying).ok
+                await writes.reach(writes.count + 20)
+            finally:
+                if bot.is_in_transaction():
+                    await transaction.rollback()
+                stop.set()
+                await writer
+        await assert_exact(admin)
+        assert (await roles.check(admin, fresh_roles)).differences == []
+        for connection in (bot, observer, admin):
+            await connection.close()
+
+    with _database(server_dsn, "sc_roles", template_db) as dsn:
+        asyncio.run(body(dsn))
