@@ -344,6 +344,61 @@ def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     raise typer.Exit(EXIT_OK if result.healthy else EXIT_PROBLEM)
 
 
+def _role_option(flag: str, envvar: str, what: str) -> Any:
+    return typer.Option(flag, envvar=envvar, help=f"Name of the {what} role.")
+
+
+@app.command()
+def roles(
+    dsn: DsnOption = None,
+    as_json: JsonOption = False,
+    check_only: Annotated[
+        bool,
+        typer.Option("--check", help="Change nothing; exit 1 when anything differs."),
+    ] = False,
+    # The defaults are roles.RoleNames' (tests/test_roles.py holds them equal).
+    owner: Annotated[str, _role_option("--owner", "SELFOLOGY_OWNER_ROLE", "owner")] = (
+        "selfology_owner"
+    ),
+    app_role: Annotated[str, _role_option("--app", "SELFOLOGY_APP_ROLE", "application")] = (
+        "selfology_app"
+    ),
+    readonly: Annotated[
+        str, _role_option("--readonly", "SELFOLOGY_READONLY_ROLE", "read-only")
+    ] = "selfology_readonly",
+) -> None:
+    """Create or check the owner, application and read-only roles (least privilege).
+
+    The owner owns the schema and every counter object (run migrate, repair, mode and worker
+    as it); the application role (the bot) writes answers and sessions but no counter; the
+    read-only role reads (check, watch without auto-repair). Idempotent; run as a superuser.
+    Passwords come only from $SELFOLOGY_OWNER_PASSWORD, $SELFOLOGY_APP_PASSWORD and
+    $SELFOLOGY_READONLY_PASSWORD (sent as SCRAM verifiers, never printed); without them a
+    role keeps its password. Exit 1 with --check when anything differs.
+    """
+    import os
+
+    from selfology_counters import report
+    from selfology_counters import roles as roles_module
+    from selfology_counters.errors import InvalidInputError
+
+    try:
+        names = roles_module.RoleNames(owner, app_role, readonly)
+    except InvalidInputError as exc:
+        fail(str(exc))
+    variables = zip(names.all, roles_module.PASSWORD_VARIABLES, strict=True)
+    passwords = {role: os.environ[var] for role, var in variables if os.environ.get(var)}
+
+    async def work(connection: asyncpg.Connection) -> roles_module.RolesResult:
+        if check_only:
+            return await roles_module.check(connection, names)
+        return await roles_module.apply(connection, names, passwords)
+
+    result = run(_on_our_schema(target_dsn(dsn), work))
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else report.roles_text(result))
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
+
+
 @app.command()
 def mode(
     wanted: Annotated[

@@ -62,3 +62,7 @@ class EmbeddedInUseError(SelfologyCountersError):
 class DistributedUnsupportedError(SelfologyCountersError):
     """Citus (the tables distributed by user_id) cannot do what was asked; the message says
     why. Nothing was changed."""
+
+
+class RolesError(SelfologyCountersError):
+    """The owner, application and read-only roles could not be made what they should be."""

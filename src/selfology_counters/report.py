@@ -9,6 +9,7 @@ from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.plural import plural
+from selfology_counters.roles import RolesResult
 from selfology_counters.stats import StatsResult
 from selfology_counters.users import UserPresence
 
@@ -251,3 +252,15 @@ def embedded_text(state: embedded.EmbeddedStatus) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
+
+
+def roles_text(result: RolesResult) -> str:
+    names = result.names
+    lines = [f"owner {names.owner}, application {names.app}, read-only {names.readonly}"]
+    if result.applied:
+        lines += [f"fixed: {d.what}" for d in result.differences]
+        lines += [f"password set for {role}" for role in result.passwords_set]
+    else:
+        lines += [f"differs: {d.what}\n  fix: {d.statement}" for d in result.differences]
+    lines.append("AS THEY SHOULD BE" if result.ok else "PRIVILEGES DIFFER")
+    return "\n".join(lines)

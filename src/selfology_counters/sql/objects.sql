@@ -29,6 +29,19 @@
     distributed = context.get("distributed", False)
     K = model.SHARD_KEY
 %>
+## Every function runs as its owner (SECURITY DEFINER): the application role may write answers
+## but no counter column, so the counter writes below must carry the owner's rights. A definer
+## function must not resolve a name through its caller's search_path (a function, operator or
+## type created in a schema the caller puts first would run with the owner's rights), so the
+## path is fixed: pg_catalog, then pg_temp last; every table is schema-qualified, and the
+## transition tables (new_answers, old_answers) are found before any schema is searched.
+## The SET costs about 1.3 us per call on PostgreSQL 15, less on 18 (docs/COUNTER_ARCHITECTURE.md,
+## "Least privilege").
+<%def name="runs_as_owner()">SECURITY DEFINER SET search_path = pg_catalog, pg_temp</%def>
+## A definer function that writes counters is callable by its owner only (functions are
+## executable by PUBLIC when created). Triggers fire whatever the writer's EXECUTE rights.
+<%def name="owner_only(short)">
+REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[short].signature}) FROM PUBLIC;</%def>
 ## The user_stats upsert for keys gaining answers, written once: a row another transaction
 ## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
 ## instead would miss one committed between the two statements and lose its count.
@@ -99,7 +112,7 @@ ${add_to_new_user_stats(f"VALUES ({user}, {n}, now(), now())")}
 % endif
 CREATE OR REPLACE FUNCTION ${fn['apply']}(
     session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
-) RETURNS void LANGUAGE plpgsql AS $$
+) RETURNS void LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     updated_ids bigint[];${declare_now()}${" owners bigint[] := user_ids;" if distributed else ""}
 BEGIN
@@ -164,11 +177,12 @@ ${add_to_new_user_stats(f'''SELECT d.key, d.delta, now(), now()
     END IF;
 END;
 $$;
+${owner_only("apply")}
 
 -- name: function_on_insert --
 -- AFTER INSERT, once per statement: every new answer counts +1 for its session and its user.
 CREATE OR REPLACE FUNCTION ${fn['on_insert']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     n integer; s_lo bigint; s_hi bigint; u_lo bigint; u_hi bigint;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];${declare_now()}
@@ -197,11 +211,12 @@ ${key_deltas("u", U.source, "SELECT {k} AS k, 1 AS d FROM new_answers")}
     RETURN NULL;
 END;
 $$;
+${owner_only("on_insert")}
 
 -- name: function_on_delete --
 -- AFTER DELETE, once per statement (also for the cascade of a deleted session): -1 each.
 CREATE OR REPLACE FUNCTION ${fn['on_delete']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
@@ -215,13 +230,14 @@ ${key_deltas("u", U.source, DELETED)}
     RETURN NULL;
 END;
 $$;
+${owner_only("on_delete")}
 
 -- name: function_on_update --
 -- AFTER UPDATE, once per statement: an answer that changed session or user moves its count.
 -- Transition tables cannot be combined with a column list, so this fires for every UPDATE;
 -- an UPDATE that moves nothing finds no non-zero delta and writes (and locks) nothing.
 CREATE OR REPLACE FUNCTION ${fn['on_update']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
@@ -238,12 +254,13 @@ ${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
     RETURN NULL;
 END;
 $$;
+${owner_only("on_update")}
 
 -- name: function_on_truncate --
 -- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
 -- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
 CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
 % if distributed:
     -- Distributed: the trigger fires on every shard as well, where resetting the counters of
@@ -269,6 +286,7 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+${owner_only("on_truncate")}
 
 -- name: function_fill_answer --
 -- BEFORE INSERT/UPDATE of an answer: fill in what the bot's INSERT omits (user_id from the
@@ -276,7 +294,7 @@ $$;
 -- Only runs when its WHEN clause says there is something to fill, so the DAO, which supplies
 -- both columns, never pays for it.
 CREATE OR REPLACE FUNCTION ${fn['fill_answer']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
     IF NEW.user_id IS NULL OR (TG_OP = 'UPDATE' AND NEW.session_id IS DISTINCT FROM OLD.session_id
                                 AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
@@ -309,6 +327,7 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+${owner_only("fill_answer")}
 
 -- name: function_init_personality --
 -- BEFORE INSERT (or change of user) of a digital_personality row: start at the user's true
@@ -316,7 +335,7 @@ $$;
 -- which serialises this count with every answer trigger of the same user: an answer committed
 -- before is counted here, an answer committed after increments the new row.
 CREATE OR REPLACE FUNCTION ${fn['init_personality']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
     INSERT INTO ${stats} AS us (${U.key}, ${U.column})
     VALUES (NEW.${P.key}, 0)
@@ -329,17 +348,19 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+${owner_only("init_personality")}
 
 -- name: function_freeze_session_id --
 -- A session's id is the key its answers and counter point at; changing it would carry the
 -- count to the new id twice (once on the row, once through the cascaded answers).
 CREATE OR REPLACE FUNCTION ${fn['freeze_session_id']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
     RAISE EXCEPTION '${S.table}.${S.key} cannot change (% -> %)', OLD.${S.key}, NEW.${S.key}
           USING ERRCODE = 'restrict_violation';
 END;
 $$;
+${owner_only("freeze_session_id")}
 
 -- name: function_guard_user_stats --
 -- A user_stats row is the counter of a user's answers: deleted while answers are left, the
@@ -347,7 +368,7 @@ $$;
 -- answers (or the sessions) first. (TRUNCATE user_stats is not guarded: `check` reports the
 -- missing rows and `repair` recreates them at the true count.)
 CREATE OR REPLACE FUNCTION ${fn['guard_user_stats']}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM ${answers} a WHERE a.${U.source} = OLD.${U.key}) THEN
         RAISE EXCEPTION '${U.table} row of user % is the counter of answers that still exist',
@@ -358,6 +379,7 @@ BEGIN
     RETURN OLD;
 END;
 $$;
+${owner_only("guard_user_stats")}
 
 -- name: function_fold --
 -- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
@@ -368,7 +390,7 @@ $$;
 -- mode row: workers take turns, they never fold the same answers twice.
 CREATE OR REPLACE FUNCTION ${fn['fold']}()
 RETURNS TABLE (folded bigint, oldest_answered_at timestamptz, new_horizon bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     m record; h_new bigint;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
@@ -394,6 +416,7 @@ ${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
     RETURN NEXT;
 END;
 $$;
+${owner_only("fold")}
 
 -- name: function_set_mode --
 -- Switches the counter mode, live. The answers are locked first, as writers take them: the
@@ -404,7 +427,7 @@ $$;
 -- pending) and the insert trigger is turned off. To immediate: everything pending is folded
 -- and the insert trigger turned back on. Nothing is lost or counted twice at the switch.
 CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     m record; h bigint; lo bigint; sign integer; enable text;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
@@ -442,14 +465,16 @@ ${deltas_of_answers(f"{X} >= lo", "sign")}
     RETURN wanted;
 END;
 $$;
+${owner_only("set_mode")}
 
 % for c in model.COUNTERS:
 -- name: function_${c.reader} --
 -- The exact ${c.name} in either mode, in one snapshot: stored + pending. PL/pgSQL, not SQL:
 -- a SQL function with sub-selects is not inlined and is planned again on every call (about
--- 0.5 ms); PL/pgSQL keeps the plan for the session.
+-- 0.5 ms); PL/pgSQL keeps the plan for the session. It stays executable by PUBLIC: it writes
+-- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE ${runs_as_owner()} AS $$
 BEGIN
     RETURN ${truth.exact_of(c, "$1")};
 END;
