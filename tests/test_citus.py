@@ -667,6 +667,18 @@ async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_f
     )
     await assert_exact_reads(coordinator, users)
     assert (await health.check(coordinator)).consistent  # stored + pending = COUNT(*)
+    # check finds drift beside pending answers, and repair recounts the folded part alone.
+    await coordinator.execute(
+        """UPDATE selfology.user_stats SET total_answers_lifetime = total_answers_lifetime + 40
+            WHERE user_id = $1""",
+        users[6],
+    )
+    found = await health.check(coordinator)
+    assert [(i.counter, i.key) for i in found.issues] == [
+        ("user_stats.total_answers_lifetime", users[6])
+    ]
+    assert len((await health.repair(coordinator, found=found)).changes) == 1
+    await assert_exact_reads(coordinator, users)
     await fold(coordinator)
     await assert_exact(coordinator)
     await assert_exact_reads(coordinator, users)
