@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
-from selfology_counters import OnboardingDAO, health, objects
+from selfology_counters import OnboardingDAO, deferred, health, model, objects
 from selfology_counters.dao import RETRYABLE
 from selfology_counters.deferred import set_mode
-from selfology_counters.errors import (
-    DistributedUnsupportedError,
-    SessionNotActiveError,
-    UnknownSessionError,
-)
+from selfology_counters.errors import SessionNotActiveError, UnknownSessionError
 from selfology_counters.lifecycle import plan, revisions, run_sync, upgrade
-from tests.test_cli import assert_one_line_error, cli
+from selfology_counters.sqlfiles import query
+from tests.test_cli import CLI, cli
 
 CITUS_DSN = os.environ.get("SELFOLOGY_TEST_CITUS_DSN", "")
 pytestmark = pytest.mark.skipif(
@@ -304,15 +304,9 @@ async def test_what_citus_forbids_is_refused_and_nothing_changes(
         )  # fmt: skip
     with pytest.raises(asyncpg.FeatureNotSupportedError, match=r"TRUNCATE .* refused on Citus"):
         await coordinator.execute("TRUNCATE selfology.user_answers_new")
-    with pytest.raises(DistributedUnsupportedError, match="not available on Citus"):
-        await set_mode(coordinator, "deferred")
     assert await stored(coordinator, a) == (2, None)
     assert await coordinator.fetchval("SELECT mode FROM selfology.counter_mode") == "immediate"
     await assert_exact(coordinator)
-
-
-def test_the_cli_refuses_deferred_mode_in_one_line(citus_dsn: str) -> None:
-    assert "not available on Citus" in assert_one_line_error(cli("mode", "deferred", dsn=citus_dsn))
 
 
 async def test_a_distributed_deadlock_is_a_deadlock_error_the_dao_retries(
@@ -531,3 +525,369 @@ async def test_mixed_multi_shard_load_keeps_counters_exact_through_cancelled_dea
     await asyncio.gather(*(client(i) for i in range(8)))
     await assert_exact(coordinator)
     print(f"distributed deadlocks cancelled and retried: {deadlocks}")
+
+
+# Deferred mode on Citus: answers written in deferred mode are marked pending, the fold clears
+# the mark shard by shard and the update trigger counts what it cleared (model.PENDING).
+
+# The DAO's exact read of a user, as an expression: read with COUNT(*) in one statement, which
+# Citus sends to the user's shard alone (one snapshot there).
+EXACT_OF_USER = " ".join(
+    line
+    for line in query("dao.sql", "user_total_answers", distributed=True).splitlines()
+    if not line.startswith("--")
+).removeprefix("SELECT ")
+EXACT_AND_COUNT = (
+    "SELECT (" + EXACT_OF_USER + "),"
+    " (SELECT count(*) FROM selfology.user_answers_new WHERE user_id = $1)"
+)
+
+
+@pytest.fixture
+async def deferred_mode(coordinator: asyncpg.Connection) -> AsyncIterator[None]:
+    """Deferred mode for the test; back to immediate after it (which folds what is left),
+    every counter then equal to COUNT(*)."""
+    await set_mode(coordinator, model.DEFERRED)
+    yield
+    await set_mode(coordinator, model.IMMEDIATE)
+    await assert_exact(coordinator)
+    assert (
+        await coordinator.fetchval("SELECT count(*) FROM selfology.user_answers_new WHERE pending")
+        == 0
+    )
+
+
+async def assert_exact_reads(connection: asyncpg.Connection, users: list[int]) -> None:
+    """Every exact read of these users and their sessions equals COUNT(*)."""
+    for user in users:
+        exact, actual = await connection.fetchrow(EXACT_AND_COUNT, user)
+        assert exact == actual, (user, exact, actual)
+        analyzed = await connection.fetchval("SELECT selfology.answers_analyzed_of_user($1)", user)
+        has_row = await connection.fetchval(
+            "SELECT count(*) FROM selfology.digital_personality WHERE user_id = $1", user
+        )
+        assert analyzed == (actual if has_row else None), (user, analyzed, actual)
+    for session, actual in await connection.fetch(
+        """SELECT s.id, (SELECT count(*) FROM selfology.user_answers_new a
+                          WHERE a.session_id = s.id AND a.user_id = s.user_id)
+             FROM selfology.onboarding_sessions s WHERE s.user_id = ANY ($1::bigint[])""",
+        users,
+    ):
+        assert (
+            await connection.fetchval("SELECT selfology.answers_of_session($1)", session) == actual
+        ), session
+
+
+async def fold(connection: asyncpg.Connection) -> int:
+    result = await deferred.fold_once(connection)
+    assert not result.busy
+    return result.folded
+
+
+async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_folding(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, deferred_mode: None
+) -> None:
+    users = fresh_users(8)
+    a = users[0]
+    sessions = {u: [await dao.start_session(u) for _ in range(2)] for u in users}
+    await coordinator.execute(
+        "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])",
+        users[:4],
+    )
+    await dao.save_answer(sessions[a][0], "q1", "single row, through the DAO")
+    await dao.save_answers(sessions[a][0], [("q2", "x"), ("q3", "y")])
+    await coordinator.execute(
+        """INSERT INTO selfology.user_answers_new
+                  (session_id, user_id, question_json_id, raw_answer)
+           SELECT s.id, s.user_id, 'bulk', 'z' FROM selfology.onboarding_sessions s
+            WHERE s.user_id = ANY ($1::bigint[])""",
+        users,
+    )
+    await coordinator.copy_records_to_table(
+        "user_answers_new", schema_name="selfology",
+        columns=["session_id", "user_id", "question_json_id", "raw_answer"],
+        records=[(sessions[u][1], u, "copied", "c") for u in users],
+    )  # fmt: skip
+    await coordinator.execute(
+        """INSERT INTO selfology.user_answers_new
+                  (session_id, user_id, question_json_id, raw_answer)
+           SELECT session_id, user_id, 'again', raw_answer FROM selfology.user_answers_new
+            WHERE user_id = ANY ($1::bigint[]) AND question_json_id = 'copied'""",
+        users,
+    )
+    # Nothing counted yet: every answer is pending, and the reads are exact all the same.
+    assert await stored(coordinator, a) == (0, 0)  # the personality row created it at 0
+    assert await dao.get_user_total_answers(a) == 7
+    await assert_exact_reads(coordinator, users)
+    assert await fold(coordinator) == 3 + 2 * 8 + 8 + 8
+    await assert_exact(coordinator)
+    assert await stored(coordinator, a) == (7, 7)
+
+    # Pending answers beside folded ones, then every other change kind on both.
+    await coordinator.execute(
+        """INSERT INTO selfology.user_answers_new
+                  (session_id, user_id, question_json_id, raw_answer)
+           SELECT s.id, s.user_id, 'late', 'p' FROM selfology.onboarding_sessions s
+            WHERE s.user_id = ANY ($1::bigint[])""",
+        users,
+    )
+    await coordinator.execute(  # moves within a user, folded and pending answers
+        "UPDATE selfology.user_answers_new SET session_id = $1 WHERE session_id = $2",
+        sessions[a][1], sessions[a][0],
+    )  # fmt: skip
+    await coordinator.execute(
+        """UPDATE selfology.user_answers_new a SET session_id = s.id
+             FROM selfology.onboarding_sessions s
+            WHERE s.user_id = a.user_id AND a.user_id = ANY ($1::bigint[])
+              AND s.id <> a.session_id AND a.question_json_id IN ('bulk', 'late')""",
+        users[2:],
+    )
+    one = await coordinator.fetchval(
+        "SELECT min(id) FROM selfology.user_answers_new WHERE user_id = $1", users[1]
+    )
+    await dao.delete_answer(one)  # a folded one
+    await coordinator.execute(  # multi-shard, folded ('again') and pending ('late') alike
+        """DELETE FROM selfology.user_answers_new
+            WHERE user_id = ANY ($1::bigint[]) AND question_json_id IN ('again', 'late')
+              AND session_id = (SELECT min(id) FROM selfology.onboarding_sessions s
+                                 WHERE s.user_id = user_answers_new.user_id)""",
+        users,
+    )
+    await coordinator.execute(  # cascade
+        "DELETE FROM selfology.onboarding_sessions WHERE id = $1", sessions[users[3]][0]
+    )
+    await coordinator.execute("DELETE FROM selfology.user_answers_new WHERE user_id = $1", users[4])
+    # A late personality row starts at the folded count; the exact read adds the pending.
+    await coordinator.execute(
+        "INSERT INTO selfology.digital_personality (user_id) VALUES ($1)", users[5]
+    )
+    assert (
+        await coordinator.fetchval("SELECT count(*) FROM selfology.user_answers_new WHERE pending")
+        > 0
+    )
+    await assert_exact_reads(coordinator, users)
+    assert (await health.check(coordinator)).consistent  # stored + pending = COUNT(*)
+    # check finds drift beside pending answers, and repair recounts the folded part alone.
+    await coordinator.execute(
+        """UPDATE selfology.user_stats SET total_answers_lifetime = total_answers_lifetime + 40
+            WHERE user_id = $1""",
+        users[6],
+    )
+    found = await health.check(coordinator)
+    assert [(i.counter, i.key) for i in found.issues] == [
+        ("user_stats.total_answers_lifetime", users[6])
+    ]
+    assert len((await health.repair(coordinator, found=found)).changes) == 1
+    await assert_exact_reads(coordinator, users)
+    await fold(coordinator)
+    await assert_exact(coordinator)
+    await assert_exact_reads(coordinator, users)
+    assert await stored(coordinator, users[4]) == (0, None)
+
+
+async def test_the_cli_switches_modes_and_shows_the_backlog_on_citus(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str
+) -> None:
+    (user,) = fresh_users(1)
+    session = await dao.start_session(user)
+    switched = cli("mode", "deferred", "--json", dsn=citus_dsn)
+    assert switched.returncode == 0, switched.stderr
+    try:
+        await dao.save_answers(session, [("q1", "x"), ("q2", "y"), ("q3", "z")])
+        shown = json.loads(cli("mode", "--json", dsn=citus_dsn).stdout)
+        assert (shown["mode"], shown["pending"]) == ("deferred", 3)
+        assert shown["oldest_pending_age_s"] >= 0
+        stats = cli("stats", dsn=citus_dsn)
+        assert stats.returncode == 0 and "pending answers: 3" in stats.stdout, stats
+        folded = cli("worker", "--once", "--json", dsn=citus_dsn)
+        assert folded.returncode == 0 and json.loads(folded.stdout)["folded"] == 3, folded
+        assert await stored(coordinator, user) == (3, None)
+    finally:
+        assert cli("mode", "immediate", dsn=citus_dsn).returncode == 0
+    await dao.save_answer(session, "q4", "immediate again")
+    assert await stored(coordinator, user) == (4, None)
+    await assert_exact(coordinator)
+
+
+@pytest.mark.parametrize("spread", ["one user", "100 users"])
+async def test_100_writers_while_two_workers_fold_and_the_mode_flips(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str, spread: str
+) -> None:
+    """Every exact read during the run equals COUNT(*) read in the same statement; at the
+    end every counter equals COUNT(*)."""
+    users = fresh_users(1 if spread == "one user" else WRITERS)
+    sessions = [await dao.start_session(users[i % len(users)]) for i in range(max(10, len(users)))]
+    await coordinator.execute(
+        "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])",
+        users[::2],
+    )
+    await set_mode(coordinator, model.DEFERRED)
+    stop = asyncio.Event()
+    workers = [deferred.Worker(citus_dsn, interval_s=0.01) for _ in range(2)]
+    folding = [asyncio.create_task(w.run(stop)) for w in workers]
+    reads: list[tuple[int, int]] = []
+    flips = 0
+    written = dict.fromkeys(users, 0)
+
+    async def writer(index: int) -> None:
+        # At least 5 rounds each, and on until the mode has flipped 4 times under the writes.
+        round_ = 0
+        while round_ < 5 or flips < 4:
+            session = sessions[(index + round_) % len(sessions)]
+            user = users[(index + round_) % len(sessions) % len(users)]
+            if round_ % 5 == 2:
+                await dao.save_answers(session, [("m1", "a"), ("m2", "b")])
+                written[user] += 2
+            else:
+                await dao.save_answer(session, f"q{index}-{round_}", spread)
+                written[user] += 1
+            round_ += 1
+
+    async def reader() -> None:
+        connection = await asyncpg.connect(citus_dsn)
+        try:
+            while not stop.is_set():
+                for user in users[:5]:
+                    reads.append(tuple(await connection.fetchrow(EXACT_AND_COUNT, user)))
+        finally:
+            await connection.close()
+
+    async def flipper() -> None:
+        nonlocal flips
+        connection = await asyncpg.connect(citus_dsn)
+        try:
+            while not stop.is_set():
+                mode = model.IMMEDIATE if flips % 2 == 0 else model.DEFERRED
+                await set_mode(connection, mode)
+                flips += 1
+        finally:
+            await connection.close()
+
+    side = [asyncio.create_task(reader()), asyncio.create_task(flipper())]
+    try:
+        await asyncio.gather(*(writer(i) for i in range(WRITERS)))
+    finally:
+        stop.set()
+        await asyncio.gather(*side, *folding)
+    wrong = [r for r in reads if r[0] != r[1]]
+    assert reads and not wrong, wrong[:5]
+    assert flips >= 4, flips
+    assert sum(w.summary.folds for w in workers) > 0
+    assert sum(w.summary.errors for w in workers) == 0
+    await set_mode(coordinator, model.IMMEDIATE)
+    assert [(await stored(coordinator, u))[0] for u in users] == [written[u] for u in users]
+    assert [(await stored(coordinator, u))[1] for u in users[::2]] == [
+        written[u] for u in users[::2]
+    ]
+    await assert_exact(coordinator)
+
+
+async def test_a_shard_moves_under_writes_in_deferred_mode(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str, deferred_mode: None
+) -> None:
+    users = fresh_users(20)
+    moved_user = users[0]
+    shard = await coordinator.fetchval(
+        "SELECT get_shard_id_for_distribution_column('selfology.user_answers_new', $1::bigint)",
+        moved_user,
+    )
+    source = await worker_of(coordinator, "user_answers_new", moved_user)
+    target = await coordinator.fetchval(
+        "SELECT node_port FROM citus_get_active_worker_nodes() WHERE node_port <> $1 LIMIT 1",
+        source,
+    )
+    sessions = {u: await dao.start_session(u) for u in users}
+    stop = asyncio.Event()
+    written = dict.fromkeys(users, 0)
+    worker = deferred.Worker(citus_dsn, interval_s=0.01)
+    folding = asyncio.create_task(worker.run(stop))
+
+    async def writer(user: int) -> None:
+        while not stop.is_set():
+            await dao.save_answer(sessions[user], "q", "while the shard moves")
+            written[user] += 1
+
+    tasks = [asyncio.create_task(writer(u)) for u in users]
+    while written[moved_user] < 5 or worker.summary.folded == 0:
+        await asyncio.sleep(0.01)
+    await coordinator.execute(
+        "SELECT citus_move_shard_placement($1, '127.0.0.1', $2, '127.0.0.1', $3)",
+        shard, source, target,
+    )  # fmt: skip
+    after_move, folded = written[moved_user], worker.summary.folded
+    while written[moved_user] < after_move + 5 or worker.summary.folded == folded:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks, folding)
+    assert await worker_of(coordinator, "user_answers_new", moved_user) == target
+    assert worker.summary.errors == 0
+    await assert_exact_reads(coordinator, users)
+    for user in users:
+        assert await dao.get_user_total_answers(user) == written[user]
+    await fold(coordinator)
+    for user in users:
+        assert (await stored(coordinator, user))[0] == written[user]
+    await assert_exact(coordinator)
+
+
+@pytest.mark.parametrize("how", ["kill -9 the worker", "terminate its backend"])
+async def test_a_worker_killed_mid_fold_on_citus_loses_and_doubles_nothing(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str, deferred_mode: None,
+    how: str,
+) -> None:  # fmt: skip
+    users = fresh_users(50)
+    sessions = [await dao.start_session(u) for u in users]
+    await coordinator.execute(
+        """INSERT INTO selfology.user_answers_new
+                  (session_id, user_id, question_json_id, raw_answer)
+           SELECT s.id, s.user_id, 'q' || g, 'a'
+             FROM selfology.onboarding_sessions s, generate_series(1, 1000) g
+            WHERE s.id = ANY ($1::bigint[])""",
+        sessions,
+    )  # 50,000 pending answers on every shard: a fold that takes a moment
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+    worker = subprocess.Popen(
+        [CLI, "worker"], env={**env, "SELFOLOGY_DSN": citus_dsn}, stderr=subprocess.DEVNULL
+    )
+    try:
+        backend = await wait_for_fold(coordinator)
+        if how == "kill -9 the worker":
+            worker.send_signal(signal.SIGKILL)
+        else:
+            await coordinator.execute("SELECT pg_terminate_backend($1::integer)", backend)
+    finally:
+        if how != "kill -9 the worker":
+            worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    await wait_until_gone(coordinator, backend)
+    await assert_exact_reads(coordinator, users)  # each shard folded entirely or not at all
+    assert (await health.check(coordinator)).consistent
+    done = cli("worker", "--once", "--json", dsn=citus_dsn)
+    assert done.returncode == 0, done.stderr
+    assert (await deferred.state(coordinator)).pending == 0
+    await assert_exact(coordinator)
+    assert {(await stored(coordinator, u))[0] for u in users} == {1000}
+
+
+async def wait_for_fold(connection: asyncpg.Connection) -> int:
+    """The coordinator backend of the worker once it is clearing a shard's pending marks."""
+    for _ in range(3000):
+        pid = await connection.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+            " AND state = 'active' AND query LIKE '%SET pending = false%'",
+            deferred.APPLICATION_NAME,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.005)
+    raise AssertionError("the worker never started folding")
+
+
+async def wait_until_gone(connection: asyncpg.Connection, pid: int) -> None:
+    for _ in range(3000):
+        if not await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} still there")

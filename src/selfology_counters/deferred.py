@@ -4,7 +4,9 @@ In deferred mode an INSERT of answers does no counter work; the answers at or ab
 horizon are pending, and the exact reads (``answers_of_user`` and friends, which the DAO
 uses) add them to the stored value. :func:`fold_once` moves the horizon and adds what lies
 below it to the stored counters, in one transaction; :class:`Worker` does that on a schedule
-(``selfology-counters worker``). See docs/COUNTER_ARCHITECTURE.md, "Deferred mode".
+(``selfology-counters worker``). On Citus the pending answers are those marked pending
+(``model.PENDING``), and a fold clears the mark shard by shard, one transaction per shard.
+See docs/COUNTER_ARCHITECTURE.md, "Deferred mode".
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncpg
 
 from selfology_counters import model
 from selfology_counters.connect import connect, require_schema
-from selfology_counters.distributed import refuse_on_citus
+from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import InvalidInputError
 from selfology_counters.sqlfiles import SCHEMA, query
 
@@ -67,11 +69,15 @@ class FoldResult:
 async def state(connection: asyncpg.Connection, schema: str = SCHEMA) -> ModeState:
     await require_schema(connection, schema)
     row = await connection.fetchrow(query("health.sql", "mode", schema))
-    backlog = await connection.fetchrow(query("health.sql", "backlog", schema))
-    writer = await connection.fetchrow(query("health.sql", "oldest_writer", schema))
+    on_citus = await is_distributed(connection, schema)
+    backlog = await connection.fetchrow(
+        query("health.sql", "backlog", schema, distributed=on_citus)
+    )
     held = None
-    if writer is not None and (_seconds(writer["age"]) or 0) > HELD_BACK_AFTER_S:
-        held = {**dict(writer), "age": _seconds(writer["age"])}
+    if not on_citus:  # Citus: no horizon, so no transaction holds the fold back
+        writer = await connection.fetchrow(query("health.sql", "oldest_writer", schema))
+        if writer is not None and (_seconds(writer["age"]) or 0) > HELD_BACK_AFTER_S:
+            held = {**dict(writer), "age": _seconds(writer["age"])}
     return ModeState(
         mode=row["mode"],
         horizon=row["horizon"],
@@ -94,19 +100,64 @@ async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHE
             f"unknown counter mode {mode!r}: use one of {', '.join(model.MODES)}"
         )
     await require_schema(connection, schema)
-    await refuse_on_citus(connection, mode, schema)
     await _retrying(lambda: connection.fetchval(query("deferred.sql", "set_mode", schema), mode))
+    if mode == model.IMMEDIATE and await is_distributed(connection, schema):
+        await _fold_what_is_left(connection, schema)
     return await state(connection, schema)
 
 
+async def _fold_what_is_left(connection: asyncpg.Connection, schema: str) -> None:
+    """On Citus a switch to immediate leaves what was pending to a fold after it (the switch
+    holds no lock a fold's shards could wait for): fold until nothing is. No answer becomes
+    pending any more, so this ends; a worker folding meanwhile only makes it end sooner."""
+    pending = query("health.sql", "backlog", schema, distributed=True)
+    for _ in range(1000):  # bounded: a shard whose fold keeps failing is left to the worker
+        if not (await connection.fetchrow(pending))["pending"]:
+            return
+        if (await fold_once(connection, schema)).busy:
+            await asyncio.sleep(0.01)  # another worker's fold is running: it folds them
+
+
 async def fold_once(connection: asyncpg.Connection, schema: str = SCHEMA) -> FoldResult:
-    """Fold every answer that is final (one transaction; a killed worker loses nothing)."""
+    """Fold every answer that is final (one transaction; a killed worker loses nothing).
+    On Citus, one transaction per shard (:func:`fold_shard_by_shard`)."""
+    if await is_distributed(connection, schema):
+        return await fold_shard_by_shard(connection, schema)
     started = time.perf_counter()
     row = await _retrying(lambda: connection.fetchrow(query("deferred.sql", "fold", schema)))
     seconds = time.perf_counter() - started
     if row is None:
         return FoldResult(0, None, True, seconds)
     return FoldResult(row["folded"], _seconds(row["oldest_age"]), False, seconds)
+
+
+async def fold_shard_by_shard(connection: asyncpg.Connection, schema: str = SCHEMA) -> FoldResult:
+    """Citus: clear the pending marks one shard at a time, each shard's users in one routed
+    statement (its own transaction on its node; the update trigger there counts what it
+    clears). A shard whose statement fails (a deadlock with a DELETE) keeps its answers
+    pending for the next fold; a worker killed between shards loses and doubles nothing."""
+    started = time.perf_counter()
+    if not await connection.fetchval(query("deferred.sql", "fold_turn", schema)):
+        return FoldResult(0, None, True, time.perf_counter() - started)
+    folded, ages = 0, []
+    try:
+        for group in await connection.fetch(
+            query("deferred.sql", "pending_users_by_shard", schema)
+        ):
+            try:
+                row = await connection.fetchrow(
+                    query("deferred.sql", "fold_users", schema), group["users"]
+                )
+            except RETRYABLE:
+                continue
+            folded += row["folded"]
+            if row["oldest_age"] is not None:
+                ages.append(row["oldest_age"].total_seconds())
+        await connection.execute(query("deferred.sql", "fold_recorded", schema), folded)
+    finally:
+        await connection.fetchval(query("deferred.sql", "fold_turn_end", schema))
+    age = max(ages) if ages else None
+    return FoldResult(folded, age, False, time.perf_counter() - started)
 
 
 @dataclass

@@ -11,16 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from selfology_counters import model
-from selfology_counters.errors import DistributedUnsupportedError
 from selfology_counters.sqlfiles import SCHEMA, query
-
-DEFERRED_REFUSED = (
-    "deferred mode is not available on Citus: its horizon is a transaction id, every Citus "
-    "node numbers its transactions on its own and commits its part of a transaction at its "
-    "own moment, so no single horizon separates the folded answers from the pending ones "
-    "across shards; immediate mode stays exact there"
-)
 
 
 async def citus_installed(connection: asyncpg.Connection) -> bool:
@@ -33,9 +24,3 @@ async def is_distributed(connection: asyncpg.Connection, schema: str = SCHEMA) -
     if not await citus_installed(connection):
         return False
     return bool(await connection.fetchval(query("distributed.sql", "answers_distributed"), schema))
-
-
-async def refuse_on_citus(connection: asyncpg.Connection, mode: str, schema: str = SCHEMA) -> None:
-    """:class:`DistributedUnsupportedError` when ``mode`` cannot run on these tables."""
-    if mode == model.DEFERRED and await is_distributed(connection, schema):
-        raise DistributedUnsupportedError(DEFERRED_REFUSED)

@@ -33,13 +33,22 @@ XID = "xid"
 """The answers' column holding the id of the transaction that wrote the row (bigint of
 ``pg_current_xact_id()``): deferred mode's log order."""
 
+PENDING = "pending"
+"""On Citus, deferred mode's marker instead of the xid order: true on an answer written in
+deferred mode and not folded yet (the column's default, which a switch of mode sets).
+Transaction ids are per node there and a distributed transaction commits on each node at its
+own moment, so no horizon can separate folded from pending answers; a flag on the row needs
+no order, and a shard moved to another node carries it. The fold clears it shard by shard,
+and the update trigger counts an answer whose flag it clears, in that shard's transaction."""
+
 SHARD_KEY = "user_id"
 """On Citus, the column every counted table is distributed by (co-located): an answer, its
 session and its user's counter rows live on one shard, so a counter write stays on it."""
 
 MODE_TABLE = "counter_mode"
 """One row: the counter mode and its horizon. Stored counters hold exactly the answers whose
-``xid`` is below the horizon; the answers at or above it are pending."""
+``xid`` is below the horizon; the answers at or above it are pending (on Citus: the answers
+whose ``PENDING`` flag is set; the horizon stays at the top there)."""
 
 IMMEDIATE, DEFERRED = "immediate", "deferred"
 MODES = (IMMEDIATE, DEFERRED)

@@ -16,6 +16,7 @@ import asyncpg
 from selfology_counters import deferred
 from selfology_counters.bench.harness import LatencySummary, Progress, percentile, rounds
 from selfology_counters.connect import connect
+from selfology_counters.distributed import is_distributed
 from selfology_counters.sqlfiles import query
 
 READ_LOAD_WRITERS = 100  # the issue's load: as many writers as the concurrency tests
@@ -78,17 +79,22 @@ async def reads_under_load(
     try:
         create = query("bench.sql", "create_session", schema)
         sessions = [await setup.fetchval(create, READ_USER + w) for w in range(writers)]
+        on_citus = await is_distributed(setup, schema)
     finally:
         await setup.close()
     reader = await connect(dsn)
     statements = {
-        "exact_read": query("dao.sql", "user_total_answers", schema),
+        "exact_read": query("dao.sql", "user_total_answers", schema, distributed=on_citus),
         "reader_call": query("bench.sql", "user_total", schema),
     }
+    # Citus: the inserts name the session's user, the shard key (dao.sql).
+    owners = [READ_USER + w for w in range(writers)] if on_citus else None
     context = multiprocessing.get_context("spawn")
     stop, started = context.Event(), context.Event()
     load = context.Process(
-        target=_write_until_stopped, args=(dsn, schema, sessions, stop, started), daemon=True
+        target=_write_until_stopped,
+        args=(dsn, schema, sessions, owners, stop, started),
+        daemon=True,
     )
     load.start()
     try:
@@ -110,24 +116,24 @@ async def reads_under_load(
 
 
 def _write_until_stopped(
-    dsn: str, schema: str, sessions: list[int], stop: Any, started: Any
+    dsn: str, schema: str, sessions: list[int], owners: list[int] | None, stop: Any, started: Any
 ) -> None:
-    """The writers' process: one connection per session, inserting until ``stop`` is set."""
+    """The writers' process: one connection per session, inserting until ``stop`` is set
+    (``owners``: each session's user, on Citus)."""
 
     async def main() -> None:
         connections = [await connect(dsn) for _ in sessions]
-        insert = query("dao.sql", "insert_answer", schema)
+        insert = query("dao.sql", "insert_answer", schema, distributed=owners is not None)
         done = asyncio.Event()
 
-        async def write(connection: asyncpg.Connection, session: int) -> None:
+        async def write(connection: asyncpg.Connection, index: int) -> None:
+            session, owner = sessions[index], () if owners is None else (owners[index],)
             k = 0
             while not done.is_set():
-                await connection.fetchval(insert, session, f"r{k}", "answer", 6)
+                await connection.fetchval(insert, session, f"r{k}", "answer", 6, *owner)
                 k += 1
 
-        tasks = [
-            asyncio.create_task(write(c, s)) for c, s in zip(connections, sessions, strict=True)
-        ]
+        tasks = [asyncio.create_task(write(c, i)) for i, c in enumerate(connections)]
         started.set()
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         done.set()

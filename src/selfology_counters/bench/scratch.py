@@ -51,6 +51,7 @@ def benchmark_install(schema: str, *, distributed: bool = False) -> list[str]:
         *revisions.head_schema_sql(schema),
         query("distributed.sql", "unsafe_triggers"),
         query("distributed.sql", "sequential"),
+        query("distributed.sql", "pending", schema),
         query("distributed.sql", "keys", schema),
         query("bench.sql", "create_bare_table", schema, distributed=True),
         query("distributed.sql", "distribute", schema, also=("bare_answers",)),

@@ -214,6 +214,10 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
             await set_local_lock_timeout(connection)
             if audit.distributed:
                 await connection.execute(query("distributed.sql", "unsafe_triggers"))
+                await connection.execute(query("distributed.sql", "sequential"))
+                # The marker the distributed variant reads, on a database distributed
+                # before deferred mode ran on Citus.
+                await connection.execute(query("distributed.sql", "pending"))
             for statement in objects.install_statements(wanted, distributed=audit.distributed):
                 await connection.execute(statement)
 

@@ -30,7 +30,8 @@ async def distribute(connection: asyncpg.Connection, schema: str = SCHEMA) -> No
     if await objects.current_mode(connection, schema) != model.IMMEDIATE:
         raise DistributedUnsupportedError(
             "switch to immediate mode (selfology-counters mode immediate) before distributing: "
-            + distributed.DEFERRED_REFUSED
+            "a single node's pending answers are told apart by transaction ids, which mean "
+            "nothing on Citus; switch back to deferred mode once distributed"
         )
 
     async def once() -> None:
@@ -39,6 +40,7 @@ async def distribute(connection: asyncpg.Connection, schema: str = SCHEMA) -> No
             await connection.execute(query("distributed.sql", "unsafe_triggers"))
             await connection.execute(query("distributed.sql", "sequential"))
             await connection.execute(objects.drop_sql(model.TRIGGERS, schema))
+            await connection.execute(query("distributed.sql", "pending", schema))
             await connection.execute(query("distributed.sql", "keys", schema))
             await connection.execute(query("distributed.sql", "distribute", schema))
             for statement in objects.install_statements(schema=schema, distributed=True):

@@ -26,6 +26,17 @@ SET LOCAL citus.enable_unsafe_triggers = on
 -- transaction uses one connection per node.
 SET LOCAL citus.multi_shard_modify_mode = 'sequential'
 
+-- name: pending --
+-- Deferred mode's marker on Citus (model.PENDING: no xid order holds across nodes): false
+-- for every answer there is (all counted), and indexes on the pending answers alone, which
+-- an exact read and the fold look up and which stay as small as the backlog. Idempotent:
+-- run before distributing, and by migrate on a database distributed before it existed.
+ALTER TABLE ${answers} ADD COLUMN IF NOT EXISTS ${model.PENDING} boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS user_answers_new_pending_user_idx
+    ON ${answers} (${K}) WHERE ${model.PENDING};
+CREATE INDEX IF NOT EXISTS user_answers_new_pending_session_idx
+    ON ${answers} (${S.source}) WHERE ${model.PENDING};
+
 -- name: keys --
 -- Before distributing (distributed.distribute, one transaction, our triggers dropped first;
 -- they are reinstalled right after, in their distributed variant): the unique keys include

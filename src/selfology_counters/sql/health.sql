@@ -8,7 +8,11 @@ SELECT mode, horizon, switched_at, last_fold_at, last_fold_rows FROM ${schema}.$
 -- Answers not folded yet, and how old the oldest is (deferred mode; none in immediate mode).
 SELECT count(*) AS pending, now() - min(answered_at) AS oldest_age
   FROM ${schema}.${model.ANSWERS}
+% if context.get("distributed", False):
+ WHERE ${model.PENDING}
+% else:
  WHERE ${model.XID} >= (SELECT horizon FROM ${schema}.${model.MODE_TABLE})
+% endif
 
 -- name: oldest_writer --
 -- The oldest transaction that has written anything, in any database of the cluster: a fold

@@ -18,16 +18,26 @@
     tg = {t.short: t.name for t in model.TRIGGERS}
     mode = f"{schema}.{model.MODE_TABLE}"
     X = model.XID
-    # The rows of a statement, as (key, +1/-1), for key_deltas: answers already folded only.
-    DELETED = f"SELECT {{k}} AS k, -1 AS d FROM old_answers WHERE {X} < h"
-    MOVED = (f"SELECT {{k}} AS k, 1 AS d FROM new_answers WHERE {X} < h"
-             f" UNION ALL SELECT {{k}}, -1 FROM old_answers WHERE {X} < h")
     # Citus (model.SHARD_KEY distributes every table): a trigger fires on a shard, and each
     # counter write in it must name the shard key, so that Citus routes it to the co-located
     # shard on the same node; a write it cannot route is refused ("cannot execute a
     # distributed query from a query on a shard"). Plain PostgreSQL renders as before.
     distributed = context.get("distributed", False)
     K = model.SHARD_KEY
+    # An answer the stored counters hold: below the horizon; on Citus, not pending (its flag,
+    # model.PENDING). A fold there is an UPDATE that clears the flag, so the update trigger's
+    # MOVED counts the folded answers: +1 where the new row is folded and the old was not.
+    FOLDED = f"NOT {model.PENDING}" if distributed else f"{X} < h"
+    # The rows of a statement, as (key, +1/-1), for key_deltas: answers already folded only.
+    DELETED = f"SELECT {{k}} AS k, -1 AS d FROM old_answers WHERE {FOLDED}"
+    MOVED = (f"SELECT {{k}} AS k, 1 AS d FROM new_answers WHERE {FOLDED}"
+             f" UNION ALL SELECT {{k}}, -1 FROM old_answers WHERE {FOLDED}")
+    # The inserted answers the insert trigger counts: all of them; on Citus the ones not
+    # marked pending (the column's default marks them in deferred mode, set_mode; an answer
+    # inserted pending on purpose is the fold's to count).
+    INSERTED = f"new_answers WHERE NOT {model.PENDING}" if distributed else "new_answers"
+    # Citus: the advisory lock a fold holds for its turn (deferred.sql, fold_turn).
+    fold_turn = f"'{mode}'::regclass::oid::bigint"
 %>
 ## Every function runs as its owner (SECURITY DEFINER): the application role may write answers
 ## but no counter column, so the counter writes below must carry the owner's rights. A definer
@@ -62,7 +72,11 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
 ## pending). In deferred mode the row is read FOR SHARE: a fold moving the horizon finishes
 ## first, or waits for this transaction, so no answer is both folded and deleted unseen. In
 ## immediate mode no fold runs, and a switch of mode waits for this statement's table lock.
-<%def name="read_horizon()">
+## Distributed (Citus): no horizon; an answer's flag says whether it is folded, and the row
+## lock on it serialises this statement with a fold that clears it (whichever comes second
+## sees the other's row version).
+<%def name="read_horizon()">${"" if context.get("distributed", False) else capture(read_horizon_row)}</%def>
+<%def name="read_horizon_row()">
     SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
     IF h <> ${model.HORIZON_IMMEDIATE} THEN
         SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
@@ -188,7 +202,7 @@ DECLARE
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];${declare_now()}
 BEGIN
     SELECT count(*), min(${S.source}), max(${S.source}), min(${U.source}), max(${U.source})
-      INTO n, s_lo, s_hi, u_lo, u_hi FROM new_answers;
+      INTO n, s_lo, s_hi, u_lo, u_hi FROM ${INSERTED};
     IF n = 0 THEN
         RETURN NULL;
     END IF;
@@ -205,8 +219,8 @@ ${add_to_user_stats_one("u_lo", "n")}
          WHERE ${P.key} = u_lo;
         RETURN NULL;
     END IF;
-${key_deltas("s", S.source, "SELECT {k} AS k, 1 AS d FROM new_answers")}
-${key_deltas("u", U.source, "SELECT {k} AS k, 1 AS d FROM new_answers")}
+${key_deltas("s", S.source, "SELECT {k} AS k, 1 AS d FROM " + INSERTED)}
+${key_deltas("u", U.source, "SELECT {k} AS k, 1 AS d FROM " + INSERTED)}
     PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     RETURN NULL;
 END;
@@ -343,7 +357,7 @@ BEGIN
     -- The answers the stored counters hold: below the horizon (all of them in immediate
     -- mode). A fold serialises with this through the same user_stats row.
     SELECT count(*) INTO NEW.${P.column}
-      FROM ${answers} WHERE ${P.source} = NEW.${P.key} AND ${X} < ${truth.horizon()};
+      FROM ${answers} WHERE ${P.source} = NEW.${P.key} AND ${f"NOT {model.PENDING}" if distributed else f"{X} < {capture(truth.horizon)}"};
     NEW.${P.touched} := now();
     RETURN NEW;
 END;
@@ -399,6 +413,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+% if distributed:
+    -- Distributed (Citus): a fold is one transaction per shard, so it cannot be this one
+    -- function call; the client folds shard by shard (deferred.fold_once, deferred.sql).
+    RAISE EXCEPTION 'on Citus the fold runs shard by shard from the client: selfology-counters worker'
+          USING ERRCODE = 'feature_not_supported';
+% else:
     IF m.mode <> '${model.DEFERRED}' THEN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
         RETURN;
@@ -414,6 +434,7 @@ ${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
     UPDATE ${mode} SET horizon = h_new, last_fold_at = now(), last_fold_rows = folded;
     new_horizon := h_new;
     RETURN NEXT;
+% endif
 END;
 $$;
 ${owner_only("fold")}
@@ -435,6 +456,36 @@ BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
         RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
     END IF;
+% if distributed:
+    -- Distributed (Citus): trigger DDL on the answers needs the unsafe-trigger setting, and
+    -- Citus allows DDL after other distributed work in a transaction on one connection per
+    -- node; both for this transaction only.
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- No horizon to move. The fold's turn first: a fold holds it while its shards wait for
+    -- writers' session locks, and those writers may wait for the lock below, so a fold must
+    -- end before that lock is taken (and none starts meanwhile). Then the answers: Citus takes
+    -- the lock on every node's copy of the table, where every write to it takes its own, so
+    -- no insert is mid-statement while the insert trigger and the pending column's default
+    -- change together: a new answer is either marked pending (deferred) or counted by the
+    -- insert trigger (immediate). A default, not a trigger, marks it: a shard moved to another
+    -- node is copied with its values, so a folded answer stays folded there.
+    -- Nothing else happens under that lock: what was pending before a switch to immediate
+    -- is folded after it, shard by shard (deferred.set_mode does), and read exactly meanwhile.
+    PERFORM pg_advisory_xact_lock(${fold_turn});
+    SELECT * INTO m FROM ${mode} FOR UPDATE;
+    IF m.mode = wanted THEN
+        RETURN wanted;
+    END IF;
+    LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
+    EXECUTE format('ALTER TABLE %s %s TRIGGER %I', '${answers}',
+                   CASE WHEN wanted = '${model.DEFERRED}' THEN 'DISABLE' ELSE 'ENABLE' END,
+                   '${tg['insert']}');
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', '${answers}',
+                   '${model.PENDING}', wanted = '${model.DEFERRED}');
+    UPDATE ${mode} SET mode = wanted, switched_at = now();
+    RETURN wanted;
+% else:
     LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO m FROM ${mode} FOR UPDATE;
     IF m.mode = wanted THEN
@@ -463,6 +514,7 @@ ${deltas_of_answers(f"{X} >= lo", "sign")}
     END IF;
     UPDATE ${mode} SET mode = wanted, horizon = h, switched_at = now();
     RETURN wanted;
+% endif
 END;
 $$;
 ${owner_only("set_mode")}
@@ -475,8 +527,17 @@ ${owner_only("set_mode")}
 -- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE ${runs_as_owner()} AS $$
+% if distributed and c.source != K:
+-- Distributed: the session's user first (it never changes on Citus), so that the read
+-- names the shard key and Citus sends it to that one shard, in one snapshot.
+DECLARE
+    owner bigint := (SELECT s.${K} FROM ${sessions} s WHERE s.${S.key} = $1);
+BEGIN
+    RETURN ${truth.exact_of(c, "$1", "owner")};
+% else:
 BEGIN
     RETURN ${truth.exact_of(c, "$1")};
+% endif
 END;
 $$;
 
@@ -589,7 +650,7 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
     UNION ALL
     SELECT '${c.name}', a.${c.source}::bigint, a.user_id::bigint, NULL::bigint, count(*), 0, false
       FROM ${answers} a
-     WHERE a.${X} < ${truth.horizon()}
+     WHERE ${truth.is_folded("a")}
        AND NOT EXISTS (SELECT 1 FROM ${schema}.${c.table} t WHERE t.${c.key} = a.${c.source})
      GROUP BY a.${c.source}, a.user_id
 %   endif
@@ -599,6 +660,6 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
   LEFT JOIN ${stats} us ON us.${U.key} = c.user_id
   LEFT JOIN ${personality} dp ON dp.${P.key} = c.user_id
   LEFT JOIN (SELECT a.${U.source}, count(*) AS answers,
-                    count(*) FILTER (WHERE a.${X} >= m.horizon) AS pending
-               FROM ${answers} a, ${mode} m GROUP BY a.${U.source}) n ON n.${U.source} = c.user_id;
+                    count(*) FILTER (WHERE a.${model.PENDING}) AS pending
+               FROM ${answers} a GROUP BY a.${U.source}) n ON n.${U.source} = c.user_id;
 % endif

@@ -8,10 +8,16 @@
 <%def name="same_user(counter, user)">${f" AND a.{model.SHARD_KEY} = {user}" if context.get("distributed", False) and user is not None and counter.source != model.SHARD_KEY else ""}</%def>
 <%def name="horizon()">(SELECT horizon FROM ${schema}.${model.MODE_TABLE})</%def>
 <%def name="answers_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")})</%def>
-<%def name="folded_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")} AND a.${model.XID} < ${horizon()})</%def>
-<%def name="pending_of(counter, key, user=None)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${key}${same_user(counter, user)} AND a.${model.XID} >= ${horizon()})</%def>
+## Whether answer ``a`` is pending: at or above the horizon; on Citus, its pending flag (no
+## order of transactions holds across nodes there, model.PENDING).
+<%def name="is_pending(a)">${f"{a}.{model.PENDING}" if context.get("distributed", False) else f"{a}.{model.XID} >= {capture(horizon)}"}</%def>
+<%def name="is_folded(a)">${f"NOT {a}.{model.PENDING}" if context.get("distributed", False) else f"{a}.{model.XID} < {capture(horizon)}"}</%def>
+<%def name="folded_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")} AND ${is_folded("a")})</%def>
+<%def name="pending_of(counter, key, user=None)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${key}${same_user(counter, user)} AND ${is_pending("a")})</%def>
 ## The exact value of a counter in either mode, in one snapshot: the stored value (0 for a
 ## counter row the answers create and that does not exist yet; NULL for one they don't) plus
 ## the pending answers (none in immediate mode: the horizon is past every xid).
-<%def name="exact_of(counter, key)">${"COALESCE(" if counter.created_by_answers else "("}(SELECT t.${counter.column} FROM ${schema}.${counter.table} t WHERE t.${counter.key} = ${key})${", 0)" if counter.created_by_answers else ")"}
-         + ${pending_of(counter, key)}</%def>
+## ``user``: the key's user, on Citus, for a counter not keyed by it (a session): both parts
+## then name the shard key, so that Citus sends the whole read to one shard (one snapshot).
+<%def name="exact_of(counter, key, user=None)">${"COALESCE(" if counter.created_by_answers else "("}(SELECT t.${counter.column} FROM ${schema}.${counter.table} t WHERE t.${counter.key} = ${key}${capture(same_user, counter, user).replace(" a.", " t.")})${", 0)" if counter.created_by_answers else ")"}
+         + ${pending_of(counter, key, user)}</%def>
