@@ -153,6 +153,7 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
     assert cli("check", dsn=db).returncode == 1  # the dry run wrote nothing
     fixed = cli("repair", "--batch-size", "1", dsn=db)
     assert fixed.returncode == 0 and "9 -> 3" in fixed.stdout
+    assert fixed.stdout.splitlines()[0] == "changed 1 counter"
     assert cli("check", dsn=db).returncode == 0
     assert json.loads(cli("repair", "--json", dsn=db).stdout)["changed"] == 0
 
