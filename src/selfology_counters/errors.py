@@ -57,3 +57,8 @@ class LockWaitExhaustedError(SelfologyCountersError):
 
 class EmbeddedInUseError(SelfologyCountersError):
     """The embedded server was asked to stop while a live process still uses it."""
+
+
+class DatabaseRefusedError(SelfologyCountersError):
+    """PostgreSQL refused a statement for a reason of its own (a permission, a timeout, a
+    constraint the input checks do not know); nothing was written."""
