@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The server's own cost of the write path, without Python in between: pgbench (a C client)
 # against the bare INSERT and the counted one, in immediate and deferred mode, with one client,
-# with C clients on one user (each in a session of its own), and with C clients on C users.
+# with C clients on one user (each in a session of its own), and with C clients on C users;
+# and the exact read against SELECT 1, idle and while C clients insert.
 #
 #   bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]
 #
@@ -44,6 +45,20 @@ run() {  # mode scenario script clients first-session hot-user
         "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
 }
 
+reads_under_load() {  # mode: SELECT 1 and the exact read interleaved on one client, while
+    # C clients insert (on C users) and, in deferred mode, the worker folds
+    local load out
+    "$pgbench" "$dsn" -n -M prepared -T $((seconds + 2)) -c "$clients" -j 2 -f scripts/pgbench/counted.sql \
+        -D lo=$((clients + 1)) -D hot=0 -D users="$clients" >/dev/null 2>&1 & load=$!
+    sleep 1
+    out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c 1 -f scripts/pgbench/select1.sql \
+          -f scripts/pgbench/read.sql -D users="$clients" 2>&1) || true
+    wait "$load" || true
+    printf '%-9s %-28s %s\n' "$1" "reads under $clients writers" "$(awk '
+        /^SQL script/ { name = ($0 ~ /select1/) ? "select 1" : "exact read" }
+        /latency average/ && name { printf "%s %s ms  ", name, $5; name = "" }' <<<"$out")"
+}
+
 worker=
 trap '[ -n "$worker" ] && kill "$worker" 2>/dev/null; true' EXIT
 for mode in immediate deferred; do
@@ -60,6 +75,7 @@ for mode in immediate deferred; do
     run "$mode" "counted, $clients on $clients users" counted.sql "$clients" $((clients + 1)) 0
     run "$mode" "select 1, 1 client" select1.sql 1 1
     run "$mode" "exact read, 1 client" read.sql 1 1
+    reads_under_load "$mode"
     if [ -n "$worker" ]; then kill -TERM "$worker"; wait "$worker" || true; worker=; fi
 done
 "$cli" mode immediate --dsn "$dsn" >/dev/null 2>&1

@@ -100,6 +100,14 @@ def db(server_dsn: str, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def second_db(server_dsn: str, template_db: str) -> Iterator[str]:
+    """Another migrated database: a copy of the same template, so its tables have the same
+    oids as ``db``'s (as in any two databases made from one template)."""
+    with _database(server_dsn, "sc_test", template_db) as dsn:
+        yield dsn
+
+
+@pytest.fixture
 async def conn(db: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to this test's own migrated database."""
     connection = await asyncpg.connect(db)

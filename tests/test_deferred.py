@@ -108,6 +108,27 @@ async def test_switching_modes_keeps_every_count(conn: asyncpg.Connection) -> No
     assert (await deferred.set_mode(conn, model.IMMEDIATE)).mode == model.IMMEDIATE  # no-op
 
 
+async def test_a_switch_keeps_a_subscribers_enable_always(conn: asyncpg.Connection) -> None:
+    """On a subscriber our triggers are ENABLE ALWAYS, so that the apply worker's writes (as
+    session_replication_role = replica) are counted; a round trip through deferred mode must
+    leave the insert trigger so, or the apply worker's inserts stop being counted."""
+    for trigger in model.TRIGGERS:
+        await conn.execute(
+            f"ALTER TABLE selfology.{trigger.table} ENABLE ALWAYS TRIGGER {trigger.name}"
+        )
+    await deferred.set_mode(conn, model.DEFERRED)
+    await deferred.set_mode(conn, model.IMMEDIATE)
+    session = await new_session(conn, 8)
+    await conn.execute("SET session_replication_role = replica")
+    await conn.execute(
+        "INSERT INTO selfology.user_answers_new (session_id, user_id, question_json_id, raw_answer)"
+        " VALUES ($1, 8, 'q', 'a')",
+        session,
+    )
+    await conn.execute("RESET session_replication_role")
+    await assert_exact(conn)
+
+
 async def test_check_and_repair_in_deferred_mode(conn: asyncpg.Connection) -> None:
     await deferred.set_mode(conn, model.DEFERRED)
     session = await new_session(conn, 5)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from selfology_counters import deferred, model
+from selfology_counters import deferred, model, stats
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.watch import CheckOutcome, Scope, Watch, WatchSettings
 from tests.processes import CLI, WatchProcess
@@ -251,6 +251,32 @@ async def test_lock_waits_on_the_counted_tables_are_sampled(
         await waiter.close()
     await watch.check(Scope.RECENT)
     assert sample(watch.metrics, "counter_lock_waiters") == 0
+
+
+async def test_lock_waits_in_another_database_are_not_ours(
+    second_db: str, conn: asyncpg.Connection, make_watch: Any
+) -> None:
+    """A writer blocked in a copy of this database waits on a table with the same oid as
+    ours: it is the other database's wait, not this one's (for watch and for stats)."""
+    other = await asyncpg.connect(second_db)
+    holder, waiter = await asyncpg.connect(second_db), await asyncpg.connect(second_db)
+    try:
+        await populate(other)
+        async with holder.transaction():
+            await holder.execute(
+                "UPDATE selfology.user_stats SET updated_at = now() WHERE user_id = 1"
+            )
+            blocked = asyncio.ensure_future(waiter.execute(BOT_INSERT, 1))
+            await wait_until_blocked(other, waiter)
+            watch = make_watch()
+            assert (await watch.check(Scope.RECENT)).ok
+            assert sample(watch.metrics, "counter_lock_waiters") == 0
+            assert (await stats.collect(conn)).lock_waiters == []
+            assert len((await stats.collect(other)).lock_waiters) == 1
+        await blocked
+    finally:
+        for connection in (holder, waiter, other):
+            await connection.close()
 
 
 async def test_a_database_that_goes_away_is_reported_and_retried_until_it_is_back(

@@ -22,6 +22,7 @@ import asyncpg
 
 from selfology_counters import validation
 from selfology_counters.connect import create_pool
+from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import (
     DatabaseRefusedError,
     DatabaseUnavailableError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Write = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]]], Awaitable[Any]]
+Statement = Callable[[asyncpg.Connection], Awaitable[T]]
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
@@ -80,7 +82,13 @@ class OnboardingDAO:
         self._owns_pool = False
         self.max_answer_length = max_answer_length
         self.max_retries = max_retries
+        self._schema = schema
         self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
+        # Citus (tables distributed by user_id): found out on the first answer. There an
+        # answer's INSERT names its session's user, which never changes on Citus, so the
+        # user of each session is remembered (bounded) instead of looked up every time.
+        self._distributed: bool | None = None
+        self._owners: dict[int, int] = {}
         self._insert_one: Write = self._write
         self._insert_many: Write = self._write
         if metrics is not False:
@@ -134,10 +142,10 @@ class OnboardingDAO:
         validation.check_id(session_id, "session_id")
         validation.check_question_id(question_json_id)
         validation.check_answer(raw_answer, self.max_answer_length)
+        owner = await self._session_owner(session_id)
         sql = self._sql["insert_answer"]
-        answer_id = await self._insert_one(
-            lambda c: c.fetchval(sql, session_id, question_json_id, raw_answer, len(raw_answer))
-        )
+        answer_id = await self._insert_one(self._if_active(session_id, owner, lambda c: c.fetchval(
+            sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner)))  # fmt: skip
         if answer_id is None:
             await self._raise_session_refused(session_id)
         return int(answer_id)
@@ -149,10 +157,10 @@ class OnboardingDAO:
         if not texts:
             return []
         lengths = [len(text) for text in texts]
+        owner = await self._session_owner(session_id)
         sql = self._sql["insert_answers"]
-        rows = await self._insert_many(
-            lambda c: c.fetch(sql, session_id, question_ids, texts, lengths)
-        )
+        rows = await self._insert_many(self._if_active(session_id, owner, lambda c: c.fetch(
+            sql, session_id, question_ids, texts, lengths, *owner)))  # fmt: skip
         if not rows:
             await self._raise_session_refused(session_id)
         # Ids come from one sequence, drawn in insertion order within the statement.
@@ -202,6 +210,48 @@ class OnboardingDAO:
         """``pool.fetchval`` or ``pool.fetch``, with the database's errors typed."""
         with _typed_database_errors():
             return await getattr(self._pool, method)(sql, *args)
+
+    async def _session_owner(self, session_id: int) -> tuple[int, ...]:
+        """On Citus, ``(user_id,)`` of the session (the extra argument of the distributed
+        inserts); elsewhere ``()``. :class:`UnknownSessionError` for no such session."""
+        if self._distributed is None:
+            with _typed_database_errors():
+                async with self._pool.acquire() as connection:
+                    self._distributed = await is_distributed(connection, self._schema)
+            if self._distributed:
+                self._sql = {
+                    name: query("dao.sql", name, self._schema, distributed=True)
+                    for name in _QUERIES
+                }
+        if not self._distributed:
+            return ()
+        owner = self._owners.get(session_id)
+        if owner is None:
+            owner = await self._read("fetchval", self._sql["session_owner"], session_id)
+            if owner is None:
+                raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+            if len(self._owners) >= _OWNERS_KEPT:
+                self._owners.clear()
+            self._owners[session_id] = owner
+        return (owner,)
+
+    def _if_active(
+        self, session_id: int, owner: tuple[int, ...], insert: Statement[T]
+    ) -> Statement[T | None]:
+        """``insert`` as is, where it checks the session itself; on Citus (``owner`` given)
+        in a transaction that first locks the session on its shard and finds it active
+        (None when it is not), since Citus cannot lock it in the INSERT."""
+        if not owner:
+            return insert
+        lock = self._sql["lock_session"]
+
+        async def locked(connection: asyncpg.Connection) -> T | None:
+            async with connection.transaction():
+                if await connection.fetchval(lock, session_id, *owner) != "active":
+                    return None
+                return await insert(connection)
+
+        return locked
 
     async def _raise_session_refused(self, session_id: int) -> None:
         status = await self._read("fetchval", self._sql["session_status"], session_id)
@@ -298,8 +348,11 @@ def _check_options(
         )
 
 
+_OWNERS_KEPT = 100_000  # sessions whose user the DAO remembers on Citus
 _QUERIES = (
     "start_session",
+    "session_owner",
+    "lock_session",
     "insert_answer",
     "insert_answers",
     "session_status",

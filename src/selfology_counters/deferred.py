@@ -21,6 +21,7 @@ import asyncpg
 
 from selfology_counters import model
 from selfology_counters.connect import connect, require_schema
+from selfology_counters.distributed import refuse_on_citus
 from selfology_counters.errors import InvalidInputError
 from selfology_counters.sqlfiles import SCHEMA, query
 
@@ -93,6 +94,7 @@ async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHE
             f"unknown counter mode {mode!r}: use one of {', '.join(model.MODES)}"
         )
     await require_schema(connection, schema)
+    await refuse_on_citus(connection, mode, schema)
     await _retrying(lambda: connection.fetchval(query("deferred.sql", "set_mode", schema), mode))
     return await state(connection, schema)
 

@@ -62,3 +62,8 @@ class EmbeddedInUseError(SelfologyCountersError):
 class DatabaseRefusedError(SelfologyCountersError):
     """PostgreSQL refused a statement for a reason of its own (a permission, a timeout, a
     constraint the input checks do not know); nothing was written."""
+
+
+class DistributedUnsupportedError(SelfologyCountersError):
+    """Citus (the tables distributed by user_id) cannot do what was asked; the message says
+    why. Nothing was changed."""

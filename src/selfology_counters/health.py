@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from selfology_counters import distributed as citus
 from selfology_counters import model, objects
 from selfology_counters.connect import require_schema
 from selfology_counters.model import Counter
@@ -129,10 +130,12 @@ async def check(
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
+    distributed = await citus.is_distributed(connection, schema)
     if user_ids is None:
-        integrity = await connection.fetchrow(query("health.sql", "integrity", schema))
+        integrity_sql = query("health.sql", "integrity", schema, distributed=distributed)
+        integrity = await connection.fetchrow(integrity_sql)
     else:
-        integrity_sql = query("health.sql", "integrity_users", schema)
+        integrity_sql = query("health.sql", "integrity_users", schema, distributed=distributed)
         integrity = await connection.fetchrow(integrity_sql, list(user_ids))
     return CheckResult(
         audit.mode, checked, issues, audit.objects, audit.foreign_triggers,
@@ -217,13 +220,29 @@ async def repair(
         # A write committed while the trigger was off, after `found` was taken, is only seen
         # by a check that starts after the trigger is back on.
         found = await check(connection, user_id, schema)
+    distributed = found.audit is not None and found.audit.distributed
     for counter in model.COUNTERS:  # the one lock order
-        keys = sorted({i.key for i in found.issues if i.counter == counter.name})
-        for batch in _batches(keys, batch_size):
-            result.changes += await _repair_batch(connection, counter, batch, dry_run, schema)
+        issues = [i for i in found.issues if i.counter == counter.name]
+        for user, batch in _user_batches(issues, batch_size, distributed):
+            result.changes += await _repair_batch(connection, counter, batch, dry_run, schema, user)
             if progress is not None:
                 progress(len(batch))
     return result
+
+
+def _user_batches(
+    issues: Sequence[CounterIssue], size: int, distributed: bool
+) -> Iterator[tuple[int | None, list[int]]]:
+    """Batches of keys, ascending. Distributed (Citus), a batch holds the keys of one user, so
+    that its locks and recount go to that user's shard; otherwise any keys (user None)."""
+    if not distributed:
+        for batch in _batches(sorted({i.key for i in issues}), size):
+            yield None, batch
+        return
+    for user in sorted({i.user_id for i in issues}):
+        keys = sorted({i.key for i in issues if i.user_id == user})
+        for batch in _batches(keys, size):
+            yield user, batch
 
 
 async def _enable_constraints(
@@ -269,11 +288,12 @@ async def _repair_batch(
     keys: list[int],
     dry_run: bool,
     schema: str,
+    user: int | None = None,
 ) -> list[RepairChange]:
     """One batch, retried when PostgreSQL picks it as a deadlock or serialization victim."""
     for attempt in range(BATCH_ATTEMPTS):
         try:
-            return await _repair_batch_once(connection, counter, keys, dry_run, schema)
+            return await _repair_batch_once(connection, counter, keys, dry_run, schema, user)
         except RETRYABLE:
             if attempt == BATCH_ATTEMPTS - 1:
                 raise
@@ -287,8 +307,12 @@ async def _repair_batch_once(
     keys: list[int],
     dry_run: bool,
     schema: str,
+    user: int | None,
 ) -> list[RepairChange]:
     changes: list[RepairChange] = []
+    # On Citus (user given) the batch's statements name its user, the shard key.
+    distributed = user is not None
+    by_user = (user,) if distributed else ()
     created: set[int] = set()
     if counter.created_by_answers and not dry_run:
         # Missing rows are created (at zero) and committed on their own, before the batch
@@ -300,9 +324,12 @@ async def _repair_batch_once(
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
                 created = await _create_missing_rows(connection, counter, keys, schema)
             await connection.execute(query("health.sql", "lock_mode", schema))
-            await connection.execute(query("health.sql", f"lock_{counter.short}", schema), keys)
-            recount = query("health.sql", f"recount_{counter.short}", schema)
-            rows = await connection.fetch(recount, keys)
+            lock = query("health.sql", f"lock_{counter.short}", schema, distributed=distributed)
+            await connection.execute(lock, keys, *by_user)
+            recount = query(
+                "health.sql", f"recount_{counter.short}", schema, distributed=distributed
+            )
+            rows = await connection.fetch(recount, keys, *by_user)
             changes = [
                 RepairChange(
                     counter.name, r["key"], None if r["key"] in created else r["before"], r["after"]

@@ -33,6 +33,10 @@ XID = "xid"
 """The answers' column holding the id of the transaction that wrote the row (bigint of
 ``pg_current_xact_id()``): deferred mode's log order."""
 
+SHARD_KEY = "user_id"
+"""On Citus, the column every counted table is distributed by (co-located): an answer, its
+session and its user's counter rows live on one shard, so a counter write stays on it."""
+
 MODE_TABLE = "counter_mode"
 """One row: the counter mode and its horizon. Stored counters hold exactly the answers whose
 ``xid`` is below the horizon; the answers at or above it are pending."""

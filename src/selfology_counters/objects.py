@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from selfology_counters import distributed as citus
 from selfology_counters import model
 from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
@@ -108,6 +109,7 @@ class Audit:
     disabled_constraints: list[DisabledConstraint] = field(default_factory=list)
     replica_settings: list[str] = field(default_factory=list)  # where replica role is set
     subscriptions: list[str] = field(default_factory=list)  # "subscription: table"
+    distributed: bool = False  # the tables are distributed by Citus (distributed.py)
     partitioned: dict[str, int] = field(default_factory=dict)  # table: partitions holding rows
 
     @property
@@ -150,31 +152,48 @@ class Audit:
         return all(o.healthy for o in self.objects) and not self.problems
 
 
-def source_sql(obj: DbObject, schema: str = SCHEMA) -> str:
-    """The statement(s) that create ``obj``, rendered from the model."""
-    return query("objects.sql", obj.block, schema)
+def source_sql(obj: DbObject, schema: str = SCHEMA, *, distributed: bool = False) -> str:
+    """The statement(s) that create ``obj``, rendered from the model (``distributed``: the
+    variant for tables distributed by Citus, see distributed.py)."""
+    return query("objects.sql", obj.block, schema, distributed=distributed)
 
 
-def source_digest(obj: DbObject, schema: str = SCHEMA) -> str:
-    return hashlib.sha256(source_sql(obj, schema).encode()).hexdigest()[:16]
+def source_digest(obj: DbObject, schema: str = SCHEMA, *, distributed: bool = False) -> str:
+    source = source_sql(obj, schema, distributed=distributed)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def _stamp_sql(obj: DbObject, schema: str) -> str:
-    stamp = f"selfology-counters source={source_digest(obj, schema)}"
+def _stamp_sql(obj: DbObject, schema: str, distributed: bool) -> str:
+    stamp = f"selfology-counters source={source_digest(obj, schema, distributed=distributed)}"
     text = render(_STAMP_FILE, schema, obj=obj, source=stamp)
     return text.split(f"-- name: {obj.kind} --", 1)[1].split("-- name:", 1)[0].strip()
 
 
-def install_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) -> str:
+def install_statements(
+    objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA, *, distributed: bool = False
+) -> list[str]:
+    """The statements that (re)create ``objects`` in install order and stamp each, one
+    statement per item: Citus propagates trigger DDL to the shards by its query text, so a
+    string holding two statements is refused there."""
+    wanted = set(objects)
+    statements = []
+    for obj in model.OBJECTS:
+        if obj in wanted:
+            source = source_sql(obj, schema, distributed=distributed).rstrip().rstrip(";")
+            # A trigger's block is DROP TRIGGER; CREATE TRIGGER (no bodies, so no ";" inside).
+            parts = source.split(";\n") if obj.kind == "trigger" else [source]
+            statements += [part.strip() + ";" for part in parts]
+            statements.append(_stamp_sql(obj, schema, distributed))
+    return statements
+
+
+def install_sql(
+    objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA, *, distributed: bool = False
+) -> str:
     """One script that (re)creates ``objects`` in install order and stamps each.
 
     Runs in the caller's transaction, through asyncpg or psycopg alike (no parameters)."""
-    wanted = set(objects)
-    parts = []
-    for obj in model.OBJECTS:
-        if obj in wanted:
-            parts += [source_sql(obj, schema).rstrip().rstrip(";") + ";", _stamp_sql(obj, schema)]
-    return "\n\n".join(parts)
+    return "\n\n".join(install_statements(objects, schema, distributed=distributed))
 
 
 def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) -> str:
@@ -187,6 +206,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     """Each object of the model: installed, enabled as its counter mode wants, current (and
     why not)."""
     mode = await current_mode(connection, schema)
+    distributed = await citus.is_distributed(connection, schema)
     async with connection.transaction():
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
@@ -209,7 +229,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         partitioned = {r["table_name"]: r["partitions"] for r in await connection.fetch(
             partitions, schema, list(model.COUNTED_TABLES))}  # fmt: skip
     found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
-    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema, mode)
+    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema, mode, distributed)
                 for obj in model.OBJECTS]  # fmt: skip
     ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
     foreign = sorted(
@@ -217,7 +237,9 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     )
     constraints = [DisabledConstraint(r["table_name"], r["name"], r["constraint_name"])
                    for r in disabled]  # fmt: skip
-    return Audit(mode, statuses, foreign, constraints, replica, subscriptions, partitioned)
+    return Audit(
+        mode, statuses, foreign, constraints, replica, subscriptions, distributed, partitioned
+    )
 
 
 async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> str:
@@ -229,20 +251,24 @@ async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> 
     return str(await connection.fetchval(query("health.sql", "mode", schema)))
 
 
-def _status(obj: DbObject, row: asyncpg.Record | None, schema: str, mode: str) -> ObjectStatus:
+def _status(
+    obj: DbObject, row: asyncpg.Record | None, schema: str, mode: str, distributed: bool
+) -> ObjectStatus:
     wanted = mode in obj.modes
     if row is None:
         return ObjectStatus(obj, False, False, False, "not installed", wanted)
     enabled = row["enabled"] is None or row["enabled"] in ENABLED_STATES
-    reason = _why_not_current(obj, row["stamp"], row["definition"], schema)
+    reason = _why_not_current(obj, row["stamp"], row["definition"], schema, distributed)
     return ObjectStatus(obj, True, enabled, not reason, reason, wanted)
 
 
-def _why_not_current(obj: DbObject, stamp: str | None, definition: str, schema: str) -> str:
+def _why_not_current(
+    obj: DbObject, stamp: str | None, definition: str, schema: str, distributed: bool
+) -> str:
     fields = dict(part.split("=", 1) for part in (stamp or "").split() if "=" in part)
     if "source" not in fields or "definition" not in fields:
         return "not stamped by this release (installed by an older one, or by hand)"
-    if fields["source"] != source_digest(obj, schema):
+    if fields["source"] != source_digest(obj, schema, distributed=distributed):
         return "installed from another release's definition"
     if fields["definition"] != definition:
         return "edited since it was installed: its definition differs from the stamped one"

@@ -186,6 +186,11 @@ def plan_text(plan: Plan) -> str:
         f"database: {plan.state.value}, at revision {plan.revision or '(none of ours)'}",
         "would apply revisions: " + (", ".join(plan.revisions) or "none (up to date)"),
     ]
+    if plan.distribute:
+        lines.append(
+            "would distribute the tables by user_id on Citus (co-located) and install the "
+            "distributed variant of every function, trigger and view (docs/SCALING.md)"
+        )
     if plan.reinstall:
         lines.append("would reinstall (missing or not current):")
         lines += [f"  {o.kind} {o.label}: {o.state.value} ({o.reason})" for o in plan.reinstall]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -31,9 +32,10 @@ from selfology_counters.bench.harness import (
     rounds,
     silent,
 )
-from selfology_counters.bench.scratch import scratch_schema
+from selfology_counters.bench.scratch import benchmark_install, scratch_schema
 from selfology_counters.connect import connect, create_pool
 from selfology_counters.dao import OnboardingDAO
+from selfology_counters.distributed import citus_installed
 from selfology_counters.sqlfiles import query
 
 WARMUP = 50
@@ -118,27 +120,30 @@ async def run_benchmark(
     if inserts < 1:
         raise ValueError("the number of inserts must be at least 1")
     report = progress or silent
-    async with scratch_schema(dsn) as schema:
+    on_citus = await _on_citus(dsn)
+    async with scratch_schema(dsn, partial(benchmark_install, distributed=on_citus)) as schema:
         connection = await connect(dsn)  # settings, set-up, counting, bulk inserts, the check
         try:
             settings = await connection.fetchrow(query("health.sql", "settings", schema))
             result = BenchmarkResult(settings["version"], settings["synchronous_commit"], inserts)
             result.mode = (await deferred.set_mode(connection, mode, schema)).mode
-            result.series = await _sequential(dsn, schema, inserts, report)
+            result.series = await _sequential(dsn, schema, inserts, report, on_citus)
             if mode == model.DEFERRED:  # so that the worker's ages are the writers' alone
                 await deferred.fold_once(connection, schema)
             async with _folding_if_deferred(dsn, schema, mode) as worker:
                 for users in (1, concurrency) if concurrency else ():
                     result.concurrency.append(
-                        await _concurrent(dsn, connection, schema, concurrency, users, report)
+                        await _concurrent(
+                            dsn, connection, schema, concurrency, users, report, on_citus
+                        )
                     )
             if mode == model.DEFERRED:  # so that the timed fold below folds the bulk alone
                 await deferred.fold_once(connection, schema)
             if bulk_rows:
                 result.bulk = await _bulk(connection, schema, bulk_rows, report)
             if mode == model.DEFERRED:
-                result.deferred = await _deferred_figures(dsn, connection, schema, inserts,
-                                                          worker, report)  # fmt: skip
+                result.deferred = await _deferred_figures(
+                    dsn, connection, schema, inserts, concurrency, worker, report)  # fmt: skip
             checked = await health.check(connection, schema=schema)
         finally:
             await connection.close()
@@ -147,8 +152,17 @@ async def run_benchmark(
     return result
 
 
+async def _on_citus(dsn: str) -> bool:
+    """A Citus coordinator: the scratch schema is distributed as ``migrate`` would."""
+    connection = await connect(dsn)
+    try:
+        return await citus_installed(connection)
+    finally:
+        await connection.close()
+
+
 async def _sequential(
-    dsn: str, schema: str, inserts: int, report: Progress
+    dsn: str, schema: str, inserts: int, report: Progress, on_citus: bool = False
 ) -> dict[str, LatencySummary]:
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
@@ -166,6 +180,8 @@ async def _sequential(
             "dao_metrics": lambda i: timed.save_answer(session, f"q{i}", text),
             "bot_insert": lambda i: pool.fetchval(bot_sql, session, f"q{i}", text),
         }
+        if on_citus:  # Citus refuses an INSERT without user_id, the shard key
+            del operations["bot_insert"]
         samples = await rounds(operations, inserts, report, "sequential", warmup=WARMUP)
         return {name: LatencySummary.of(values) for name, values in samples.items()}
     finally:
@@ -174,7 +190,7 @@ async def _sequential(
 
 async def _concurrent(
     dsn: str, connection: asyncpg.Connection, schema: str, writers: int, users: int,
-    report: Progress,
+    report: Progress, on_citus: bool = False,
 ) -> ConcurrentResult:  # fmt: skip
     """``writers`` connections insert at the same moment, on one user or on ``users`` users."""
     user_ids = [1000 + w % users for w in range(writers)]
@@ -185,10 +201,12 @@ async def _concurrent(
     # as a server with max_connections = C lets a superuser open.
     others = await asyncio.gather(*(connect(dsn) for _ in range(writers - 1)))
     connections = [connection, *others]
-    insert = query("dao.sql", "insert_answer", schema)
+    insert = query("dao.sql", "insert_answer", schema, distributed=on_citus)
+    owners = [(user,) if on_citus else () for user in user_ids]  # Citus: the shard key too
+    writing = zip(connections, sessions, owners, strict=True)
     try:
         errors, seconds = await release_together(
-            [_writer(c, insert, s) for c, s in zip(connections, sessions, strict=True)], PER_WRITER
+            [_writer(c, insert, s, owner) for c, s, owner in writing], PER_WRITER
         )
     finally:
         await asyncio.gather(*(c.close() for c in others))
@@ -199,9 +217,11 @@ async def _concurrent(
     return ConcurrentResult.of("dao", users, writers, attempted, errors, seconds, accounting)
 
 
-def _writer(connection: asyncpg.Connection, sql: str, session: int) -> Operation:
+def _writer(
+    connection: asyncpg.Connection, sql: str, session: int, owner: tuple[int, ...]
+) -> Operation:
     """The DAO's own INSERT of one answer, on the writer's connection."""
-    return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6)
+    return lambda k: connection.fetchval(sql, session, f"c{k}", "answer", 6, *owner)
 
 
 async def _total(connection: asyncpg.Connection, schema: str, user_ids: list[int]) -> int:
@@ -244,15 +264,22 @@ async def _folding_if_deferred(
 
 
 async def _deferred_figures(
-    dsn: str, connection: asyncpg.Connection, schema: str, inserts: int,
+    dsn: str, connection: asyncpg.Connection, schema: str, inserts: int, concurrency: int,
     worker: deferred.Worker | None, report: Progress,
 ) -> deferred_bench.DeferredFigures:  # fmt: skip
     p99, worst = deferred_bench.oldest_ages(worker) if worker else (None, None)
     rows, seconds = await deferred_bench.fold_rate(connection, schema)
-    read, select_one = await deferred_bench.reads_under_load(dsn, schema, inserts, report)
+    writers = concurrency or deferred_bench.READ_LOAD_WRITERS
+    reads = await deferred_bench.reads_under_load(dsn, schema, inserts, writers, report)
     return deferred_bench.DeferredFigures(
-        worker.summary.folds if worker else 0, p99, worst, rows, seconds, read, select_one
-    )
+        worker.summary.folds if worker else 0, p99, worst, rows, seconds, writers,
+        reads["exact_read"], reads["reader_call"], reads["select_one"],
+    )  # fmt: skip
+
+
+def _measured(result: BenchmarkResult) -> list[tuple[str, str]]:
+    """The series this run measured (on Citus, not the bot's INSERT without user_id)."""
+    return [(name, label) for name, label in SERIES.items() if name in result.series]
 
 
 def text(result: BenchmarkResult) -> str:
@@ -268,7 +295,7 @@ def text(result: BenchmarkResult) -> str:
         f" {'x the time of bare':>18}",
         "─" * 47 + "┼" + "─" * 11 + "┼" + "─" * 12 + "┼" + "─" * 13 + "┼" + "─" * 20,
     ]
-    for name, label in SERIES.items():
+    for name, label in _measured(result):
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.avg_ms:>7.3f}ms │ {s.total_ms:>8.0f}ms │ {s.per_second:>7.0f}/sec │"
@@ -276,7 +303,7 @@ def text(result: BenchmarkResult) -> str:
         )
     header = f"{'Latency (ms)':46} │ {'p50':>7} │ {'p95':>7} │ {'p99':>7} │ p50, x the time of bare"
     lines += ["", header]
-    for name, label in SERIES.items():
+    for name, label in _measured(result):
         s = result.series[name]
         lines.append(
             f"{label:46} │ {s.p50_ms:>7.3f} │ {s.p95_ms:>7.3f} │ {s.p99_ms:>7.3f} │"
@@ -319,7 +346,12 @@ def _deferred_text(d: DeferredFigures) -> list[str]:
         f"  worker during the concurrent tests: {d.folds} folds; oldest answer per fold {age}",
         f"  one fold of {d.fold_rows} pending answers: {d.fold_seconds:.3f} s "
         f"({d.fold_rows_per_second:.0f} answers/s)",
-        f"  exact read (answers_of_user) under {deferred_bench.READ_LOAD_WRITERS} writers and "
-        f"the worker: {d.exact_read.avg_ms:.3f} ms avg (p50 {d.exact_read.p50_ms:.3f}), "
-        f"SELECT 1 {d.select_one.avg_ms:.3f} ms: {d.read_ratio:.2f}x the round trip (time)",
+        f"  exact read under {d.writers} writers (another process) and the worker, against a "
+        f"SELECT 1 round trip on the same connection (time: lower is better):",
+        f"    OnboardingDAO's read {d.exact_read.p50_ms:.3f} ms p50 "
+        f"({d.exact_read.avg_ms:.3f} avg), SELECT 1 {d.select_one.p50_ms:.3f} ms p50 "
+        f"({d.select_one.avg_ms:.3f} avg): "
+        f"{d.read_ratio_p50:.2f}x p50, {d.read_ratio:.2f}x avg",
+        f"    SELECT answers_of_user($1) {d.reader_call.p50_ms:.3f} ms p50: "
+        f"{d.reader_call.p50_ms / d.select_one.p50_ms:.2f}x p50",
     ]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -16,7 +18,7 @@ from selfology_counters.bench.harness import LatencySummary, Progress, percentil
 from selfology_counters.connect import connect
 from selfology_counters.sqlfiles import query
 
-READ_LOAD_WRITERS = 20  # writers inserting while the reads are timed
+READ_LOAD_WRITERS = 100  # the issue's load: as many writers as the concurrency tests
 READ_USER = 3
 
 
@@ -27,7 +29,9 @@ class DeferredFigures:
     oldest_age_max_s: float | None
     fold_rows: int  # one fold of the bulk inserts' answers
     fold_seconds: float
-    exact_read: LatencySummary  # answers_of_user, with writers writing and the worker folding
+    writers: int  # inserting, from another process, while the reads were timed
+    exact_read: LatencySummary  # OnboardingDAO's read (the reader's expression, prepared)
+    reader_call: LatencySummary  # SELECT answers_of_user($1), the public function
     select_one: LatencySummary  # SELECT 1 on the same connection, interleaved
 
     @property
@@ -36,7 +40,12 @@ class DeferredFigures:
 
     @property
     def read_ratio(self) -> float:
+        """The DAO's exact read against SELECT 1, averages (time: lower is better)."""
         return self.exact_read.avg_ms / self.select_one.avg_ms
+
+    @property
+    def read_ratio_p50(self) -> float:
+        return self.exact_read.p50_ms / self.select_one.p50_ms
 
 
 @contextlib.asynccontextmanager
@@ -59,43 +68,76 @@ async def fold_rate(connection: asyncpg.Connection, schema: str) -> tuple[int, f
 
 
 async def reads_under_load(
-    dsn: str, schema: str, count: int, report: Progress
-) -> tuple[LatencySummary, LatencySummary]:
-    """The exact read and SELECT 1, interleaved, while writers insert and a worker folds."""
+    dsn: str, schema: str, count: int, writers: int, report: Progress
+) -> dict[str, LatencySummary]:
+    """The DAO's exact read, the reader function and SELECT 1, interleaved on one connection,
+    while ``writers`` connections insert answers and a worker folds. The writers run in a
+    process of their own, so that their client work does not slow this process's reads (and
+    make every read look alike): what is left is the server's load, as in production."""
     setup = await connect(dsn)
     try:
         create = query("bench.sql", "create_session", schema)
-        sessions = [await setup.fetchval(create, READ_USER + w) for w in range(READ_LOAD_WRITERS)]
+        sessions = [await setup.fetchval(create, READ_USER + w) for w in range(writers)]
     finally:
         await setup.close()
-    stop = asyncio.Event()
-    writers = [asyncio.create_task(_write_until(dsn, schema, s, stop)) for s in sessions]
     reader = await connect(dsn)
-    read_sql = query("bench.sql", "user_total", schema)
+    statements = {
+        "exact_read": query("dao.sql", "user_total_answers", schema),
+        "reader_call": query("bench.sql", "user_total", schema),
+    }
+    context = multiprocessing.get_context("spawn")
+    stop, started = context.Event(), context.Event()
+    load = context.Process(
+        target=_write_until_stopped, args=(dsn, schema, sessions, stop, started), daemon=True
+    )
+    load.start()
     try:
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 60)
         async with folding(dsn, schema):
             samples = await rounds(
-                {"exact_read": lambda _i: reader.fetchval(read_sql, READ_USER),
+                {"exact_read": lambda _i: reader.fetchval(statements["exact_read"], READ_USER),
+                 "reader_call": lambda _i: reader.fetchval(statements["reader_call"], READ_USER),
                  "select_one": lambda _i: reader.fetchval("SELECT 1")},
                 count, report, "reads", warmup=50,
             )  # fmt: skip
     finally:
         stop.set()
-        await asyncio.gather(*writers)
+        await asyncio.get_running_loop().run_in_executor(None, load.join, 60)
+        if load.is_alive():
+            load.kill()
         await reader.close()
-    return LatencySummary.of(samples["exact_read"]), LatencySummary.of(samples["select_one"])
+    return {name: LatencySummary.of(taken) for name, taken in samples.items()}
 
 
-async def _write_until(dsn: str, schema: str, session: int, stop: asyncio.Event) -> None:
-    connection = await connect(dsn)
-    insert = query("dao.sql", "insert_answer", schema)
-    try:
-        k = 0
-        while not stop.is_set():
-            await connection.fetchval(insert, session, f"r{k}", "answer", 6)
-            k += 1
-    finally:
-        await connection.close()
+def _write_until_stopped(
+    dsn: str, schema: str, sessions: list[int], stop: Any, started: Any
+) -> None:
+    """The writers' process: one connection per session, inserting until ``stop`` is set."""
+
+    async def main() -> None:
+        connections = [await connect(dsn) for _ in sessions]
+        insert = query("dao.sql", "insert_answer", schema)
+        done = asyncio.Event()
+
+        async def write(connection: asyncpg.Connection, session: int) -> None:
+            k = 0
+            while not done.is_set():
+                await connection.fetchval(insert, session, f"r{k}", "answer", 6)
+                k += 1
+
+        tasks = [
+            asyncio.create_task(write(c, s)) for c, s in zip(connections, sessions, strict=True)
+        ]
+        started.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        done.set()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for connection in connections:
+                await connection.close()
+
+    asyncio.run(main())
 
 
 def oldest_ages(worker: deferred.Worker) -> tuple[float | None, float | None]:

@@ -37,12 +37,24 @@ def scratch_name(label: str = "") -> str:
     return SCRATCH_PREFIX + (f"{label}_" if label else "") + secrets.token_hex(6)
 
 
-def benchmark_install(schema: str) -> list[str]:
-    """The shipped design and the benchmark's bare table (what ``benchmark`` measures)."""
+def benchmark_install(schema: str, *, distributed: bool = False) -> list[str]:
+    """The shipped design and the benchmark's bare table (what ``benchmark`` measures);
+    ``distributed``: on a Citus coordinator, distributed as ``migrate`` does it, the bare
+    table co-located with the others."""
+    if not distributed:
+        return [
+            *revisions.head_schema_sql(schema),
+            objects.install_sql(schema=schema),
+            query("bench.sql", "create_bare_table", schema),
+        ]
     return [
         *revisions.head_schema_sql(schema),
-        objects.install_sql(schema=schema),
-        query("bench.sql", "create_bare_table", schema),
+        query("distributed.sql", "unsafe_triggers"),
+        query("distributed.sql", "sequential"),
+        query("distributed.sql", "keys", schema),
+        query("bench.sql", "create_bare_table", schema, distributed=True),
+        query("distributed.sql", "distribute", schema, also=("bare_answers",)),
+        *objects.install_statements(schema=schema, distributed=True),
     ]
 
 

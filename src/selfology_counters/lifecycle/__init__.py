@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from selfology_counters import health, objects
+from selfology_counters import distributed, health, model, objects
 from selfology_counters.connect import connect
-from selfology_counters.lifecycle import adopt, revisions
+from selfology_counters.lifecycle import adopt, citus, revisions
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
@@ -44,11 +44,12 @@ class Plan:
     revisions: list[str]  # to apply, oldest first
     reinstall: list[ObjectStatus]  # installed objects that are not current, or missing
     adoption: adopt.AdoptionReport | None  # the original schema's adoption steps and SQL
+    distribute: bool = False  # a Citus coordinator whose tables are not distributed yet
 
     @property
     def recount(self) -> bool:
         """Every counter is recounted (repair) after revisions ran or objects were installed."""
-        return bool(self.revisions or self.reinstall)
+        return bool(self.revisions or self.reinstall or self.distribute)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -62,6 +63,7 @@ class Plan:
             "reinstall": [o.as_dict() for o in self.reinstall],
             "recount": self.recount,
             "adoption": None if self.adoption is None else self.adoption.as_dict(),
+            "distribute": self.distribute,
         }
 
 
@@ -133,6 +135,9 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
         if planned.revisions:
             say(f"applying revisions: {', '.join(planned.revisions)}")
             await asyncio.to_thread(revisions.run_upgrade, dsn)
+        if planned.distribute or await citus.needs_distributing(connection):
+            say(f"distributing the tables by {model.SHARD_KEY} on Citus (co-located)")
+            await citus.distribute(connection)
         outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption)
         outcome.reinstalled, corrected = await settle(
             connection, recount=planned.recount, progress=say
@@ -166,7 +171,11 @@ async def _plan(connection: asyncpg.Connection, dsn: str) -> Plan:
     reinstall: list[ObjectStatus] = []
     if state is DatabaseState.OURS:
         reinstall = (await objects.audit(connection)).not_current
-    return Plan(state, at, revisions.pending_revisions(at), reinstall, None)
+    pending = revisions.pending_revisions(at)
+    distribute = await distributed.citus_installed(connection) and (
+        state is DatabaseState.EMPTY or await citus.needs_distributing(connection)
+    )
+    return Plan(state, at, pending, reinstall, None, distribute)
 
 
 async def settle(
@@ -194,7 +203,8 @@ async def settle_dsn(dsn: str, *, recount: bool) -> tuple[list[str], int]:
 
 async def _reinstall(connection: asyncpg.Connection) -> list[str]:
     """Reinstall, in one short transaction, every object that is missing or not current."""
-    broken = (await objects.audit(connection)).not_current
+    audit = await objects.audit(connection)
+    broken = audit.not_current
     if not broken:
         return []
     wanted = [status.obj for status in broken]
@@ -202,7 +212,10 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
     async def install() -> None:
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            await connection.execute(objects.install_sql(wanted))
+            if audit.distributed:
+                await connection.execute(query("distributed.sql", "unsafe_triggers"))
+            for statement in objects.install_statements(wanted, distributed=audit.distributed):
+                await connection.execute(statement)
 
     await retrying(install)
     return [status.label for status in broken]

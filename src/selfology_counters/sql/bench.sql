@@ -2,12 +2,13 @@
 -- functions and triggers as `selfology` (installed from the same files).
 
 -- name: create_bare_table --
--- The floor: the same table, indexes and foreign key as user_answers_new, without triggers.
+-- The floor: the same table, indexes and foreign key as user_answers_new, without triggers
+-- (distributed: as on Citus, without ON UPDATE CASCADE).
 CREATE TABLE ${schema}.bare_answers (LIKE ${schema}.user_answers_new
     INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY);
 ALTER TABLE ${schema}.bare_answers ADD CONSTRAINT bare_answers_session_fk
     FOREIGN KEY (session_id, user_id) REFERENCES ${schema}.onboarding_sessions (id, user_id)
-    ON DELETE CASCADE ON UPDATE CASCADE
+    ON DELETE CASCADE${"" if context.get("distributed", False) else " ON UPDATE CASCADE"}
 
 -- name: create_session --
 INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id

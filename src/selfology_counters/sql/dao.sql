@@ -1,9 +1,21 @@
 -- Statements of OnboardingDAO. None of them touches a counter: the triggers do.
-
+<%namespace name="truth" file="truth.sql"/>
+<%
+    # Distributed (Citus): Citus sends an INSERT ... SELECT with bind parameters to every
+    # shard (and through the coordinator), so there the inserts are plain VALUES naming the
+    # session's user ($5, the shard key), each preceded in its transaction by lock_session:
+    # both go to that user's shard alone.
+    distributed = context.get("distributed", False)
+%>
 -- name: start_session --
 INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
+% if distributed:
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+VALUES ($1, $5, $2, $3, $4)
+RETURNING id
+% else:
 -- One round trip: the session lookup that validates the session also supplies user_id.
 -- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
 -- makes a session completed or moved at this moment re-checked on its latest version.
@@ -13,8 +25,17 @@ SELECT s.id, s.user_id, $2, $3, $4
  WHERE s.id = $1 AND s.status = 'active'
    FOR NO KEY UPDATE OF s
 RETURNING id
+% endif
 
 -- name: insert_answers --
+% if distributed:
+INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+SELECT $1, $5, a.question_json_id, a.raw_answer, a.answer_length
+  FROM unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
+           AS a(question_json_id, raw_answer, answer_length, ord)
+ ORDER BY a.ord
+RETURNING id
+% else:
 INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
   FROM ${schema}.onboarding_sessions s,
@@ -24,9 +45,20 @@ SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
  ORDER BY a.ord
    FOR NO KEY UPDATE OF s
 RETURNING id
+% endif
+
+-- name: lock_session --
+-- Distributed (Citus) only, in the insert's transaction: the lock the plain INSERT takes.
+SELECT status FROM ${schema}.onboarding_sessions
+ WHERE id = $1 AND ${model.SHARD_KEY} = $2
+   FOR NO KEY UPDATE
 
 -- name: session_status --
 SELECT status FROM ${schema}.onboarding_sessions WHERE id = $1
+
+-- name: session_owner --
+-- Distributed (Citus) only: the session's user, which never changes there.
+SELECT ${model.SHARD_KEY} FROM ${schema}.onboarding_sessions WHERE id = $1
 
 -- name: delete_answer --
 DELETE FROM ${schema}.user_answers_new WHERE id = $1 RETURNING id
@@ -39,11 +71,13 @@ RETURNING id
 
 -- name: user_total_answers --
 -- Exact in either counter mode (stored + pending, one snapshot); 0 for a user never seen.
-SELECT ${schema}.${model.USER_STATS.reader}($1)
+-- The expression of the public reader function, not a call of it: a prepared statement
+-- skips the PL/pgSQL call, a few microseconds of a read that costs a few tens.
+SELECT ${truth.exact_of(model.USER_STATS, "$1")}
 
 -- name: personality_count --
 -- NULL when the user has no digital_personality row.
-SELECT ${schema}.${model.PERSONALITY.reader}($1)
+SELECT ${truth.exact_of(model.PERSONALITY, "$1")}
 
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at

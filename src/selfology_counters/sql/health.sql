@@ -19,28 +19,44 @@ SELECT pid, datname AS database, state, now() - xact_start AS age
  ORDER BY age(backend_xid) DESC
  LIMIT 1
 
+<%
+    K = model.SHARD_KEY
+    distributed = context.get("distributed", False)
+    # Distributed (Citus): a session is found by its id and its user, the shard key; an
+    # answer whose user is not its session's then shows as an answer without a session (no
+    # session of that id on its user's shard), and the second column stays 0.
+    of_same_user = f" AND s.{K} = a.{K}" if distributed else ""
+%>
 -- name: integrity --
 -- Answers that no counter rule can place: with no session, or with another user than their
 -- session's (possible only while the foreign key is disabled, deferred or dropped).
 SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
          WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
-                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
            AS answers_without_session,
+% if distributed:
+       0::bigint AS answers_with_another_user
+% else:
        (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
           JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
          WHERE a.user_id <> s.user_id) AS answers_with_another_user
+% endif
 
 -- name: integrity_users --
 SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
          WHERE a.user_id = ANY ($1::bigint[])
            AND NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
-                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}))
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
            AS answers_without_session,
+% if distributed:
+       0::bigint AS answers_with_another_user
+% else:
        (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
           JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
          WHERE (a.user_id = ANY ($1::bigint[]) OR s.user_id = ANY ($1::bigint[]))
            AND a.user_id <> s.user_id)
            AS answers_with_another_user
+% endif
 
 ## check_all and check_users stay two statements (not `$1 IS NULL OR user_id = ANY ($1)`) so
 ## that a prepared check_users always plans with the user filter, which reaches the user_id
@@ -68,20 +84,23 @@ ${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 ## committed before the locks were granted. The stored value holds the answers below the
 ## horizon (all of them in immediate mode).
 
+## Distributed (Citus): a batch is one user's keys ($2, the shard key), so that Citus sends
+## the lock and the recount to that user's shard (it refuses a row lock across shards).
+<%def name="by_user(counter, prefix)">${f" AND {prefix}{model.SHARD_KEY} = $2" if context.get("distributed", False) else ""}</%def>
 -- name: lock_mode --
 SELECT horizon FROM ${schema}.${model.MODE_TABLE} FOR SHARE
 
 % for c in model.COUNTERS:
 -- name: lock_${c.short} --
-SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[]) ORDER BY ${c.key}
+SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[])${by_user(c, "")} ORDER BY ${c.key}
    FOR NO KEY UPDATE
 
 -- name: recount_${c.short} --
 UPDATE ${schema}.${c.table} t
    SET ${c.column} = r.actual${f", {c.touched} = now()" if c.touched else ""}
   FROM (SELECT t.${c.key} AS key, t.${c.column} AS before, ${truth.folded_of(c, "t")}::integer AS actual
-          FROM ${schema}.${c.table} t WHERE t.${c.key} = ANY ($1::bigint[])) r
- WHERE t.${c.key} = r.key AND t.${c.column} IS DISTINCT FROM r.actual
+          FROM ${schema}.${c.table} t WHERE t.${c.key} = ANY ($1::bigint[])${by_user(c, "t.")}) r
+ WHERE t.${c.key} = r.key${by_user(c, "t.")} AND t.${c.column} IS DISTINCT FROM r.actual
 RETURNING t.${c.key} AS key, r.before, r.actual AS after
 
 %   if c.created_by_answers:
@@ -106,14 +125,17 @@ SELECT count(*) FROM ${schema}.${model.ANSWERS} WHERE answered_at > now() - inte
 
 -- name: lock_waiters --
 -- Sessions waiting on a lock right now while holding or awaiting one on a counted table
--- (a writer blocked on a counter row holds a lock on the table it writes).
+-- (a writer blocked on a counter row holds a lock on the table it writes). In this database
+-- only: a relation's oid means another table in another database.
 SELECT a.pid, a.wait_event, now() - a.query_start AS waiting_for, left(a.query, 200) AS query
   FROM pg_stat_activity a
- WHERE a.wait_event_type = 'Lock'
+ WHERE a.wait_event_type = 'Lock' AND a.datname = current_database()
    AND EXISTS (SELECT 1 FROM pg_locks l
                  JOIN pg_class c ON c.oid = l.relation
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE l.pid = a.pid AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
+                WHERE l.pid = a.pid
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
 
 -- name: table_stats --
 SELECT t.relname AS table_name,

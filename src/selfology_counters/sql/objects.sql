@@ -22,10 +22,20 @@
     DELETED = f"SELECT {{k}} AS k, -1 AS d FROM old_answers WHERE {X} < h"
     MOVED = (f"SELECT {{k}} AS k, 1 AS d FROM new_answers WHERE {X} < h"
              f" UNION ALL SELECT {{k}}, -1 FROM old_answers WHERE {X} < h")
+    # Citus (model.SHARD_KEY distributes every table): a trigger fires on a shard, and each
+    # counter write in it must name the shard key, so that Citus routes it to the co-located
+    # shard on the same node; a write it cannot route is refused ("cannot execute a
+    # distributed query from a query on a shard"). Plain PostgreSQL renders as before.
+    distributed = context.get("distributed", False)
+    K = model.SHARD_KEY
 %>
 ## The user_stats upsert for keys gaining answers, written once: a row another transaction
 ## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
 ## instead would miss one committed between the two statements and lose its count.
+## now() for a CASE or COALESCE: Citus refuses a non-immutable function there (it could not
+## evaluate it once for the shard), so the distributed variant reads it into now_ first.
+<%def name="now_()">${"now_" if context.get("distributed", False) else "now()"}</%def>
+<%def name="declare_now()">${" now_ timestamptz := now();" if context.get("distributed", False) else ""}</%def>
 <%def name="add_to_new_user_stats(rows)">
         INSERT INTO ${schema}.${model.USER_STATS.table} AS us
                (${model.USER_STATS.key}, ${model.USER_STATS.column}, first_answer_at, ${model.USER_STATS.touched})
@@ -61,17 +71,17 @@
 ## A statement's net change per key (``rows``: one (k, d) per answer, ``{k}`` the column), into
 ## the sorted arrays apply takes (<prefix>_ids, <prefix>_deltas); keys that net zero are left
 ## out, so they are neither written nor locked.
-<%def name="key_deltas(prefix, column, rows)">
+<%def name="key_deltas(prefix, column, rows, keep_zero=False)">
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO ${prefix}_ids, ${prefix}_deltas
       FROM (SELECT k, sum(d)::integer AS d FROM (${rows.format(k=column)}) r
-             GROUP BY k HAVING sum(d) <> 0) x;</%def>
+             GROUP BY k${"" if keep_zero else " HAVING sum(d) <> 0"}) x;</%def>
 ## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
 ## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
 ## when it found nothing.
 <%def name="add_to_user_stats_one(user, n)">
         UPDATE ${schema}.${model.USER_STATS.table}
            SET ${model.USER_STATS.column} = ${model.USER_STATS.column} + ${n},
-               first_answer_at = COALESCE(first_answer_at, now()),
+               first_answer_at = COALESCE(first_answer_at, ${now_()}),
                ${model.USER_STATS.touched} = now()
          WHERE ${model.USER_STATS.key} = ${user};
         IF NOT FOUND THEN
@@ -82,23 +92,33 @@ ${add_to_new_user_stats(f"VALUES ({user}, {n}, now(), now())")}
 -- Applies per-key deltas. The arrays are sorted by key, with no zero delta. The single-key
 -- case needs no explicit lock ordering; several keys are locked in ascending order first, so
 -- that two statements touching the same keys can never deadlock on the counters.
+% if distributed:
+-- Distributed: user_ids holds every user of the statement's rows, zero deltas included (a
+-- move between two sessions of one user nets zero for the user): the sessions' updates name
+-- them, which routes them to this shard; the zeros are dropped before the users' updates.
+% endif
 CREATE OR REPLACE FUNCTION ${fn['apply']}(
     session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    updated_ids bigint[];
+    updated_ids bigint[];${declare_now()}${" owners bigint[] := user_ids;" if distributed else ""}
 BEGIN
+% if distributed:
+    SELECT array_agg(d.key ORDER BY d.key), array_agg(d.delta ORDER BY d.key)
+      INTO user_ids, user_deltas
+      FROM unnest(user_ids, user_deltas) AS d(key, delta) WHERE d.delta <> 0;
+% endif
     IF cardinality(session_ids) = 1 THEN
         UPDATE ${sessions}
            SET ${S.column} = GREATEST(${S.column} + session_deltas[1], 0)
-         WHERE ${S.key} = session_ids[1];
+         WHERE ${S.key} = session_ids[1]${f" AND {K} = ANY (owners)" if distributed else ""};
     ELSIF cardinality(session_ids) > 1 THEN
         PERFORM 1 FROM ${sessions}
-          WHERE ${S.key} = ANY (session_ids) ORDER BY ${S.key} FOR NO KEY UPDATE;
+          WHERE ${S.key} = ANY (session_ids)${f" AND {K} = ANY (owners)" if distributed else ""} ORDER BY ${S.key} FOR NO KEY UPDATE;
         UPDATE ${sessions} s
            SET ${S.column} = GREATEST(s.${S.column} + d.delta, 0)
           FROM unnest(session_ids, session_deltas) AS d(key, delta)
-         WHERE s.${S.key} = d.key;
+         WHERE s.${S.key} = d.key${f" AND s.{K} = ANY (owners)" if distributed else ""};
     END IF;
 
     IF cardinality(user_ids) = 1 THEN
@@ -121,11 +141,11 @@ ${add_to_user_stats_one("user_ids[1]", "user_deltas[1]")}
             UPDATE ${stats} us
                SET ${U.column} = GREATEST(us.${U.column} + d.delta, 0),
                    first_answer_at = CASE WHEN d.delta > 0
-                                          THEN COALESCE(us.first_answer_at, now())
+                                          THEN COALESCE(us.first_answer_at, ${now_()})
                                           ELSE us.first_answer_at END,
                    ${U.touched} = now()
               FROM unnest(user_ids, user_deltas) AS d(key, delta)
-             WHERE us.${U.key} = d.key
+             WHERE us.${U.key} = d.key${f" AND us.{K} = ANY (user_ids)" if distributed else ""}
             RETURNING us.${U.key})
         SELECT array_agg(${U.key}) INTO updated_ids FROM updated;
         -- Users gaining their first row: exactly those the UPDATE did not reach.
@@ -140,7 +160,7 @@ ${add_to_new_user_stats(f'''SELECT d.key, d.delta, now(), now()
            SET ${P.column} = GREATEST(dp.${P.column} + d.delta, 0),
                ${P.touched} = now()
           FROM unnest(user_ids, user_deltas) AS d(key, delta)
-         WHERE dp.${P.key} = d.key;
+         WHERE dp.${P.key} = d.key${f" AND dp.{K} = ANY (user_ids)" if distributed else ""};
     END IF;
 END;
 $$;
@@ -151,7 +171,7 @@ CREATE OR REPLACE FUNCTION ${fn['on_insert']}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer; s_lo bigint; s_hi bigint; u_lo bigint; u_hi bigint;
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];${declare_now()}
 BEGIN
     SELECT count(*), min(${S.source}), max(${S.source}), min(${U.source}), max(${U.source})
       INTO n, s_lo, s_hi, u_lo, u_hi FROM new_answers;
@@ -164,7 +184,7 @@ BEGIN
         -- 15 us per INSERT, measured with pgbench.
         UPDATE ${sessions}
            SET ${S.column} = ${S.column} + n
-         WHERE ${S.key} = s_lo;
+         WHERE ${S.key} = s_lo${f" AND {K} = u_lo" if distributed else ""};
 ${add_to_user_stats_one("u_lo", "n")}
         UPDATE ${personality}
            SET ${P.column} = ${P.column} + n, ${P.touched} = now()
@@ -207,8 +227,9 @@ DECLARE
 BEGIN
 ${read_horizon()}
 ${key_deltas("s", S.source, MOVED)}
-${key_deltas("u", U.source, MOVED)}
-    IF s_ids IS NULL AND u_ids IS NULL THEN
+${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
+    ## Distributed: no answer changes user, so no session moved means nothing to apply.
+    IF s_ids IS NULL${"" if distributed else " AND u_ids IS NULL"} THEN
         RETURN NULL;
     END IF;
     PERFORM ${fn['apply']}(
@@ -224,6 +245,13 @@ $$;
 CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+% if distributed:
+    -- Distributed: the trigger fires on every shard as well, where resetting the counters of
+    -- all users would be a query across shards, which Citus refuses inside a shard's trigger.
+    RAISE EXCEPTION 'TRUNCATE of ${model.ANSWERS} is refused on Citus: the counters could not be reset with it'
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'DELETE the answers instead: the counters follow';
+% else:
     -- TRUNCATE removes every answer whatever the snapshot, but under REPEATABLE READ the
     -- UPDATEs below would only reach counter rows that snapshot sees; rows created since
     -- would keep their counts. Refuse rather than leave them wrong.
@@ -237,6 +265,7 @@ BEGIN
      WHERE ${U.column} <> 0;
     UPDATE ${personality} SET ${P.column} = 0, ${P.touched} = now()
      WHERE ${P.column} <> 0;
+% endif
     RETURN NULL;
 END;
 $$;
@@ -253,12 +282,25 @@ BEGIN
                                 AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
         -- FOR KEY SHARE: if the session is moving to another user right now, wait for that
         -- and read the new user, or the foreign key check would see a stale pair and fail.
+% if distributed:
+        -- Distributed: an answer keeps its user (the shard key), so its new session must
+        -- be one of that user's. (An INSERT without user_id never gets here: Citus refuses
+        -- it first, since it cannot tell which shard the row goes to.)
+        PERFORM 1 FROM ${sessions} s
+          WHERE s.${S.key} = NEW.session_id AND s.${K} = OLD.${K} FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'answer % cannot move to session %: on Citus an answer stays with its user %, and that session is not one of theirs',
+                  OLD.id, NEW.session_id, OLD.${K}
+                  USING ERRCODE = 'feature_not_supported';
+        END IF;
+% else:
         SELECT s.user_id INTO NEW.user_id
           FROM ${sessions} s WHERE s.${S.key} = NEW.session_id FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
                   USING ERRCODE = 'foreign_key_violation';
         END IF;
+% endif
     END IF;
     IF NEW.answer_length IS NULL OR (TG_OP = 'UPDATE' AND NEW.raw_answer IS DISTINCT FROM OLD.raw_answer
                                       AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length) THEN
@@ -364,7 +406,7 @@ $$;
 CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    m record; h bigint; lo bigint; sign integer;
+    m record; h bigint; lo bigint; sign integer; enable text;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
@@ -384,7 +426,13 @@ BEGIN
         h := ${model.HORIZON_IMMEDIATE};
         lo := m.horizon;
         sign := 1;
-        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', '${answers}', '${tg['insert']}');
+        -- As the delete trigger is: ENABLE ALWAYS on a subscriber whose apply worker's
+        -- writes our triggers count (docs/COUNTER_ARCHITECTURE.md), else ENABLE.
+        SELECT CASE WHEN t.tgenabled = 'A' THEN 'ENABLE ALWAYS' ELSE 'ENABLE' END INTO enable
+          FROM pg_trigger t
+         WHERE t.tgrelid = '${answers}'::regclass AND t.tgname = '${tg['delete']}';
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', '${answers}', COALESCE(enable, 'ENABLE'),
+                       '${tg['insert']}');
     END IF;
 ${deltas_of_answers(f"{X} >= lo", "sign")}
     IF s_ids IS NOT NULL THEN
@@ -403,8 +451,7 @@ $$;
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN ${"COALESCE(" if c.created_by_answers else "("}(SELECT t.${c.column} FROM ${schema}.${c.table} t WHERE t.${c.key} = $1)${", 0)" if c.created_by_answers else ")"}
-         + ${truth.pending_of(c, "$1")};
+    RETURN ${truth.exact_of(c, "$1")};
 END;
 $$;
 
@@ -491,17 +538,25 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
        c.pending,
        -- The original view's columns (migration 007), for queries written against it: the
        -- row's user's counters (exact in either mode; NULL without a row) and answers.
+% if distributed:
+       -- Distributed: joined on the shard key (Citus refuses a sub-select that refers to
+       -- the union below), so that every part runs on the user's shard.
+       us.${U.column}::bigint + COALESCE(n.pending, 0) AS user_stats_count,
+       COALESCE(n.answers, 0) AS actual_answer_count,
+       dp.${P.column}::bigint + COALESCE(n.pending, 0) AS personality_count
+% else:
        (SELECT us.${U.column} FROM ${stats} us WHERE us.${U.key} = c.user_id)::bigint
            + ${truth.pending_of(U, "c.user_id")} AS user_stats_count,
        ${truth.answers_of(U, "c")} AS actual_answer_count,
        (SELECT dp.${P.column} FROM ${personality} dp WHERE dp.${P.key} = c.user_id)::bigint
            + ${truth.pending_of(P, "c.user_id")} AS personality_count
+% endif
   FROM (
 % for c in model.COUNTERS:
     ${"" if loop.first else "UNION ALL"}
     SELECT '${c.name}'::text AS counter, t.${c.key}::bigint AS key, t.user_id::bigint AS user_id,
            t.${c.column}::bigint AS stored, ${truth.answers_of(c, "t")} AS actual,
-           ${truth.pending_of(c, f"t.{c.key}")} AS pending, true AS row_exists
+           ${truth.pending_of(c, f"t.{c.key}", f"t.{K}")} AS pending, true AS row_exists
       FROM ${schema}.${c.table} t
 % endfor
 % for c in model.COUNTERS:
@@ -514,4 +569,11 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
      GROUP BY a.${c.source}, a.user_id
 %   endif
 % endfor
-) c;
+) c${"" if distributed else ";"}
+% if distributed:
+  LEFT JOIN ${stats} us ON us.${U.key} = c.user_id
+  LEFT JOIN ${personality} dp ON dp.${P.key} = c.user_id
+  LEFT JOIN (SELECT a.${U.source}, count(*) AS answers,
+                    count(*) FILTER (WHERE a.${X} >= m.horizon) AS pending
+               FROM ${answers} a, ${mode} m GROUP BY a.${U.source}) n ON n.${U.source} = c.user_id;
+% endif

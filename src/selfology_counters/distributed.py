@@ -1,0 +1,41 @@
+"""Citus: whether this database is a coordinator whose counted tables are distributed.
+
+On Citus the four counted tables are distributed by ``model.SHARD_KEY`` and co-located, so
+an answer, its session and its user's counter rows share a shard; the counter triggers fire
+on the shards and every counter write in them names the shard key, which keeps it on that
+shard (``objects.sql`` renders that variant when ``distributed`` is true). Distributing an
+existing database is ``lifecycle/citus.py``; docs/SCALING.md says when and how.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from selfology_counters import model
+from selfology_counters.errors import DistributedUnsupportedError
+from selfology_counters.sqlfiles import SCHEMA, query
+
+DEFERRED_REFUSED = (
+    "deferred mode is not available on Citus: its horizon is a transaction id, every Citus "
+    "node numbers its transactions on its own and commits its part of a transaction at its "
+    "own moment, so no single horizon separates the folded answers from the pending ones "
+    "across shards; immediate mode stays exact there"
+)
+
+
+async def citus_installed(connection: asyncpg.Connection) -> bool:
+    """The ``citus`` extension is installed in this database (a coordinator, or a worker)."""
+    return bool(await connection.fetchval(query("distributed.sql", "citus_installed")))
+
+
+async def is_distributed(connection: asyncpg.Connection, schema: str = SCHEMA) -> bool:
+    """The answers of ``schema`` are a Citus distributed table (so are the counter tables)."""
+    if not await citus_installed(connection):
+        return False
+    return bool(await connection.fetchval(query("distributed.sql", "answers_distributed"), schema))
+
+
+async def refuse_on_citus(connection: asyncpg.Connection, mode: str, schema: str = SCHEMA) -> None:
+    """:class:`DistributedUnsupportedError` when ``mode`` cannot run on these tables."""
+    if mode == model.DEFERRED and await is_distributed(connection, schema):
+        raise DistributedUnsupportedError(DEFERRED_REFUSED)
