@@ -423,6 +423,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        note("worker: started; SIGTERM or Ctrl-C stops it after the fold in progress")
         folding = deferred.Worker(
             url, interval_s=interval, on_fold=logged, on_error=lambda m: note(f"worker: {m}")
         )
