@@ -167,7 +167,7 @@ async def call_and_check(world: World, call: tuple) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
