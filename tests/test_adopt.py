@@ -14,7 +14,7 @@ import pytest
 from selfology_counters import InvalidInputError, OnboardingDAO, health, lifecycle
 from selfology_counters.lifecycle import adopt, upgrade
 from selfology_counters.lifecycle.revisions import head_revision
-from tests.events import Tally, wait_until_blocked_by
+from tests.events import WritersInAThread, wait_until_blocked_by
 from tests.truth import assert_exact
 
 ORIGINAL = (Path(__file__).parent / "sql" / "original_selfology.sql").read_text()
@@ -187,44 +187,38 @@ async def test_interrupted_adoption_is_finished_by_a_rerun(original: str, stop_a
 
 
 async def test_adoption_while_the_bot_inserts_and_deletes(original: str) -> None:
-    pool = await asyncpg.create_pool(original, min_size=6, max_size=6)
-    sessions = [r["id"] for r in await pool.fetch("SELECT id FROM selfology.onboarding_sessions")]
-    stop = asyncio.Event()
-    failures: list[BaseException] = []
-    inserted, deleted = Tally(), Tally()
-
-    async def bot(seed: int) -> None:
-        rng = random.Random(seed)
-        try:
-            while not stop.is_set():
-                if rng.random() < 0.7:
-                    await pool.fetchval(BOT_INSERT, rng.choice(sessions), "q_live", "written live")
-                    await inserted.add()
-                else:
-                    status = await pool.execute(
-                        "DELETE FROM selfology.user_answers_new WHERE id ="
-                        " (SELECT id FROM selfology.user_answers_new"
-                        "   WHERE session_id = $1 ORDER BY id LIMIT 1)",
-                        rng.choice(sessions),
-                    )
-                    await deleted.add(int(status.split()[-1]))
-                await asyncio.sleep(0)
-        except BaseException as exc:  # any failed write of the bot fails the test
-            failures.append(exc)
-
-    writers = [asyncio.create_task(bot(seed)) for seed in range(5)]
+    connection = await asyncpg.connect(original)
     try:
-        await inserted.reach(20)
-        await deleted.reach(3)  # the bot inserts and deletes, then the adoption starts
-        during: list[int] = []  # the bot's writes seen at each step of the adoption
-        report = await adopt.adopt(original, progress=lambda _m: during.append(inserted.count))
-        await inserted.reach(inserted.count + 20)  # and goes on writing after it
+        query = "SELECT id FROM selfology.onboarding_sessions"
+        sessions = [r["id"] for r in await connection.fetch(query)]
     finally:
-        stop.set()
-        await asyncio.gather(*writers)
-        await pool.close()
-    assert failures == []
-    assert during[-1] > during[0], "the bot wrote nothing while the adoption ran"
+        await connection.close()
+
+    async def bot(pool: asyncpg.Pool, rng: random.Random) -> str | None:
+        if rng.random() < 0.7:
+            await pool.fetchval(BOT_INSERT, rng.choice(sessions), "q_live", "written live")
+            return "insert"
+        status = await pool.execute(
+            "DELETE FROM selfology.user_answers_new WHERE id ="
+            " (SELECT id FROM selfology.user_answers_new"
+            "   WHERE session_id = $1 ORDER BY id LIMIT 1)",
+            rng.choice(sessions),
+        )
+        return "delete" if status.split()[-1] != "0" else None
+
+    during: list[int] = []  # the bot's inserts seen at each step of the adoption
+    with WritersInAThread(original, bot) as writers:
+        writers.wait_for(20, "insert")
+        writers.wait_for(3, "delete")  # the bot inserts and deletes, then the adoption starts
+
+        def progress(_message: str) -> None:
+            during.append(writers.count("insert"))
+            if len(during) == 1:  # before the first step: 20 more inserts, by construction
+                writers.wait_for(during[0] + 20, "insert")
+
+        report = await adopt.adopt(original, progress=progress)
+        writers.wait_for(writers.count("insert") + 20, "insert")  # and it goes on writing
+    assert len(during) > 1 and during[-1] - during[0] >= 20
     assert report.counters_corrected > 0
     connection = await asyncpg.connect(original)
     try:
@@ -285,7 +279,8 @@ async def test_backfill_waits_for_a_bot_transaction_instead_of_failing(original:
             # rather than failing or going round it.
             observer = await asyncpg.connect(original)
             try:
-                await wait_until_blocked_by(observer, bot)
+                waiting = await wait_until_blocked_by(observer, bot)
+                assert "SET user_id = s.user_id" in waiting, waiting  # the back-fill
             finally:
                 await observer.close()
             assert not adoption.done()

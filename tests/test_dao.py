@@ -12,12 +12,15 @@ from selfology_counters import (
     DatabaseUnavailableError,
     InvalidAnswerError,
     InvalidIdError,
+    InvalidInputError,
     InvalidQuestionIdError,
     OnboardingDAO,
+    SchemaMissingError,
     SessionNotActiveError,
     UnknownAnswerError,
     UnknownSessionError,
 )
+from selfology_counters.errors import InvalidDsnError
 from tests.truth import assert_exact
 
 SNAPSHOT = """
@@ -73,6 +76,25 @@ async def test_connect_owns_its_pool_but_not_a_given_one(db: str, pool: asyncpg.
 async def test_unreachable_database_is_a_typed_error(db: str) -> None:
     with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
         await OnboardingDAO.connect(db.rsplit("/", 1)[0] + "/no_such_database_here")
+
+
+async def test_a_database_without_our_schema_is_a_typed_error(empty_db: str) -> None:
+    async with await OnboardingDAO.connect(empty_db) as dao:
+        with pytest.raises(SchemaMissingError, match="migrate"):
+            await dao.start_session(1)
+        with pytest.raises(SchemaMissingError):
+            await dao.get_user_total_answers(1)
+
+
+async def test_bad_settings_are_typed_errors_before_anything_opens(pool: asyncpg.Pool) -> None:
+    for settings in ({"max_retries": -1}, {"max_answer_length": 0}, {"schema": "Bad Name"},
+                     {"metrics": "yes"}, {"max_retries": "3"}):  # fmt: skip
+        with pytest.raises(InvalidInputError):
+            OnboardingDAO(pool, **settings)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="pool_size"):
+        await OnboardingDAO.connect("postgresql://nobody@127.0.0.1:1/x", pool_size=2**70)
+    with pytest.raises(InvalidDsnError):
+        await OnboardingDAO.connect("")
 
 
 async def test_completed_session_refuses_answers(dao: OnboardingDAO, pool: asyncpg.Pool) -> None:

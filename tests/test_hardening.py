@@ -4,6 +4,8 @@ user_stats row, and a view left reading a replaced answers table."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
@@ -107,6 +109,18 @@ async def test_replica_role_for_the_database_is_reported_and_enable_always_keeps
     await conn.execute(INSERT, session, 4)
     await conn.execute("RESET session_replication_role")
     await assert_exact(conn)
+    assert (await health.check(conn)).consistent
+
+
+async def test_replica_role_set_for_a_role_is_reported(conn: asyncpg.Connection) -> None:
+    role = f"selfology_replica_{uuid.uuid4().hex[:12]}"  # generated, never input
+    await conn.execute(f'CREATE ROLE "{role}"')
+    try:
+        await conn.execute(f'ALTER ROLE "{role}" SET session_replication_role = replica')
+        found = await health.check(conn)
+        assert any(f"role {role}" in p for p in found.problems) and not found.consistent
+    finally:
+        await conn.execute(f'DROP ROLE "{role}"')
     assert (await health.check(conn)).consistent
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import asyncpg
 
 from selfology_counters import OnboardingDAO, health, lifecycle
-from tests.events import Tally
+from tests.events import WritersInAThread
 from tests.truth import assert_exact, mismatches
 
 
@@ -140,52 +139,40 @@ async def test_repair_while_writers_insert_delete_and_move(
         "SET session_replication_role = origin;"
         "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;"
     )
-    pool = await asyncpg.create_pool(db, min_size=8, max_size=8)
-    dao = OnboardingDAO(pool)
     sessions = [r["id"] for r in await conn.fetch("SELECT id FROM selfology.onboarding_sessions")]
-    stop = asyncio.Event()
-    failures: list[BaseException] = []
-    writes = Tally()
 
-    async def writer(seed: int) -> None:
-        rng = random.Random(seed)
-        try:
-            while not stop.is_set():
-                roll = rng.random()
-                if roll < 0.5:
-                    await dao.save_answers(rng.choice(sessions), [("w", "x"), ("w2", "y")])
-                elif roll < 0.8:
-                    answer = await pool.fetchval(
-                        "SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1"
-                    )
-                    if answer is not None:
-                        await pool.execute(
-                            "DELETE FROM selfology.user_answers_new WHERE id = $1", answer
-                        )
-                else:
-                    await pool.execute(
-                        "UPDATE selfology.user_answers_new SET session_id = $1 WHERE id ="
-                        " (SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1)",
-                        rng.choice(sessions),
-                    )
-                await writes.add()
-        except BaseException as exc:  # any writer failure fails the test
-            failures.append(exc)
-
-    writers = [asyncio.create_task(writer(seed)) for seed in range(6)]
-    try:
-        await writes.reach(20)  # the writers are writing
-        during: list[int] = []  # writes seen at each batch of the repair
-        first = await health.repair(
-            conn, batch_size=4, progress=lambda _n: during.append(writes.count)
+    async def write(pool: asyncpg.Pool, rng: random.Random) -> str:
+        roll = rng.random()
+        if roll < 0.5:
+            await OnboardingDAO(pool).save_answers(rng.choice(sessions), [("w", "x"), ("w2", "y")])
+            return "insert"
+        if roll < 0.8:
+            answer = await pool.fetchval(
+                "SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1"
+            )
+            if answer is not None:
+                await pool.execute("DELETE FROM selfology.user_answers_new WHERE id = $1", answer)
+            return "delete"
+        await pool.execute(
+            "UPDATE selfology.user_answers_new SET session_id = $1 WHERE id ="
+            " (SELECT id FROM selfology.user_answers_new ORDER BY random() LIMIT 1)",
+            rng.choice(sessions),
         )
-        await writes.reach(writes.count + 20)  # and go on writing after it
-    finally:
-        stop.set()
-        await asyncio.gather(*writers)
-        await pool.close()
-    assert failures == []
-    assert during[-1] > during[0], "no write happened while repair ran"
+        return "move"
+
+    during: list[int] = []  # writes seen at each batch of the repair
+
+    with WritersInAThread(db, write, writers=6) as writers:
+        writers.wait_for(20)  # the writers are writing
+
+        def progress(_n: int) -> None:
+            during.append(writers.count())
+            if len(during) == 1:  # after the first batch, 20 writes before the next one
+                writers.wait_for(during[0] + 20)
+
+        first = await health.repair(conn, batch_size=4, progress=progress)
+        writers.wait_for(writers.count() + 20)  # and they go on writing after it
+    assert len(during) > 1 and during[-1] - during[0] >= 20
     assert len(first.changes) >= 30
     # Every counter that repair did not touch was right all along: the triggers kept them.
     await assert_exact(conn)

@@ -50,3 +50,21 @@ def test_check_of_a_user_who_does_not_exist_says_so(db: str) -> None:
     data = json.loads(cli("check", "--user", "123456", "--json", dsn=db).stdout)
     assert data["user"]["known"] is False and data["user"]["answers"] == 0
     assert "user" not in json.loads(cli("check", "--json", dsn=db).stdout)
+
+
+async def test_stats_says_not_tracked_rather_than_zero_when_track_functions_is_off(
+    db: str,
+) -> None:
+    connection = await asyncpg.connect(db)
+    try:
+        database = await connection.fetchval("SELECT current_database()")
+        await connection.execute(f'ALTER DATABASE "{database}" SET track_functions = none')
+    finally:
+        await connection.close()
+    data = json.loads(cli("stats", "--json", dsn=db).stdout)
+    assert data["track_functions"] == "none"
+    assert data["functions"] and all(f["calls"] is None for f in data["functions"])
+    text = cli("stats", dsn=db).stdout
+    calls = text.split("(calls, total ms, self ms):\n")[1].split("answers written")[0]
+    assert calls.strip() and all(line.endswith(": not tracked") for line in calls.splitlines())
+    assert "hint: track_functions is off" in text

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 
 from selfology_counters import OnboardingDAO, SessionNotActiveError, health
-from tests.events import wait_until_blocked_by
 from tests.truth import assert_exact
 from tests.waiting import wait_until_blocked
 
@@ -68,7 +67,11 @@ async def test_dao_refuses_an_answer_to_a_session_completed_meanwhile(
     db: str, conns: list[asyncpg.Connection]
 ) -> None:
     completer, _unused, observer = conns
-    async with await OnboardingDAO.connect(db, pool_size=1) as dao:
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=1)  # the DAO's one connection
+    try:
+        async with pool.acquire() as connection:
+            dao_pid = connection.get_server_pid()
+        dao = OnboardingDAO(pool)
         session = await dao.start_session(5)
         async with completer.transaction():
             await completer.execute(
@@ -76,9 +79,11 @@ async def test_dao_refuses_an_answer_to_a_session_completed_meanwhile(
                 session,
             )
             saving = asyncio.create_task(dao.save_answer(session, "q", "late"))
-            await wait_until_blocked_by(observer, completer)  # the race really happens
+            await wait_until_blocked(observer, dao_pid)  # the race really happens
         with pytest.raises(SessionNotActiveError):
             await saving
+    finally:
+        await pool.close()
     assert await observer.fetchval("SELECT count(*) FROM selfology.user_answers_new") == 0
 
 

@@ -7,9 +7,12 @@ import asyncio
 import asyncpg
 
 
-async def wait_until_blocked(observer: asyncpg.Connection, blocked: asyncpg.Connection) -> None:
-    """Until ``blocked`` waits for a lock (seen from ``observer``'s connection)."""
-    pid = blocked.get_server_pid()
+async def wait_until_blocked(
+    observer: asyncpg.Connection, blocked: asyncpg.Connection | int
+) -> None:
+    """Until ``blocked`` (a connection, or a server pid: one inside a pool) waits for a lock,
+    as seen from ``observer``'s connection."""
+    pid = blocked if isinstance(blocked, int) else blocked.get_server_pid()
     for _ in range(500):
         state = await observer.fetchval(
             "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid

@@ -8,6 +8,7 @@ from __future__ import annotations
 from selfology_counters.config import resolve as resolve_dsn
 from selfology_counters.dao import Answer, OnboardingDAO
 from selfology_counters.errors import (
+    DatabaseRefusedError,
     DatabaseUnavailableError,
     InvalidAnswerError,
     InvalidIdError,
@@ -24,6 +25,7 @@ from selfology_counters.lifecycle import upgrade
 
 __all__ = [
     "Answer",
+    "DatabaseRefusedError",
     "DatabaseUnavailableError",
     "InvalidAnswerError",
     "InvalidIdError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -54,10 +55,18 @@ def fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
     raise typer.Exit(code)
 
 
-def say_error(message: str, code: int, *, as_json: bool) -> None:
+def say_error(message: str, code: int, *, as_json: bool, args: list[str] | None = None) -> None:
+    message = config.scrub(message, _dsns_given(args))
     typer.echo(f"selfology-counters: error: {message}", err=True)
     if as_json:
         emit_json({"error": message, "exit_code": code})
+
+
+def _dsns_given(args: list[str] | None = None) -> list[str]:
+    """Whatever may hold a password: every argument (a DSN typed without --dsn is echoed
+    back by a usage error) and the DSN variables."""
+    given = sys.argv[1:] if args is None else args
+    return [*given, *(os.environ.get(var) or "" for var in config.ENV_VARS)]
 
 
 def _json_requested(args: list[str] | None = None) -> bool:
@@ -469,6 +478,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        note("worker: started; SIGTERM or Ctrl-C stops it after the fold in progress")
         folding = deferred.Worker(
             url, interval_s=interval, on_fold=logged, on_error=lambda m: note(f"worker: {m}")
         )
@@ -778,7 +788,10 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         code = EXIT_CANNOT_RUN
     except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
-        say_error(one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args))
+        say_error(
+            one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
+            args=args,
+        )  # fmt: skip
         code = EXIT_CANNOT_RUN
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)

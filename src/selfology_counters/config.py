@@ -4,8 +4,10 @@ embedded PostgreSQL server kept in a per-user data directory."""
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from selfology_counters.errors import InvalidDsnError
 
@@ -104,14 +106,19 @@ def resolve(cli_dsn: str | None = None) -> DatabaseTarget:
 
 
 def redact(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL form and ``password=`` form)."""
+    """``dsn`` with any password replaced by ``***`` (URL form and ``password=`` form), also
+    when it does not parse the way a URL should (a user name holding ``#`` or ``/``)."""
+    return scrub(_redact_parsed(dsn), [dsn])
+
+
+def _redact_parsed(dsn: str) -> str:
     if "://" not in dsn:
         try:
             url = as_url(dsn)
         except InvalidDsnError:
             url = dsn
         if "://" in url:  # parsed as libpq pairs, quoted values included
-            return redact(url)
+            return _redact_parsed(url)
         return " ".join(
             "password=***" if part.lower().startswith("password=") else part for part in dsn.split()
         )
@@ -131,6 +138,54 @@ def redact(dsn: str) -> str:
         for item in parts.query.split("&")
     )
     return urlunsplit(parts._replace(query=query))
+
+
+_PASSWORD_PAIR = re.compile(r"password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s&]+))", re.IGNORECASE)
+
+
+def passwords(dsn: str) -> list[str]:
+    """Every form in which ``dsn``'s password may appear in a message: as written, and
+    percent-decoded (from the URL's user part, a ``password=`` query parameter, or a libpq
+    ``password=`` pair). Empty when it holds none."""
+    try:
+        url = as_url(dsn)
+    except InvalidDsnError:
+        url = dsn
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found |= {parts.password, unquote(parts.password)}
+        found |= {value for key, value in parse_qsl(parts.query) if key.lower() == "password"}
+    except ValueError:
+        pass
+    # As typed, whatever parsed: "...:secret@" and "password=secret" (quoted or not).
+    for quoted, bare in _PASSWORD_PAIR.findall(dsn):
+        found.add(quoted.replace("\\'", "'").replace("\\\\", "\\") if quoted else bare)
+    # "user:secret@host" as typed, even where a URL parser sees no password (a "#" or "/" in
+    # the user name ends the netloc early): up to the first "@" and up to the last.
+    rest = dsn.split("://", 1)[1] if "://" in dsn else ""
+    for userinfo in {rest.split("@", 1)[0], rest.rsplit("@", 1)[0]} if "@" in rest else ():
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+    return sorted((p for p in found if p), key=len, reverse=True)
+
+
+SHORTEST_SCRUBBED_ANYWHERE = 4  # a shorter password is scrubbed only where a DSN puts it
+
+
+def scrub(text: str, dsns: Iterable[str]) -> str:
+    """``text`` with every password of ``dsns`` replaced by ``***``: wherever it stands after
+    ``user:`` or ``password=``, and anywhere at all unless it is so short that ordinary words
+    hold it ("p" would maul "postgresql")."""
+    for dsn in dsns:
+        for secret in passwords(dsn):
+            if len(secret) >= SHORTEST_SCRUBBED_ANYWHERE:
+                text = text.replace(secret, "***")
+                continue
+            for before, after in ((":", "@"), ("=", ""), ("='", "'")):
+                text = text.replace(f"{before}{secret}{after}", f"{before}***{after}")
+    return text
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters.config import as_url, redact
-from selfology_counters.errors import DatabaseUnavailableError, SchemaMissingError
+from selfology_counters.config import DSN_FORMS, as_url, redact, scrub
+from selfology_counters.errors import DatabaseUnavailableError, InvalidDsnError, SchemaMissingError
 from selfology_counters.sqlfiles import SCHEMA, query
 
 _UNAVAILABLE = (
@@ -24,16 +24,27 @@ _UNAVAILABLE = (
 )
 
 
+def _checked(dsn: object) -> str:
+    """``dsn`` in URL form; :class:`InvalidDsnError` for one that is not a non-blank string
+    (an empty DSN would silently mean libpq's defaults: some other database)."""
+    if not isinstance(dsn, str) or not dsn.strip():
+        given = "empty" if isinstance(dsn, str) else f"a {type(dsn).__name__}, not a string"
+        raise InvalidDsnError(f"the DSN is {given}: give {DSN_FORMS}")
+    return as_url(dsn)
+
+
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailableError:
-    reason = str(exc).strip() or type(exc).__name__
+    # The driver's own message may quote the DSN it could not use: never with its password.
+    reason = scrub(str(exc).strip(), [dsn]) or type(exc).__name__
     return DatabaseUnavailableError(f"cannot connect to {redact(dsn)}: {reason}")
 
 
 async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
     """One connection to ``dsn`` (a URL or libpq key=value pairs), or
     :class:`DatabaseUnavailableError`."""
+    url = _checked(dsn)
     try:
-        return await asyncpg.connect(as_url(dsn), timeout=10, **kwargs)
+        return await asyncpg.connect(url, timeout=10, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(dsn, exc) from None
 
@@ -42,8 +53,9 @@ async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
     """A pool on ``dsn``, or :class:`DatabaseUnavailableError`."""
     kwargs.setdefault("min_size", 1)
     kwargs.setdefault("max_size", 10)
+    url = _checked(dsn)
     try:
-        pool = await asyncpg.create_pool(as_url(dsn), timeout=10, **kwargs)
+        pool = await asyncpg.create_pool(url, timeout=10, **kwargs)
     except _UNAVAILABLE as exc:
         raise _unavailable(dsn, exc) from None
     assert pool is not None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -23,14 +24,17 @@ from selfology_counters import validation
 from selfology_counters.connect import create_pool
 from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import (
+    DatabaseRefusedError,
+    DatabaseUnavailableError,
     InvalidAnswerError,
     InvalidInputError,
     RetriesExhaustedError,
+    SchemaMissingError,
     SessionNotActiveError,
     UnknownAnswerError,
     UnknownSessionError,
 )
-from selfology_counters.sqlfiles import SCHEMA, query
+from selfology_counters.sqlfiles import SCHEMA, query, quote_ident
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -73,8 +77,7 @@ class OnboardingDAO:
         schema: str = SCHEMA,
         metrics: CollectorRegistry | bool = False,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        _check_options(pool, max_answer_length, max_retries, schema, metrics)
         self._pool = pool
         self._owns_pool = False
         self.max_answer_length = max_answer_length
@@ -103,6 +106,8 @@ class OnboardingDAO:
         metrics: CollectorRegistry | bool = False,
     ) -> OnboardingDAO:
         """A DAO with a pool of its own (up to ``pool_size`` connections) on ``dsn``."""
+        validation.check_count(pool_size, "pool_size", 1, MAX_POOL_SIZE)
+        _check_options(None, max_answer_length, max_retries, schema, metrics)
         pool = await create_pool(dsn, max_size=pool_size)
         dao = cls(
             pool, max_answer_length=max_answer_length, max_retries=max_retries, schema=schema,
@@ -174,7 +179,7 @@ class OnboardingDAO:
         validation.check_id(session_id, "session_id")
         sql = self._sql["complete_session"]
         if await self._write(lambda c: c.fetchval(sql, session_id)) is None:
-            status = await self._pool.fetchval(self._sql["session_status"], session_id)
+            status = await self._read("fetchval", self._sql["session_status"], session_id)
             if status is None:
                 raise UnknownSessionError(f"onboarding session {session_id} does not exist")
 
@@ -182,30 +187,37 @@ class OnboardingDAO:
         """The user's answers, exact in either counter mode: ``user_stats.total_answers_lifetime``
         plus the answers not folded yet (deferred mode); 0 for a user who never answered."""
         validation.check_id(user_id, "user_id")
-        value = await self._pool.fetchval(self._sql["user_total_answers"], user_id)
+        value = await self._read("fetchval", self._sql["user_total_answers"], user_id)
         return int(value or 0)
 
     async def get_personality_count(self, user_id: int) -> int | None:
         """``digital_personality.total_answers_analyzed``, exact in either counter mode, or None
         without such a row."""
         validation.check_id(user_id, "user_id")
-        value = await self._pool.fetchval(self._sql["personality_count"], user_id)
+        value = await self._read("fetchval", self._sql["personality_count"], user_id)
         return None if value is None else int(value)
 
     async def get_session_answers(self, session_id: int) -> list[Answer]:
         """The answers of one session, oldest first."""
         validation.check_id(session_id, "session_id")
-        rows = await self._pool.fetch(self._sql["session_answers"], session_id)
-        if not rows and await self._pool.fetchval(self._sql["session_status"], session_id) is None:
+        rows = await self._read("fetch", self._sql["session_answers"], session_id)
+        status_sql = self._sql["session_status"]
+        if not rows and await self._read("fetchval", status_sql, session_id) is None:
             raise UnknownSessionError(f"onboarding session {session_id} does not exist")
         return [Answer(**dict(row)) for row in rows]
+
+    async def _read(self, method: str, sql: str, *args: Any) -> Any:
+        """``pool.fetchval`` or ``pool.fetch``, with the database's errors typed."""
+        with _typed_database_errors():
+            return await getattr(self._pool, method)(sql, *args)
 
     async def _session_owner(self, session_id: int) -> tuple[int, ...]:
         """On Citus, ``(user_id,)`` of the session (the extra argument of the distributed
         inserts); elsewhere ``()``. :class:`UnknownSessionError` for no such session."""
         if self._distributed is None:
-            async with self._pool.acquire() as connection:
-                self._distributed = await is_distributed(connection, self._schema)
+            with _typed_database_errors():
+                async with self._pool.acquire() as connection:
+                    self._distributed = await is_distributed(connection, self._schema)
             if self._distributed:
                 self._sql = {
                     name: query("dao.sql", name, self._schema, distributed=True)
@@ -215,7 +227,7 @@ class OnboardingDAO:
             return ()
         owner = self._owners.get(session_id)
         if owner is None:
-            owner = await self._pool.fetchval(self._sql["session_owner"], session_id)
+            owner = await self._read("fetchval", self._sql["session_owner"], session_id)
             if owner is None:
                 raise UnknownSessionError(f"onboarding session {session_id} does not exist")
             if len(self._owners) >= _OWNERS_KEPT:
@@ -242,7 +254,7 @@ class OnboardingDAO:
         return locked
 
     async def _raise_session_refused(self, session_id: int) -> None:
-        status = await self._pool.fetchval(self._sql["session_status"], session_id)
+        status = await self._read("fetchval", self._sql["session_status"], session_id)
         if status is None:
             raise UnknownSessionError(f"onboarding session {session_id} does not exist")
         raise SessionNotActiveError(
@@ -274,20 +286,65 @@ class OnboardingDAO:
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                async with self._pool.acquire() as connection:
-                    return await statement(connection)
-            except asyncpg.exceptions.ForeignKeyViolationError as exc:
-                # The session was deleted between our lookup and the insert.
-                raise UnknownSessionError(str(exc)) from None
-            except asyncpg.exceptions.DataError as exc:
-                # A limit of the table stricter than ours (an adopted database's varchar(50)).
-                raise InvalidInputError(f"the database refused the value: {exc}") from None
+                with _typed_database_errors():
+                    async with self._pool.acquire() as connection:
+                        return await statement(connection)
             except RETRYABLE as exc:
                 last = exc
                 if attempt < self.max_retries:
                     await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise RetriesExhaustedError(
             f"gave up after {self.max_retries + 1} attempts: {type(last).__name__}: {last}"
+        )
+
+
+@contextmanager
+def _typed_database_errors() -> Iterator[None]:
+    """The database's errors as the package's typed ones (deadlocks and serialization
+    failures pass through: the write retries them). The statement was rolled back."""
+    try:
+        yield
+    except RETRYABLE:
+        raise
+    except asyncpg.exceptions.ForeignKeyViolationError as exc:
+        # The session was deleted between our lookup and the insert.
+        raise UnknownSessionError(str(exc)) from None
+    except asyncpg.exceptions.DataError as exc:
+        # A limit of the table stricter than ours (an adopted database's varchar(50)).
+        raise InvalidInputError(f"the database refused the value: {exc}") from None
+    except _SCHEMA_MISSING as exc:
+        raise SchemaMissingError(
+            f"{exc}: the counter schema is not installed here; run 'selfology-counters migrate'"
+        ) from None
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        raise DatabaseUnavailableError(f"lost the database: {type(exc).__name__}: {exc}") from None
+    except asyncpg.PostgresError as exc:
+        raise DatabaseRefusedError(f"{type(exc).__name__}: {exc}") from None
+
+
+_SCHEMA_MISSING = (
+    asyncpg.exceptions.UndefinedTableError,
+    asyncpg.exceptions.UndefinedFunctionError,
+    asyncpg.exceptions.UndefinedColumnError,
+    asyncpg.exceptions.InvalidSchemaNameError,
+)
+MAX_POOL_SIZE = 10_000  # asyncpg allocates every slot up front; PostgreSQL allows fewer
+MAX_RETRIES = 100
+
+
+def _check_options(
+    pool: object, max_answer_length: object, max_retries: object, schema: object, metrics: object
+) -> None:
+    """Every constructor argument, before anything is opened: :class:`InvalidInputError`."""
+    if pool is not None and not isinstance(pool, asyncpg.Pool):
+        raise InvalidInputError(f"pool must be an asyncpg.Pool, not {type(pool).__name__}")
+    validation.check_count(max_answer_length, "max_answer_length", 1, 2**31 - 1)
+    validation.check_count(max_retries, "max_retries", 0, MAX_RETRIES)
+    quote_ident(schema)  # type: ignore[arg-type]
+    if not isinstance(metrics, bool) and not callable(getattr(metrics, "register", None)):
+        raise InvalidInputError(
+            "metrics must be True, False or a prometheus_client CollectorRegistry, "
+            f"not {type(metrics).__name__}"
         )
 
 

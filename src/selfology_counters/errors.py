@@ -59,6 +59,11 @@ class EmbeddedInUseError(SelfologyCountersError):
     """The embedded server was asked to stop while a live process still uses it."""
 
 
+class DatabaseRefusedError(SelfologyCountersError):
+    """PostgreSQL refused a statement for a reason of its own (a permission, a timeout, a
+    constraint the input checks do not know); nothing was written."""
+
+
 class DistributedUnsupportedError(SelfologyCountersError):
     """Citus (the tables distributed by user_id) cannot do what was asked; the message says
     why. Nothing was changed."""

@@ -61,6 +61,11 @@ class CheckResult:
     audit: Audit | None = None
 
     @property
+    def notes(self) -> list[str]:
+        """Said beside the result, never a failure (a partitioned answers table)."""
+        return self.audit.notes if self.audit else []
+
+    @property
     def counters_consistent(self) -> bool:
         return not self.issues
 
@@ -90,6 +95,7 @@ class CheckResult:
             "problems": self.problems,
             "integrity": self.integrity,
             "subscriptions": self.subscriptions,
+            "notes": self.notes,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -107,10 +113,15 @@ async def check(
     started = time.perf_counter()
     if user_id is not None:
         user_ids = [user_id]
-    if user_ids is None:
-        rows = await connection.fetch(query("health.sql", "check_all", schema))
-    else:
-        rows = await connection.fetch(query("health.sql", "check_users", schema), user_ids)
+    audit = await objects.audit(connection, schema)
+    rows: list[asyncpg.Record] = []
+    # Without the view (dropped with a replaced answers table, say) nothing can be compared:
+    # the audit reports it missing, and migrate reinstalls it.
+    if all(o.installed for o in audit.objects if o.kind == "view"):
+        if user_ids is None:
+            rows = await connection.fetch(query("health.sql", "check_all", schema))
+        else:
+            rows = await connection.fetch(query("health.sql", "check_users", schema), user_ids)
     checked_as = {counter.name: counter.checked_as for counter in model.COUNTERS}
     checked = dict.fromkeys(checked_as.values(), 0)
     issues: list[CounterIssue] = []
@@ -126,7 +137,6 @@ async def check(
     else:
         integrity_sql = query("health.sql", "integrity_users", schema, distributed=distributed)
         integrity = await connection.fetchrow(integrity_sql, list(user_ids))
-    audit = await objects.audit(connection, schema)
     return CheckResult(
         audit.mode, checked, issues, audit.objects, audit.foreign_triggers,
         time.perf_counter() - started, audit.problems, dict(integrity), audit.subscriptions, audit,
@@ -192,7 +202,7 @@ async def repair(
     result = RepairResult(dry_run=dry_run)
     result.unfixable = [
         f"{o.kind} {o.label} is {o.state.value} ({o.reason}): "
-        "run `selfology-counters migrate`, which reinstalls it"
+        "run 'selfology-counters migrate', which reinstalls it"
         for o in found.objects
         if not (o.installed and o.current)
     ] + [

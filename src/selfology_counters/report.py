@@ -35,6 +35,7 @@ def check_text(result: CheckResult) -> str:
     lines += [f"{name.replace('_', ' ')}: {n}" for name, n in wrong.items()]
     lines += [f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
               for entry in result.subscriptions]  # fmt: skip
+    lines += [f"note: {note}" for note in result.notes]
     lines += original_text(result.foreign_triggers, result.issues)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
     return "\n".join(lines)
@@ -54,7 +55,8 @@ def original_text(
         if above:
             worst = max(i.drift or 0 for i in above)
             lines.append(
-                f"  double counting: {len(above)} counters are above COUNT(*), by up to "
+                f"  double counting: {plural(len(above), 'counter')} "
+                f"{'is' if len(above) == 1 else 'are'} above COUNT(*), by up to "
                 f"{worst}; each answer written while it is enabled adds one more to its counters"
             )
         else:
@@ -81,7 +83,7 @@ def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]
 
 def repair_text(result: RepairResult, foreign_triggers: list[str] | None = None) -> str:
     verb = "would change" if result.dry_run else "changed"
-    lines = [f"{verb} {len(result.changes)} counters"]
+    lines = [f"{verb} {plural(len(result.changes), 'counter')}"]
     for change in result.changes[:WORST_SHOWN]:
         before = "(no row)" if change.before is None else change.before
         lines.append(f"  {change.counter} {change.key}: {before} -> {change.after}")
@@ -110,6 +112,7 @@ def stats_text(result: StatsResult) -> str:
         lines.append(f"  {o.kind} {o.label}: {o.state.value.upper()}{reason}")
     lines += [f"  {problem}" for problem in result.problems]
     lines += [f"  logical replication applies into {entry}" for entry in result.subscriptions]
+    lines += [f"  note: {note}" for note in result.notes]
     lines += original_text(result.foreign_triggers)
     lines.append("function calls (calls, total ms, self ms):")
     for f in result.functions:
@@ -155,7 +158,7 @@ def adoption_text(result: AdoptionReport) -> str:
         f"counters wrong now: {result.counters_wrong}, largest drift {result.largest_drift}",
     ]
     for drift in result.drift:
-        missing = f", {drift.missing_rows} rows missing" if drift.missing_rows else ""
+        missing = f", {plural(drift.missing_rows, 'row')} missing" if drift.missing_rows else ""
         lines.append(
             f"  {drift.counter}: {drift.wrong} wrong, largest drift {drift.largest_drift}{missing}"
         )
@@ -170,8 +173,8 @@ def adoption_text(result: AdoptionReport) -> str:
         ]
     else:
         lines.append(
-            f"back-filled user_id of {result.backfilled_answers} answers, corrected "
-            f"{result.counters_corrected} counters in {result.elapsed_s:.1f} s"
+            f"back-filled user_id of {plural(result.backfilled_answers, 'answer')}, corrected "
+            f"{plural(result.counters_corrected, 'counter')} in {result.elapsed_s:.1f} s"
         )
     return "\n".join(lines)
 
@@ -210,7 +213,7 @@ def outcome_text(outcome: Outcome) -> str:
     if outcome.reinstalled and outcome.plan.state.value != "empty":
         lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
     if outcome.plan.recount or outcome.reinstalled:
-        lines.append(f"recounted: {outcome.counters_corrected} counters corrected")
+        lines.append(f"recounted: {plural(outcome.counters_corrected, 'counter')} corrected")
     return "\n".join(lines) or f"already at {outcome.after}; nothing to do"
 
 
@@ -223,7 +226,8 @@ def mode_text(state: ModeState) -> str:
         last = (
             "never"
             if state.last_fold_at is None
-            else (f"{state.last_fold_at:%Y-%m-%d %H:%M:%S %Z} ({state.last_fold_rows} answers)")
+            else f"{state.last_fold_at:%Y-%m-%d %H:%M:%S %Z} "
+            f"({plural(state.last_fold_rows or 0, 'answer')})"
         )
         lines.append(f"last fold: {last}")
     if state.held_back_by is not None:

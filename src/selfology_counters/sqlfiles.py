@@ -17,6 +17,7 @@ from mako.lookup import TemplateLookup
 from mako.template import Template
 
 from selfology_counters import model
+from selfology_counters.errors import InvalidInputError
 
 SCHEMA = "selfology"
 """The schema the bot's tables live in."""
@@ -26,9 +27,10 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def quote_ident(name: str) -> str:
-    """Quote a schema name for use in SQL; only plain lower-case identifiers are accepted."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a valid schema name: {name!r}")
+    """Quote a schema name for use in SQL; only plain lower-case identifiers are accepted
+    (anything else is :class:`InvalidInputError`, a ValueError)."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise InvalidInputError(f"not a valid schema name: {name!r}")
     return f'"{name}"'
 
 

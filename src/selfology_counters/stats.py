@@ -56,6 +56,7 @@ class StatsResult:
     foreign_triggers: list[str]
     problems: list[str]  # what stops or bends the counting (see objects.Audit.problems)
     subscriptions: list[str]
+    notes: list[str]  # said, never a failure (a partitioned answers table)
     functions: list[FunctionStats]
     answers_last_hour: int
     lock_waiters: list[dict[str, Any]]
@@ -99,6 +100,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         foreign_triggers=audit.foreign_triggers,
         problems=audit.problems,
         subscriptions=audit.subscriptions,
+        notes=audit.notes,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)

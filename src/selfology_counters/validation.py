@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from selfology_counters.errors import InvalidAnswerError, InvalidIdError, InvalidQuestionIdError
+from selfology_counters.errors import (
+    InvalidAnswerError,
+    InvalidIdError,
+    InvalidInputError,
+    InvalidQuestionIdError,
+)
 
 MAX_ID = 2**63 - 1
 DEFAULT_MAX_ANSWER_LENGTH = 10_000
@@ -31,6 +36,8 @@ def check_answer(value: object, max_length: int) -> str:
         )
     if "\x00" in value:
         raise InvalidAnswerError("raw_answer contains a NUL byte")
+    if not _is_utf8(value):
+        raise InvalidAnswerError("raw_answer contains a lone surrogate, which UTF-8 cannot hold")
     return value
 
 
@@ -49,4 +56,28 @@ def check_question_id(value: object) -> str:
         )
     if "\x00" in value:
         raise InvalidQuestionIdError("question_json_id contains a NUL byte")
+    if not _is_utf8(value):
+        raise InvalidQuestionIdError(
+            "question_json_id contains a lone surrogate, which UTF-8 cannot hold"
+        )
+    return value
+
+
+def _is_utf8(value: str) -> bool:
+    # A Python str may hold lone surrogates (from a lenient decoder); PostgreSQL's UTF-8 cannot,
+    # and asyncpg would refuse it only after the statement was sent.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_count(value: object, what: str, minimum: int, maximum: int) -> int:
+    """``value`` as an integer setting between ``minimum`` and ``maximum``, or
+    :class:`InvalidInputError`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInputError(f"{what} must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise InvalidInputError(f"{what} must be between {minimum} and {maximum}, got {value}")
     return value

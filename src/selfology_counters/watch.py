@@ -242,18 +242,18 @@ class Watch:
         """Why this drift is left to a person ("" when watch may repair it)."""
         limit = self.settings.auto_repair_max
         if limit == 0:
-            return "automatic repair is off (--auto-repair-max 0): run `selfology-counters repair`"
+            return "automatic repair is off (--auto-repair-max 0): run 'selfology-counters repair'"
         if len(found.issues) > limit:
             return (
                 f"{len(found.issues)} wrong counters, more than --auto-repair-max {limit}: "
-                "look for their cause, then run `selfology-counters repair`"
+                "look for their cause, then run 'selfology-counters repair'"
             )
         if not found.triggers_healthy:
             # Recounting beside a disabled or outdated trigger would drift again; and a
             # trigger may have been disabled on purpose (a data-only restore).
             return (
                 "a counter function, trigger or view is not current and enabled: run "
-                "`selfology-counters check`, then `migrate` or `repair`"
+                "'selfology-counters check', then 'migrate' or 'repair'"
             )
         return ""
 

@@ -74,3 +74,14 @@ SELECT s.subname AS subscription, c.relname AS table_name
 
 -- name: enable_internal_trigger_sql --
 SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::text)
+
+-- name: partitioned_tables --
+-- A partitioned counted table and how many partitions hold its rows. Our statement triggers
+-- sit on the partitioned table and fire only for statements that name it: a write naming a
+-- partition, and ATTACH, DETACH or DROP PARTITION, change the answers uncounted.
+SELECT c.relname AS table_name,
+       (SELECT count(*) FROM pg_partition_tree(c.oid::regclass) WHERE isleaf) AS partitions
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = ANY ($2::text[]) AND c.relkind = 'p'
+ ORDER BY 1

@@ -43,5 +43,5 @@ def refuse_original_schema(schema: str = SCHEMA) -> None:
     if found:
         raise RuntimeError(
             "this database already holds the original Selfology tables; "
-            "run `selfology-counters migrate` to adopt them (see docs/ADOPTING.md)"
+            "run 'selfology-counters migrate' to adopt them (see docs/ADOPTING.md)"
         )
