@@ -1,5 +1,6 @@
-"""Tests that wait for events, not for time: writers whose writes can be waited for, and a
-wait until a session is blocked on another's lock."""
+"""Tests that wait for events, not for time: a tally of writes that can be awaited, writers
+whose writes can be waited for from another thread, and a wait until a session is blocked
+on another's lock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ import threading
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+
+
+class Tally:
+    """How many writes the test's writers made; ``reach`` waits until there are ``n``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Condition()
+
+    async def add(self, n: int = 1) -> None:
+        async with self._changed:
+            self.count += n
+            self._changed.notify_all()
+
+    async def reach(self, n: int, timeout: float = 60) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.count >= n), timeout)
 
 
 async def wait_until_blocked_by(observer: asyncpg.Connection, holder: asyncpg.Connection) -> str:
