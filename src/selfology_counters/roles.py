@@ -141,8 +141,11 @@ async def apply(
     async def once() -> RolesResult:
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            fixed = await _fix(connection, names, schema,
-                               await _differences(connection, names, schema))  # fmt: skip
+            differences = await _differences(connection, names, schema)
+            if differences:  # nothing to change: no lock, the bot is not held back at all
+                await _run(connection, "lock_counted_tables_sql", schema)
+                differences = await _differences(connection, names, schema)
+            fixed = await _fix(connection, names, schema, differences)
             for role, password in sorted(secrets.items()):
                 await _run(connection, "password_sql", role, scram_verifier(password))
             left = await _differences(connection, names, schema)

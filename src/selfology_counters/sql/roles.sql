@@ -177,3 +177,12 @@ SELECT grantee, privilege, kind, object, col,
  WHERE NOT (grantee = 'PUBLIC' AND kind = 'FUNCTION' AND privilege = 'EXECUTE'
             AND object IN (SELECT ident FROM our_functions WHERE proname = ANY (${names(readers)})))
  ORDER BY object, col, grantee, privilege
+
+-- name: lock_counted_tables_sql --
+-- Handing a table to the owner locks it (ACCESS EXCLUSIVE). All four at once, before any
+-- change, in the writers' order (the answers first: the DAO's INSERT ... SELECT locks them,
+-- then the session): taken one by one as the changes came, a writer holding the answers and
+-- waiting for its session's table made every attempt time out while the bot kept writing.
+SELECT format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE',
+              string_agg(format('%I.%I', $1::text, t), ', ' ORDER BY o))
+  FROM unnest(${names(model.COUNTED_TABLES)}) WITH ORDINALITY AS x(t, o)
