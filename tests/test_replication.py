@@ -11,33 +11,30 @@ subscription between two databases of one server:
   the subscription as a problem, and the subscriber's own ``user_stats`` and
   ``digital_personality`` drift, ENABLE ALWAYS or not, until ``repair``.
 
-A publisher needs ``wal_level = logical``. The shared system server has ``replica`` and
-cannot be restarted, so unless ``SELFOLOGY_TEST_DSN`` names a server with ``logical``,
-these tests start a throwaway embedded server of their own with it.
+A publisher needs ``wal_level = logical``: unless ``SELFOLOGY_TEST_DSN`` names a server with
+it, these tests start a throwaway one of their own (tests/logical_server.py), of the same
+major version when its binaries are installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from contextlib import ExitStack, asynccontextmanager
 
 import asyncpg
 import pytest
 
-from selfology_counters import deferred, embedded, health, model, stats
+from selfology_counters import deferred, health, model, stats
 from selfology_counters.config import with_database
 from selfology_counters.lifecycle import upgrade
 from tests.conftest import _admin
+from tests.logical_server import logical_server as start_logical_server
 from tests.truth import assert_exact, mismatches
 
-LOGICAL = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}
 ALL_TABLES = model.COUNTED_TABLES
 # The answers, and the sessions their composite foreign key points at.
 ANSWERS_ONLY = (model.ANSWERS, model.SESSIONS.table)
@@ -71,35 +68,17 @@ APPLIED = {
 }
 
 
-async def _wal_level(dsn: str) -> str:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return str(await connection.fetchval("SHOW wal_level"))
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="module")
 def logical_server() -> Iterator[str]:
-    """The maintenance DSN of a server with wal_level = logical."""
-    configured = os.environ.get("SELFOLOGY_TEST_DSN")
-    if configured and asyncio.run(_wal_level(configured)) == "logical":
-        yield configured
-        return
-    parent = Path(tempfile.mkdtemp(prefix="selfology-test-logical-"))
-    pgdata = parent / "pgdata"
-    try:
-        dsn = embedded.dsn(pgdata, throwaway=True)
-        embedded.configure(pgdata, LOGICAL)  # wal_level takes effect only at start
-    except Exception as error:  # say why instead of failing every test
-        shutil.rmtree(parent, ignore_errors=True)
-        pytest.skip(f"no server with wal_level = logical could be started: {error}")
-    try:
-        assert asyncio.run(_wal_level(dsn)) == "logical"
+    """The maintenance DSN of a server with wal_level = logical (tests/logical_server.py)."""
+    with ExitStack() as stack:
+        try:
+            dsn, _what = stack.enter_context(
+                start_logical_server(os.environ.get("SELFOLOGY_TEST_DSN"))
+            )
+        except Exception as error:  # say why instead of failing every test
+            pytest.skip(f"no server with wal_level = logical could be started: {error}")
         yield dsn
-    finally:
-        embedded.discard(pgdata)
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 @asynccontextmanager
