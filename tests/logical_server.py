@@ -24,7 +24,14 @@ import asyncpg
 
 from selfology_counters import embedded
 
-SETTINGS = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}
+SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+    # Up to PostgreSQL 15 the launcher starts no apply worker sooner than this after the
+    # last one it started (5 s by default): each test's new subscription would wait for it.
+    "wal_retrieve_retry_interval": "100ms",
+}
 DEBIAN_BINARIES = "/usr/lib/postgresql/{major}/bin"
 # initdb and postgres refuse to run as root: as root, run them as this system user.
 SERVER_USER = "postgres"
