@@ -109,9 +109,10 @@ async def test_switching_modes_keeps_every_count(conn: asyncpg.Connection) -> No
 
 
 async def test_a_switch_keeps_a_subscribers_enable_always(conn: asyncpg.Connection) -> None:
-    """On a subscriber our triggers are ENABLE ALWAYS, so that the apply worker's writes (as
-    session_replication_role = replica) are counted; a round trip through deferred mode must
-    leave the insert trigger so, or the apply worker's inserts stop being counted."""
+    """Our triggers made ENABLE ALWAYS count the writes of sessions that set
+    session_replication_role = replica (a data-only restore); a round trip through deferred
+    mode must leave the insert trigger so, or those inserts stop being counted. (Logical
+    replication's apply worker fires no statement trigger even so: test_replication.py.)"""
     for trigger in model.TRIGGERS:
         await conn.execute(
             f"ALTER TABLE selfology.{trigger.table} ENABLE ALWAYS TRIGGER {trigger.name}"

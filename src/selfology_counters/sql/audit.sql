@@ -63,7 +63,8 @@ SELECT CASE WHEN s.setrole = 0 THEN 'database ' || current_database()
 
 -- name: subscriptions --
 -- Logical replication applies as session_replication_role = replica: into our tables, it
--- counts nothing unless our triggers are ENABLE ALWAYS (docs/COUNTER_ARCHITECTURE.md).
+-- fires row triggers only, so our statement triggers never count what it applies, not even
+-- ENABLE ALWAYS ones: a subscriber must receive the counters too (docs/COUNTER_ARCHITECTURE.md).
 SELECT s.subname AS subscription, c.relname AS table_name
   FROM pg_subscription_rel sr
   JOIN pg_subscription s ON s.oid = sr.srsubid
