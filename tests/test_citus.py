@@ -209,11 +209,14 @@ async def test_migrate_distributes_the_four_tables_co_located(
     assert (await plan(CITUS_DSN)).nothing_to_do
 
 
-async def test_every_change_kind_keeps_every_counter_exact(
+async def insert_every_way(
     coordinator: asyncpg.Connection, dao: OnboardingDAO
-) -> None:
+) -> tuple[list[int], dict[int, list[int]]]:
+    """Eight new users with two sessions each (four with a personality row), answers inserted
+    every way: one row and several through the DAO, a multi-shard INSERT ... SELECT, COPY, and
+    an INSERT ... SELECT from the answers themselves. Returns the users and their sessions."""
     users = fresh_users(8)
-    a, b = users[0], users[1]
+    a = users[0]
     sessions = {u: [await dao.start_session(u) for _ in range(2)] for u in users}
     await coordinator.execute(
         "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])",
@@ -242,6 +245,14 @@ async def test_every_change_kind_keeps_every_counter_exact(
             WHERE user_id = ANY ($1::bigint[]) AND question_json_id = 'copied'""",
         users,
     )
+    return users, sessions
+
+
+async def test_every_change_kind_keeps_every_counter_exact(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO
+) -> None:
+    users, sessions = await insert_every_way(coordinator, dao)
+    a, b = users[0], users[1]
     await assert_exact(coordinator)
     assert await stored(coordinator, a) == (7, 7)
 
@@ -587,34 +598,8 @@ async def fold(connection: asyncpg.Connection) -> int:
 async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_folding(
     coordinator: asyncpg.Connection, dao: OnboardingDAO, deferred_mode: None
 ) -> None:
-    users = fresh_users(8)
+    users, sessions = await insert_every_way(coordinator, dao)
     a = users[0]
-    sessions = {u: [await dao.start_session(u) for _ in range(2)] for u in users}
-    await coordinator.execute(
-        "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])",
-        users[:4],
-    )
-    await dao.save_answer(sessions[a][0], "q1", "single row, through the DAO")
-    await dao.save_answers(sessions[a][0], [("q2", "x"), ("q3", "y")])
-    await coordinator.execute(
-        """INSERT INTO selfology.user_answers_new
-                  (session_id, user_id, question_json_id, raw_answer)
-           SELECT s.id, s.user_id, 'bulk', 'z' FROM selfology.onboarding_sessions s
-            WHERE s.user_id = ANY ($1::bigint[])""",
-        users,
-    )
-    await coordinator.copy_records_to_table(
-        "user_answers_new", schema_name="selfology",
-        columns=["session_id", "user_id", "question_json_id", "raw_answer"],
-        records=[(sessions[u][1], u, "copied", "c") for u in users],
-    )  # fmt: skip
-    await coordinator.execute(
-        """INSERT INTO selfology.user_answers_new
-                  (session_id, user_id, question_json_id, raw_answer)
-           SELECT session_id, user_id, 'again', raw_answer FROM selfology.user_answers_new
-            WHERE user_id = ANY ($1::bigint[]) AND question_json_id = 'copied'""",
-        users,
-    )
     # Nothing counted yet: every answer is pending, and the reads are exact all the same.
     assert await stored(coordinator, a) == (0, 0)  # the personality row created it at 0
     assert await dao.get_user_total_answers(a) == 7
