@@ -403,20 +403,27 @@ async def test_100_writers_on_100_users_over_both_workers(
     await assert_exact(coordinator)
 
 
+async def shard_move_of(coordinator: asyncpg.Connection, user: int) -> tuple[int, int, int]:
+    """The answers' shard that holds ``user``, the worker port it is on, and the other
+    worker's port (where a test moves it)."""
+    shard = await coordinator.fetchval(
+        "SELECT get_shard_id_for_distribution_column('selfology.user_answers_new', $1::bigint)",
+        user,
+    )
+    source = await worker_of(coordinator, "user_answers_new", user)
+    target = await coordinator.fetchval(
+        "SELECT node_port FROM citus_get_active_worker_nodes() WHERE node_port <> $1 LIMIT 1",
+        source,
+    )
+    return shard, source, target
+
+
 async def test_a_shard_moves_to_the_other_worker_under_writes(
     coordinator: asyncpg.Connection, dao: OnboardingDAO
 ) -> None:
     users = fresh_users(20)
     (moved_user,) = users[:1]
-    shard = await coordinator.fetchval(
-        "SELECT get_shard_id_for_distribution_column('selfology.user_answers_new', $1::bigint)",
-        moved_user,
-    )
-    source = await worker_of(coordinator, "user_answers_new", moved_user)
-    target = await coordinator.fetchval(
-        "SELECT node_port FROM citus_get_active_worker_nodes() WHERE node_port <> $1 LIMIT 1",
-        source,
-    )
+    shard, source, target = await shard_move_of(coordinator, moved_user)
     sessions = {u: await dao.start_session(u) for u in users}
     stop = asyncio.Event()
     written = dict.fromkeys(users, 0)
@@ -772,15 +779,7 @@ async def test_a_shard_moves_under_writes_in_deferred_mode(
 ) -> None:
     users = fresh_users(20)
     moved_user = users[0]
-    shard = await coordinator.fetchval(
-        "SELECT get_shard_id_for_distribution_column('selfology.user_answers_new', $1::bigint)",
-        moved_user,
-    )
-    source = await worker_of(coordinator, "user_answers_new", moved_user)
-    target = await coordinator.fetchval(
-        "SELECT node_port FROM citus_get_active_worker_nodes() WHERE node_port <> $1 LIMIT 1",
-        source,
-    )
+    shard, source, target = await shard_move_of(coordinator, moved_user)
     sessions = {u: await dao.start_session(u) for u in users}
     stop = asyncio.Event()
     written = dict.fromkeys(users, 0)
