@@ -2,7 +2,7 @@
 # The server's own cost of the write path, without Python in between: pgbench (a C client)
 # against the bare INSERT and the counted one, in immediate and deferred mode, with one client,
 # with C clients on one user (each in a session of its own), and with C clients on C users;
-# and the exact read against SELECT 1, idle and while C clients insert.
+# and the exact read against SELECT 1 (and the raw stored column), idle and while C clients insert.
 #
 #   bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]
 #
@@ -45,17 +45,17 @@ run() {  # mode scenario script clients first-session hot-user
         "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
 }
 
-reads_under_load() {  # mode: SELECT 1 and the exact read interleaved on one client, while
+reads_under_load() {  # mode: SELECT 1, the stored column and the exact read interleaved on one client, while
     # C clients insert (on C users) and, in deferred mode, the worker folds
     local load out
     "$pgbench" "$dsn" -n -M prepared -T $((seconds + 2)) -c "$clients" -j 2 -f scripts/pgbench/counted.sql \
         -D lo=$((clients + 1)) -D hot=0 -D users="$clients" >/dev/null 2>&1 & load=$!
     sleep 1
     out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c 1 -f scripts/pgbench/select1.sql \
-          -f scripts/pgbench/read.sql -D users="$clients" 2>&1) || true
+          -f scripts/pgbench/stored.sql -f scripts/pgbench/read.sql -D users="$clients" 2>&1) || true
     wait "$load" || true
     printf '%-9s %-28s %s\n' "$1" "reads under $clients writers" "$(awk '
-        /^SQL script/ { name = ($0 ~ /select1/) ? "select 1" : "exact read" }
+        /^SQL script/ { name = ($0 ~ /select1/) ? "select 1" : ($0 ~ /stored/) ? "stored column" : "exact read" }
         /latency average/ && name { printf "%s %s ms  ", name, $5; name = "" }' <<<"$out")"
 }
 

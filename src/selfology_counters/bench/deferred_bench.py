@@ -33,6 +33,7 @@ class DeferredFigures:
     writers: int  # inserting, from another process, while the reads were timed
     exact_read: LatencySummary  # OnboardingDAO's read (the reader's expression, prepared)
     reader_call: LatencySummary  # SELECT answers_of_user($1), the public function
+    stored_read: LatencySummary  # the stored column alone: one row of one table, not exact
     select_one: LatencySummary  # SELECT 1 on the same connection, interleaved
 
     @property
@@ -47,6 +48,12 @@ class DeferredFigures:
     @property
     def read_ratio_p50(self) -> float:
         return self.exact_read.p50_ms / self.select_one.p50_ms
+
+    @property
+    def stored_read_ratio_p50(self) -> float:
+        """The raw column read against SELECT 1: what reading any one row of a table costs at
+        this load, so the floor under every exact read (which reads two tables and an index)."""
+        return self.stored_read.p50_ms / self.select_one.p50_ms
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +78,8 @@ async def fold_rate(connection: asyncpg.Connection, schema: str) -> tuple[int, f
 async def reads_under_load(
     dsn: str, schema: str, count: int, writers: int, report: Progress
 ) -> dict[str, LatencySummary]:
-    """The DAO's exact read, the reader function and SELECT 1, interleaved on one connection,
+    """The DAO's exact read, the reader function, the stored column alone (the raw read, not
+    exact in deferred mode) and SELECT 1, interleaved on one connection,
     while ``writers`` connections insert answers and a worker folds. The writers run in a
     process of their own, so that their client work does not slow this process's reads (and
     make every read look alike): what is left is the server's load, as in production."""
@@ -86,6 +94,7 @@ async def reads_under_load(
     statements = {
         "exact_read": query("dao.sql", "user_total_answers", schema, distributed=on_citus),
         "reader_call": query("bench.sql", "user_total", schema),
+        "stored_read": query("bench.sql", "user_total_stored", schema),
     }
     # Citus: the inserts name the session's user, the shard key (dao.sql).
     owners = [READ_USER + w for w in range(writers)] if on_citus else None
@@ -103,6 +112,7 @@ async def reads_under_load(
             samples = await rounds(
                 {"exact_read": lambda _i: reader.fetchval(statements["exact_read"], READ_USER),
                  "reader_call": lambda _i: reader.fetchval(statements["reader_call"], READ_USER),
+                 "stored_read": lambda _i: reader.fetchval(statements["stored_read"], READ_USER),
                  "select_one": lambda _i: reader.fetchval("SELECT 1")},
                 count, report, "reads", warmup=50,
             )  # fmt: skip

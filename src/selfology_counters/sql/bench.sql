@@ -36,6 +36,11 @@ SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answe
 -- The exact read, in either counter mode.
 SELECT ${schema}.${model.USER_STATS.reader}($1)
 
+-- name: user_total_stored --
+-- The stored column alone, as the bot reads it raw: exact in immediate mode only. Timed beside
+-- the exact read as the cost of reading one row of one table, the least any read can cost.
+SELECT t.${model.USER_STATS.column} FROM ${schema}.${model.USER_STATS.table} t WHERE t.${model.USER_STATS.key} = $1
+
 -- name: deferred_mode --
 SELECT ${schema}.${model.FUNCTION["set_mode"].name}('${model.DEFERRED}')
 
