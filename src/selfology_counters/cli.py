@@ -20,7 +20,7 @@ import asyncpg
 import typer
 from typer._click.exceptions import NoArgsIsHelpError  # typer's own click (typer >= 0.29)
 
-from selfology_counters import config
+from selfology_counters import config, scrubbed_output
 from selfology_counters.errors import InvalidDsnError, SchemaMissingError, SelfologyCountersError
 from selfology_counters.plural import plural
 
@@ -782,20 +782,21 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     exit 2, like every other error of this command. ``args`` and ``prog_name`` let another
     front end (the original's ``scripts/counter_health_check.py``) run the same commands
     under its own name."""
-    try:
-        code = app(args=args, prog_name=prog_name, standalone_mode=False)
-    except NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
-        code = EXIT_CANNOT_RUN
-    except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
-        say_error(
-            one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
-            args=args,
-        )  # fmt: skip
-        code = EXIT_CANNOT_RUN
-    except (KeyboardInterrupt, typer.Abort):
-        typer.echo("interrupted", err=True)
-        code = 130
+    with scrubbed_output.scrubbed(_dsns_given(args)):  # no password, wherever it was typed
+        try:
+            code = app(args=args, prog_name=prog_name, standalone_mode=False)
+        except NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            code = EXIT_CANNOT_RUN
+        except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
+            say_error(
+                one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
+                args=args,
+            )  # fmt: skip
+            code = EXIT_CANNOT_RUN
+        except (KeyboardInterrupt, typer.Abort):
+            typer.echo("interrupted", err=True)
+            code = 130
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
