@@ -6,7 +6,8 @@ docs/COUNTER_ARCHITECTURE.md tells an operator is proven here, with a publicatio
 subscription between two databases of one server:
 
 - all four tables replicated from a publisher that runs our triggers: the counters arrive
-  counted, our triggers on the subscriber stay silent, nothing is counted twice;
+  counted, our triggers on the subscriber stay silent, nothing is counted twice; also when
+  the subscription first copies the rows the publisher already has (copy_data);
 - only the answers (and the sessions their foreign key needs) replicated: ``check`` names
   the subscription as a problem, and the subscriber's own ``user_stats`` and
   ``digital_personality`` drift, ENABLE ALWAYS or not, until ``repair``.
@@ -22,7 +23,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager
 
 import asyncpg
@@ -100,10 +101,14 @@ async def _migrated_database(server: str) -> AsyncIterator[tuple[asyncpg.Connect
 
 @asynccontextmanager
 async def replicated(
-    server: str, tables: tuple[str, ...]
+    server: str,
+    tables: tuple[str, ...],
+    before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, str]]:
     """A publisher and a subscriber database (both migrated) with ``tables`` replicated from
-    the first to the second; yields (publisher, subscriber, subscription name)."""
+    the first to the second; yields (publisher, subscriber, subscription name). ``before``
+    writes to the publisher before the subscription exists, which then copies those rows
+    (copy_data = true: the table sync workers COPY each table)."""
     name = f"sc_sub_{uuid.uuid4().hex[:12]}"  # generated, never input: names the slot too
     async with (
         _migrated_database(server) as (publisher, source),
@@ -112,6 +117,8 @@ async def replicated(
             _,
         ),
     ):
+        if before is not None:
+            await before(publisher)
         published = ", ".join(f"selfology.{table}" for table in tables)
         await publisher.execute(f"CREATE PUBLICATION {name} FOR TABLE {published}")
         # By hand: CREATE SUBSCRIPTION with create_slot = true on the same cluster waits for
@@ -120,7 +127,8 @@ async def replicated(
         await subscriber.execute(
             # libpq takes the URL form as a connection string.
             f"CREATE SUBSCRIPTION {name} CONNECTION '{source}' PUBLICATION {name}"
-            f" WITH (create_slot = false, slot_name = '{name}', copy_data = false)"
+            f" WITH (create_slot = false, slot_name = '{name}',"
+            f" copy_data = {'true' if before is not None else 'false'})"
         )
         try:
             yield publisher, subscriber, name
@@ -208,6 +216,32 @@ async def test_all_four_tables_arrive_counted_and_are_not_counted_again(
         # A listed subscription is a note, not a failure: this is the documented setup.
         assert found.consistent and found.problems == [], found.as_dict()
         assert (await stats.collect(subscriber)).subscriptions == found.subscriptions
+
+
+async def test_a_subscription_that_copies_existing_rows_arrives_exact(logical_server: str) -> None:
+    """copy_data = true: the table sync workers COPY each table's existing rows, the counters
+    with them, as the replica role (as the apply worker does), so our triggers stay silent and
+    the answers copied are not counted again on top of the counters copied; what the
+    publisher writes after the copy arrives counted too."""
+
+    async def existing(publisher: asyncpg.Connection) -> None:
+        await publisher.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (1)")
+        await write_every_kind(publisher)
+
+    async with replicated(logical_server, ALL_TABLES, before=existing) as (
+        publisher,
+        subscriber,
+        _name,
+    ):
+        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        assert await subscriber.fetchval("SELECT count(*) FROM selfology.user_answers_new") > 0
+        await assert_exact(subscriber)
+        await write_every_kind(publisher)
+        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        await assert_exact(publisher)
+        await assert_exact(subscriber)
+        found = await health.check(subscriber)
+        assert found.consistent and found.problems == [], found.as_dict()
 
 
 @pytest.mark.parametrize("enable_always", [False, True], ids=["as-installed", "enable-always"])
