@@ -26,7 +26,7 @@ from selfology_counters.lifecycle import upgrade
 
 # The fuzz and property tests draw the same examples on every run, so that a commit's verdict
 # does not depend on the draw (CI runs once, in a fresh clone, right after the work stops).
-# To look for new failures: pytest --hypothesis-profile=explore (or --hypothesis-seed=N).
+# To look for new failures: pytest --hypothesis-profile=explore [--hypothesis-seed=N].
 settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("repeatable")

@@ -20,7 +20,7 @@ import asyncpg
 import typer
 from typer._click.exceptions import NoArgsIsHelpError  # typer's own click (typer >= 0.29)
 
-from selfology_counters import config, scrubbed_output
+from selfology_counters import config
 from selfology_counters.errors import InvalidDsnError, SchemaMissingError, SelfologyCountersError
 from selfology_counters.plural import plural
 
@@ -599,11 +599,14 @@ def compare(
     sizes = (
         compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL
     )
+    # The --out directory is echoed back (here, in the JSON and in the report, and in "wrote"
+    # below): scrubbed like an error message, in case a password was typed there.
+    shown_out = None if out is None else config.scrub(str(out), _dsns_given())
     command = " ".join(
         ["selfology-counters compare"]
         + (["--dsn ***"] if dsn else [])
         + (["--quick"] if quick else [])
-        + ([f"--out {out}"] if out else [])
+        + ([f"--out {shown_out}"] if out else [])
     )
     if config.explicit_dsn(dsn) is None:
         command += " (embedded server)"
@@ -620,7 +623,7 @@ def compare(
             written = compare_report.write_report(result, out)
         except OSError as exc:
             fail(f"cannot write the report: {first_line(exc)}")
-        note("wrote " + " and ".join(str(path) for path in written))
+        note(config.scrub("wrote " + " and ".join(str(p) for p in written), _dsns_given()))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else compare_report.text(result))
     raise typer.Exit(EXIT_OK if result.our_losses == 0 else EXIT_PROBLEM)
 
@@ -782,21 +785,20 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     exit 2, like every other error of this command. ``args`` and ``prog_name`` let another
     front end (the original's ``scripts/counter_health_check.py``) run the same commands
     under its own name."""
-    with scrubbed_output.scrubbed(_dsns_given(args)):  # no password, wherever it was typed
-        try:
-            code = app(args=args, prog_name=prog_name, standalone_mode=False)
-        except NoArgsIsHelpError as exc:
-            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
-            code = EXIT_CANNOT_RUN
-        except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
-            say_error(
-                one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
-                args=args,
-            )  # fmt: skip
-            code = EXIT_CANNOT_RUN
-        except (KeyboardInterrupt, typer.Abort):
-            typer.echo("interrupted", err=True)
-            code = 130
+    try:
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        code = EXIT_CANNOT_RUN
+    except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
+        say_error(
+            one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
+            args=args,
+        )  # fmt: skip
+        code = EXIT_CANNOT_RUN
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted", err=True)
+        code = 130
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
