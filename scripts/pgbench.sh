@@ -2,7 +2,8 @@
 # The server's own cost of the write path, without Python in between: pgbench (a C client)
 # against the bare INSERT and the counted one, in immediate and deferred mode, with one client,
 # with C clients on one user (each in a session of its own), and with C clients on C users;
-# and the exact read against SELECT 1 (and the raw stored column), idle and while C clients insert.
+# and the exact read against SELECT 1, idle and while C clients insert (then beside the raw
+# stored column too, the least any read of the counters costs).
 #
 #   bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]
 #
@@ -45,8 +46,9 @@ run() {  # mode scenario script clients first-session hot-user
         "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
 }
 
-reads_under_load() {  # mode: SELECT 1, the stored column and the exact read interleaved on one client, while
-    # C clients insert (on C users) and, in deferred mode, the worker folds
+reads_under_load() {  # mode: SELECT 1, the stored column and the exact read, picked at
+    # random by one client, while C clients insert (on C users) and, in deferred mode, the
+    # worker folds
     local load out
     "$pgbench" "$dsn" -n -M prepared -T $((seconds + 2)) -c "$clients" -j 2 -f scripts/pgbench/counted.sql \
         -D lo=$((clients + 1)) -D hot=0 -D users="$clients" >/dev/null 2>&1 & load=$!

@@ -355,6 +355,6 @@ def _deferred_text(d: DeferredFigures) -> list[str]:
         f"    SELECT answers_of_user($1) {d.reader_call.p50_ms:.3f} ms p50: "
         f"{d.reader_call.p50_ms / d.select_one.p50_ms:.2f}x p50",
         f"    the stored column alone (one row of one table; not exact in deferred mode) "
-        f"{d.stored_read.p50_ms:.3f} ms p50: {d.stored_read_ratio_p50:.2f}x p50, the floor of "
-        f"any read of a table at this load",
+        f"{d.stored_read.p50_ms:.3f} ms p50: {d.stored_read_ratio_p50:.2f}x p50, the floor "
+        f"under the exact read",
     ]
