@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = str(Path(sys.executable).parent / "selfology-counters")
 
 
@@ -268,3 +270,29 @@ def test_libpq_key_value_dsns_work_for_migrate_and_check(empty_db: str) -> None:
         assert_one_line_error(result)
         assert "s3" not in result.stderr + result.stdout and "cr3t" not in result.stderr
         assert "127.0.0.1:1" in result.stderr
+
+
+SECRET_DSN = "postgresql://someone:Sekret-4711@db.invalid/selfology"
+
+
+def test_an_unexpected_exception_is_one_scrubbed_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selfology_counters import cli as module
+
+    def broken(dsn: str | None) -> str:
+        raise RuntimeError(f"a bug while resolving {dsn}")
+
+    monkeypatch.setattr(module, "target_dsn", broken)  # a bug of ours, not the database's
+    monkeypatch.delenv(module.DEBUG_VARIABLE, raising=False)
+    with pytest.raises(SystemExit) as exited:
+        module.main(["check", "--json", "--dsn", SECRET_DSN])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert err.count("\n") == 1 and module.INTERNAL_ERROR in err and "RuntimeError" in err, err
+    assert "Sekret-4711" not in out + err and "Traceback" not in out + err
+    assert json.loads(out)["exit_code"] == 2
+    # With the variable set, the traceback is there for a bug report.
+    monkeypatch.setenv(module.DEBUG_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match="a bug while resolving"):
+        module.main(["check", "--dsn", SECRET_DSN])

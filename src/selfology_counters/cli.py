@@ -27,6 +27,10 @@ from selfology_counters.plural import plural
 T = TypeVar("T")
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CANNOT_RUN = 0, 1, 2
+# An exception no command expected is a bug: said in one line (its traceback could show a
+# password), unless this variable is set.
+DEBUG_VARIABLE = "SELFOLOGY_DEBUG"
+INTERNAL_ERROR = "internal error"
 
 app = typer.Typer(
     help="Exact answer counters for Selfology on PostgreSQL: migrate, demo and operate.",
@@ -799,6 +803,15 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
         code = 130
+    except Exception as exc:  # a bug of ours: still one line, scrubbed, exit 2
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        say_error(
+            f"{INTERNAL_ERROR} ({first_line(exc)}); please report it, with the traceback that "
+            f"{DEBUG_VARIABLE}=1 shows",
+            EXIT_CANNOT_RUN, as_json=_json_requested(args), args=args,
+        )  # fmt: skip
+        code = EXIT_CANNOT_RUN
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
