@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from tests.rows import new_session
 from tests.truth import assert_exact, counters
 
 BOT_INSERT = (
@@ -16,12 +17,6 @@ BOT_INSERT_WITH_LENGTH = (
     "INSERT INTO selfology.user_answers_new "
     "(session_id, question_json_id, raw_answer, answer_length) VALUES ($1, $2, $3, $4) RETURNING id"
 )
-
-
-async def new_session(conn: asyncpg.Connection, user_id: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user_id
-    )
 
 
 async def insert_many(conn: asyncpg.Connection, session_id: int, n: int) -> None:

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from selfology_counters import deferred, health, model
+from tests.rows import new_session
 from tests.test_cli import CLI
 from tests.truth import assert_exact, assert_exact_reads, counters
 
@@ -22,12 +23,6 @@ BOT_INSERT = (
     "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
     " SELECT $1, 'q' || g, 'a' FROM generate_series(1, $2) g"
 )
-
-
-async def new_session(conn: asyncpg.Connection, user_id: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user_id
-    )
 
 
 async def first_answer(conn: asyncpg.Connection, session_id: int) -> int:

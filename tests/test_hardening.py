@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from selfology_counters import health, lifecycle, model
+from tests.rows import new_session
 from tests.truth import assert_exact
 
 INSERT = (
@@ -18,16 +19,10 @@ INSERT = (
 )
 
 
-async def session_of(conn: asyncpg.Connection, user_id: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user_id
-    )
-
-
 async def test_answers_of_another_user_or_no_session_are_reported_and_check_agrees_with_repair(
     conn: asyncpg.Connection,
 ) -> None:
-    session = await session_of(conn, 1)
+    session = await new_session(conn, 1)
     await conn.execute(
         "ALTER TABLE selfology.user_answers_new DROP CONSTRAINT user_answers_new_session_fk"
     )
@@ -104,7 +99,7 @@ async def test_replica_role_for_the_database_is_reported_and_enable_always_keeps
         await conn.execute(
             f"ALTER TABLE selfology.{trigger.table} ENABLE ALWAYS TRIGGER {trigger.name}"
         )
-    session = await session_of(conn, 4)
+    session = await new_session(conn, 4)
     await conn.execute("SET session_replication_role = replica")
     await conn.execute(INSERT, session, 4)
     await conn.execute("RESET session_replication_role")
@@ -127,7 +122,7 @@ async def test_replica_role_set_for_a_role_is_reported(conn: asyncpg.Connection)
 async def test_a_user_stats_row_with_answers_left_cannot_be_deleted(
     conn: asyncpg.Connection,
 ) -> None:
-    session = await session_of(conn, 6)
+    session = await new_session(conn, 6)
     await conn.execute(INSERT, session, 6)
     with pytest.raises(asyncpg.RestrictViolationError, match="answers that still exist"):
         await conn.execute("DELETE FROM selfology.user_stats WHERE user_id = 6")
@@ -139,7 +134,7 @@ async def test_a_user_stats_row_with_answers_left_cannot_be_deleted(
 async def test_a_replaced_answers_table_is_seen_and_migrate_rebinds_everything(
     db: str, conn: asyncpg.Connection
 ) -> None:
-    session = await session_of(conn, 8)
+    session = await new_session(conn, 8)
     await conn.execute(INSERT, session, 8)
     await conn.execute(
         """

@@ -10,6 +10,7 @@ import json
 import asyncpg
 
 from selfology_counters import OnboardingDAO, deferred, health, lifecycle, model
+from tests.rows import new_session
 from tests.test_cli import cli
 from tests.truth import assert_exact
 
@@ -47,12 +48,6 @@ OLD_ANSWER = (
 )
 
 
-async def session_of(conn: asyncpg.Connection, user_id: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user_id
-    )
-
-
 async def partitioned(db: str, conn: asyncpg.Connection) -> None:
     await conn.execute(PARTITION)
     # Before migrate: the view went with the old table; check says so instead of failing.
@@ -66,7 +61,7 @@ async def partitioned(db: str, conn: asyncpg.Connection) -> None:
 async def test_every_write_through_a_partitioned_answers_table_is_counted(
     db: str, conn: asyncpg.Connection
 ) -> None:
-    one, two = await session_of(conn, 1), await session_of(conn, 2)
+    one, two = await new_session(conn, 1), await new_session(conn, 2)
     await conn.execute(BOT_INSERT, one)
     await partitioned(db, conn)
     found = await health.check(conn)
@@ -107,7 +102,7 @@ async def test_every_write_through_a_partitioned_answers_table_is_counted(
 async def test_writes_around_the_partitioned_table_are_drift_that_repair_fixes(
     db: str, conn: asyncpg.Connection
 ) -> None:
-    session = await session_of(conn, 3)
+    session = await new_session(conn, 3)
     await partitioned(db, conn)
     await conn.execute(OLD_ANSWER, session)
     await conn.execute(

@@ -34,6 +34,7 @@ from selfology_counters.config import with_database
 from selfology_counters.lifecycle import upgrade
 from tests.conftest import _admin
 from tests.logical_server import logical_server as start_logical_server
+from tests.rows import new_session
 from tests.truth import assert_exact, mismatches
 
 ALL_TABLES = model.COUNTED_TABLES
@@ -162,12 +163,6 @@ async def wait_until_applied(
             state = await subscriber.fetch("SELECT * FROM pg_stat_subscription")
             raise AssertionError(f"not applied within {APPLY_DEADLINE_S}s: {state}")
         await asyncio.sleep(0.02)
-
-
-async def new_session(conn: asyncpg.Connection, user_id: int) -> int:
-    return await conn.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user_id
-    )
 
 
 async def write_every_kind(publisher: asyncpg.Connection) -> None:
