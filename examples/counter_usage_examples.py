@@ -8,8 +8,9 @@ writes answers and reads counters. This script shows, against a real database:
 * the right way: :class:`~selfology_counters.OnboardingDAO` records answers (one or many per
   statement), deletes one, completes the session and reads the counters; a typed error
   (an empty answer, an answer to a completed session) writes nothing;
-* anti-pattern 1: incrementing a counter by hand after the insert double-counts, because the
-  trigger has already counted the answer (the script repairs the counter afterwards);
+* anti-pattern 1: incrementing a counter by hand after the insert would double-count, because
+  the trigger has already counted the answer: the keep triggers undo such a write (the counter
+  stays exact) and `check` counts it, so that the statement can be found and removed;
 * anti-pattern 2: read-modify-write in the application (SELECT the count, write count + 1)
   from 20 concurrent connections loses updates (run on a scratch table, dropped afterwards);
 * anti-pattern 3: COUNT(*) on every read, timed against reading the stored counter.
@@ -90,7 +91,8 @@ INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer
 VALUES ($1, $2, $3)
 """
 
-# Anti-pattern 1. Do not do this: the insert trigger has already counted the answer.
+# Anti-pattern 1. Do not do this: the insert trigger has already counted the answer (the keep
+# triggers undo these writes, and check reports them).
 MANUAL_SESSION_INCREMENT = """
 UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered + 1
  WHERE id = $1
@@ -246,19 +248,22 @@ async def show_refused(
 async def show_double_count(
     dao: OnboardingDAO, connection: asyncpg.Connection, user_id: int
 ) -> None:
-    section("Anti-pattern 1: UPDATE ... + 1 after the insert (double count)")
+    section("Anti-pattern 1: UPDATE ... + 1 after the insert (would double count)")
     session_id = await dao.start_session(user_id)
     async with connection.transaction():
         await connection.execute(BOT_INSERT_ANSWER, session_id, "q_intro", "hello")
         await connection.execute(MANUAL_SESSION_INCREMENT, session_id)
         await connection.execute(MANUAL_USER_INCREMENT, user_id)
-    wrong = await snapshot(connection, session_id)
+    after = await snapshot(connection, session_id)
     say(f"user {user_id}: inserted 1 answer, then incremented the counters by hand")
-    say(wrong.describe())
+    say(after.describe())
     say(
-        f"double count: the counter says {wrong.session_counter}, COUNT(*) says "
-        f"{wrong.session_count_star}; the trigger had already counted the answer"
+        f"undone: the counter says {after.session_counter}, COUNT(*) says "
+        f"{after.session_count_star}; the trigger had already counted the answer, and the "
+        "keep triggers left the counters as they were"
     )
+    for note in (await health.check(connection, user_id)).notes:
+        say(f"check says: {note}")
     # The operator's repair (`selfology-counters repair --user N`): locks the rows in the
     # triggers' order and recounts under the lock, so it is exact even while answers arrive.
     repaired = await health.repair(connection, user_id=user_id)

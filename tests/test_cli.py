@@ -122,13 +122,17 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
 
     import asyncpg
 
+    from tests.truth import write_counters_by_hand
+
     async def drift() -> None:
         connection = await asyncpg.connect(db)
         await connection.execute(
             "INSERT INTO selfology.onboarding_sessions (user_id) VALUES (1);"
             "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
             " SELECT 1, 'q' || g, 'a' FROM generate_series(1, 3) g;"
-            "UPDATE selfology.user_stats SET total_answers_lifetime = 9;"
+        )
+        await write_counters_by_hand(
+            connection, "UPDATE selfology.user_stats SET total_answers_lifetime = 9"
         )
         await connection.close()
 

@@ -67,7 +67,10 @@ DEFINITIONS = """
      WHERE n.nspname = 'selfology' AND c.relkind = 'v'
 """
 TABLES = list(model.COUNTED_TABLES)
-BIGINT_CAST = re.compile(r"\((\w+)\.(\w+)\)::bigint(?: AS \2\b)?")
+# A cast the deparser shows on one side only: to bigint where the original's ids are integer,
+# and (answer_counter_health, the original's view) to the original's own column types.
+CAST = "(?:bigint|integer|timestamp without time zone)"
+TYPE_CAST = re.compile(rf"\(((?:\w+\.)?(\w+))\)::{CAST}(?: AS \2\b)?|(?<=\))::{CAST}")
 INPUT_CHECKS_NOT_ADOPTED = {
     ("onboarding_sessions", "c", ("user_id",)),
     ("onboarding_sessions", "c", ("status",)),
@@ -101,7 +104,7 @@ def _without_bigint_casts(obj: tuple[object, ...]) -> tuple[object, ...]:
     kind, name, definition = obj
     if kind != "view":
         return obj
-    return kind, name, BIGINT_CAST.sub(r"\1.\2", str(definition))
+    return kind, name, TYPE_CAST.sub(lambda m: m.group(1) or "", str(definition))
 
 
 def _unique_as_one(constraints: set[tuple[object, ...]]) -> set[tuple[object, ...]]:

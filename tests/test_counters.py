@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from tests.rows import new_session
-from tests.truth import assert_exact, counters
+from tests.truth import assert_exact, counters, write_counters_by_hand
 
 BOT_INSERT = (
     "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer) "
@@ -178,8 +178,10 @@ async def test_late_digital_personality_row_starts_at_true_count(conn: asyncpg.C
 async def test_counters_cannot_go_negative(conn: asyncpg.Connection) -> None:
     s = await new_session(conn, 1)
     with pytest.raises(asyncpg.CheckViolationError):
-        await conn.execute(
-            "UPDATE selfology.onboarding_sessions SET questions_answered = -1 WHERE id = $1", s
+        await write_counters_by_hand(
+            conn,
+            "UPDATE selfology.onboarding_sessions SET questions_answered = -1 WHERE id = $1",
+            s,
         )
 
 

@@ -16,7 +16,7 @@ import pytest
 from selfology_counters import deferred, health, model
 from tests.rows import new_session
 from tests.test_cli import CLI
-from tests.truth import assert_exact, assert_exact_reads, counters
+from tests.truth import assert_exact, assert_exact_reads, counters, write_counters_by_hand
 
 FOLD = "SELECT * FROM selfology.selfology_counters_fold_v1()"
 BOT_INSERT = (
@@ -133,8 +133,8 @@ async def test_check_and_repair_in_deferred_mode(conn: asyncpg.Connection) -> No
     await conn.execute(BOT_INSERT, session, 2)  # pending: not drift
     found = await health.check(conn)
     assert found.consistent and found.mode == model.DEFERRED
-    await conn.execute(
-        "UPDATE selfology.user_stats SET total_answers_lifetime = 40 WHERE user_id = 5"
+    await write_counters_by_hand(
+        conn, "UPDATE selfology.user_stats SET total_answers_lifetime = 40 WHERE user_id = 5"
     )
     found = await health.check(conn)
     assert [(i.counter, i.stored, i.pending, i.actual, i.drift) for i in found.issues] == [

@@ -51,7 +51,8 @@ def test_example_script_runs_and_cleans_up(db: str) -> None:
     out = result.stdout
 
     assert re.search(r"lost updates: \d+ of \d+ increments were lost", out), out
-    assert "double count: the counter says 2, COUNT(*) says 1" in out, out
+    assert "undone: the counter says 1, COUNT(*) says 1" in out, out
+    assert "the application wrote onboarding_sessions.questions_answered" in out, out
     assert "InvalidAnswerError" in out
     assert "SessionNotActiveError" in out
     assert "SOMETHING WAS WRITTEN" not in out

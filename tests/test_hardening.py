@@ -11,7 +11,7 @@ import pytest
 
 from selfology_counters import health, lifecycle, model
 from tests.rows import new_session
-from tests.truth import assert_exact
+from tests.truth import assert_exact, write_counters_by_hand
 
 INSERT = (
     "INSERT INTO selfology.user_answers_new (session_id, user_id, question_json_id, raw_answer)"
@@ -28,8 +28,10 @@ async def test_answers_of_another_user_or_no_session_are_reported_and_check_agre
     )
     await conn.execute(INSERT, session, 2)  # the session's user is 1
     await conn.execute(INSERT, 999, 3)  # no such session
-    await conn.execute(
-        "UPDATE selfology.onboarding_sessions SET questions_answered = 5 WHERE id = $1", session
+    await write_counters_by_hand(
+        conn,
+        "UPDATE selfology.onboarding_sessions SET questions_answered = 5 WHERE id = $1",
+        session,
     )
     found = await health.check(conn)
     assert found.integrity == {"answers_without_session": 1, "answers_with_another_user": 1}

@@ -8,7 +8,7 @@ import asyncpg
 
 from selfology_counters import OnboardingDAO, health, lifecycle
 from tests.events import WritersInAThread
-from tests.truth import assert_exact, mismatches
+from tests.truth import assert_exact, mismatches, write_counters_by_hand
 
 
 async def populate(conn: asyncpg.Connection, users: int = 6, answers: int = 4) -> None:
@@ -31,7 +31,8 @@ async def populate(conn: asyncpg.Connection, users: int = 6, answers: int = 4) -
 
 
 async def inject_every_drift(conn: asyncpg.Connection) -> None:
-    await conn.execute(
+    await write_counters_by_hand(
+        conn,
         """
         UPDATE selfology.onboarding_sessions SET questions_answered = 40 WHERE user_id = 1;
         UPDATE selfology.user_stats SET total_answers_lifetime = 1 WHERE user_id = 2;
@@ -44,7 +45,7 @@ async def inject_every_drift(conn: asyncpg.Connection) -> None:
         -- A user whose answers are all gone but whose counter says otherwise (trigger off).
         ALTER TABLE selfology.user_answers_new DISABLE TRIGGER selfology_counters_delete_v1;
         DELETE FROM selfology.user_answers_new WHERE user_id = 6;
-        """
+        """,
     )
 
 
@@ -131,13 +132,14 @@ async def test_repair_while_writers_insert_delete_and_move(
     db: str, conn: asyncpg.Connection
 ) -> None:
     await populate(conn, users=30, answers=10)
-    await conn.execute(
+    await write_counters_by_hand(
+        conn,
         "UPDATE selfology.onboarding_sessions SET questions_answered = questions_answered + 7;"
         "UPDATE selfology.user_stats SET total_answers_lifetime = 0 WHERE user_id % 2 = 0;"
         "SET session_replication_role = replica;"  # past the guard, as a restore would
         "DELETE FROM selfology.user_stats WHERE user_id % 5 = 0;"
         "SET session_replication_role = origin;"
-        "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;"
+        "UPDATE selfology.digital_personality SET total_answers_analyzed = 3;",
     )
     sessions = [r["id"] for r in await conn.fetch("SELECT id FROM selfology.onboarding_sessions")]
 

@@ -52,6 +52,15 @@ EXPECTED_COLUMNS = {
         "actual_answer_count",
         "personality_count",
     },
+    # The original's health view (its migration 008), which the bot's cron script reads.
+    "answer_counter_health": {
+        "user_id",
+        "stored_count",
+        "actual_count",
+        "drift",
+        "health_status",
+        "last_sync",
+    },
     "counter_mode": {
         "singleton",
         "mode",

@@ -78,6 +78,7 @@ INSERT INTO selfology.digital_personality (user_id) VALUES (1), (2), (3);
 """
 # Value drift on each counter, and a user_stats row the original's check could not see.
 DRIFT = """
+SELECT set_config('selfology_counters.counting', 'on', false);  -- past the keep triggers
 UPDATE selfology.onboarding_sessions SET questions_answered = 40 WHERE user_id = 1;
 UPDATE selfology.user_stats SET total_answers_lifetime = 1 WHERE user_id = 2;
 UPDATE selfology.digital_personality SET total_answers_analyzed = 9 WHERE user_id = 3;

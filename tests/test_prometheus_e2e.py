@@ -16,6 +16,7 @@ import asyncpg
 
 from selfology_counters import health
 from tests.processes import PrometheusProcess, WatchProcess, prometheus_binary
+from tests.truth import write_counters_by_hand
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -63,8 +64,8 @@ async def test_prometheus_sees_the_drift_and_the_alert_goes_pending(
             return await prometheus.value(RATE) == 1
 
         await prometheus.until(consistent, "the first scrape of a consistent database")
-        await conn.execute(
-            "UPDATE selfology.user_stats SET total_answers_lifetime = 5 WHERE user_id = 1"
+        await write_counters_by_hand(
+            conn, "UPDATE selfology.user_stats SET total_answers_lifetime = 5 WHERE user_id = 1"
         )
 
         async def dropped() -> bool:

@@ -19,7 +19,7 @@ from selfology_counters.metrics import WatchMetrics
 from selfology_counters.watch import CheckOutcome, Scope, Watch, WatchSettings
 from tests.processes import CLI, WatchProcess
 from tests.proxy import TcpProxy
-from tests.truth import assert_exact, mismatches
+from tests.truth import assert_exact, mismatches, write_counters_by_hand
 from tests.waiting import wait_until_blocked
 
 BOT_INSERT = (
@@ -158,8 +158,8 @@ async def test_the_quick_check_sees_new_answers_that_slipped_past_a_trigger(
     await watch.check(Scope.FULL)
     await insert_past_the_trigger(conn, 2)
     # A hand edit of a counter with no new answer is the full check's to find.
-    await conn.execute(
-        "UPDATE selfology.user_stats SET total_answers_lifetime = 7 WHERE user_id = 3"
+    await write_counters_by_hand(
+        conn, "UPDATE selfology.user_stats SET total_answers_lifetime = 7 WHERE user_id = 3"
     )
     quick = await watch.check(Scope.RECENT)
     assert (quick.ok, quick.inconsistent, quick.repaired) == (True, 3, None)
@@ -184,13 +184,16 @@ async def test_drift_within_the_limit_is_repaired_and_the_gauges_return_to_one(
     await populate(conn)
     watch = make_watch(auto_repair_max=4)
     await watch.check(Scope.FULL)
-    await conn.execute("UPDATE selfology.onboarding_sessions SET questions_answered = 9")
+    await write_counters_by_hand(
+        conn, "UPDATE selfology.onboarding_sessions SET questions_answered = 9"
+    )
     await insert_past_the_trigger(conn, 1)  # its session is wrong already: 3 more counters
     outcome = await watch.check(Scope.FULL)
     assert outcome.inconsistent == 6  # four sessions, user 1's stats and personality
     assert outcome.repaired is None and "more than --auto-repair-max 4" in outcome.held_back
-    await conn.execute("UPDATE selfology.onboarding_sessions SET questions_answered = 2"
-                       " WHERE user_id > 1")  # fmt: skip
+    await write_counters_by_hand(
+        conn, "UPDATE selfology.onboarding_sessions SET questions_answered = 2 WHERE user_id > 1"
+    )
     outcome = await watch.check(Scope.FULL)
     assert (outcome.inconsistent, outcome.repaired, outcome.held_back) == (3, 3, "")
     await assert_exact(conn)

@@ -74,3 +74,12 @@ async def assert_exact_reads(connection: asyncpg.Connection) -> None:
     rows = await connection.fetch(READ_MISMATCHES)
     wrong = [tuple(r) for r in rows if r["read"] != r["actual"]]
     assert wrong == [], f"exact reads differ from COUNT(*): {wrong[:10]}"
+
+
+async def write_counters_by_hand(connection: asyncpg.Connection, sql: str, *args: object) -> None:
+    """Drift made on purpose: ``sql`` writes counter columns in a transaction marked as the
+    owner's own counter work (as repair marks its writes), which the keep triggers let through.
+    Unmarked, such a write is undone: that is what the bot's own ``+ 1`` gets."""
+    async with connection.transaction():
+        await connection.execute("SELECT set_config('selfology_counters.counting', 'on', true)")
+        await connection.execute(sql, *args)

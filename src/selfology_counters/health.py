@@ -96,6 +96,7 @@ class CheckResult:
             "integrity": self.integrity,
             "subscriptions": self.subscriptions,
             "notes": self.notes,
+            "overridden_writes": [asdict(o) for o in self.audit.overridden] if self.audit else [],
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -323,6 +324,7 @@ async def _repair_batch_once(
         async with connection.transaction():
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
                 created = await _create_missing_rows(connection, counter, keys, schema)
+            await connection.execute(query("health.sql", "mark_counting", schema))
             await connection.execute(query("health.sql", "lock_mode", schema))
             lock = query("health.sql", f"lock_{counter.short}", schema, distributed=distributed)
             await connection.execute(lock, keys, *by_user)

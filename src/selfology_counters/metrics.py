@@ -38,6 +38,7 @@ OBJECT_CURRENT = "counter_object_current"
 OBJECT_ENABLED = "counter_object_enabled"
 OBJECT_STATE = "counter_object_state"  # what the alerts read: the audit's verdict
 FOREIGN_TRIGGERS = "counter_foreign_triggers"
+OVERRIDDEN_WRITES = "counter_overridden_writes"
 LOCK_WAITERS = "counter_lock_waiters"
 LOCK_WAIT_LONGEST = "counter_lock_wait_max_seconds"
 LAST_REPAIR = "counter_last_repair_timestamp_seconds"
@@ -130,6 +131,12 @@ class WatchMetrics:
         self.foreign_triggers = gauge(
             FOREIGN_TRIGGERS, "Other triggers on the counted tables (they may count twice)."
         )
+        self.overridden_writes = gauge(
+            OVERRIDDEN_WRITES,
+            "Writes to the counter column that did not come from the counter functions (the "
+            "application's own); undone, so the counter stayed exact. Remove that statement.",
+            ("counter",),
+        )
         self.lock_waiters = gauge(
             LOCK_WAITERS, "Sessions waiting for a lock while they touch a counted table."
         )
@@ -171,6 +178,8 @@ class WatchMetrics:
                 result.checked[counter.checked_as]
             )
         self.objects(result.objects, len(result.foreign_triggers))
+        for overridden in result.audit.overridden if result.audit else []:
+            self.overridden_writes.labels(counter=overridden.counter).set(overridden.writes)
         self.check_duration.labels(scope=scope).set(result.elapsed_s)
         self.last_check.labels(scope=scope).set_to_current_time()
 

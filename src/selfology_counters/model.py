@@ -55,6 +55,16 @@ MODES = (IMMEDIATE, DEFERRED)
 HORIZON_IMMEDIATE = 2**63 - 1
 """The horizon in immediate mode: above every xid, so nothing is ever pending."""
 
+COUNTING_MARK = "selfology_counters.counting"
+"""The transaction-local setting (``on``) by which our own counter writes outside a trigger
+(repair, the fold, a switch of mode, the original's repair functions) tell the keep triggers
+that the write is ours. It is honoured only for a session whose login role may act as the
+tables' owner, so the application role cannot forge it."""
+
+COUNTER_WRITES_SETTING = "selfology_counters.counter_writes"
+"""Any other write to a counter column is undone and counted (the default); set to
+``refuse`` (``ALTER ROLE ... SET``, or for the database) it fails instead."""
+
 
 def _ident(name: str) -> str:
     if not _IDENTIFIER.match(name):
@@ -88,6 +98,11 @@ class Counter:
     @property
     def name(self) -> str:
         return f"{self.table}.{self.column}"
+
+    @property
+    def overridden_sequence(self) -> str:
+        """The sequence that counts writes to the column that were not ours (undone)."""
+        return f"{PREFIX}overridden_{self.short}"
 
 
 SESSIONS = Counter(
@@ -185,9 +200,15 @@ FUNCTIONS = (
     _function("init_personality"),
     _function("freeze_session_id"),
     _function("guard_user_stats"),
+    *(_function(f"keep_{c.short}") for c in COUNTERS),
     _function("fold"),
     _function("set_mode", "text"),
     *(DbObject("function", c.reader, signature="bigint", public=True) for c in COUNTERS),
+    # The original's repair functions (its migration 008), which the bot's cron script calls:
+    # the same names, signatures and columns, over the one truth.
+    DbObject("function", "recalculate_answer_count", signature="integer", public=True),
+    DbObject("function", "validate_all_answer_counters", public=True),
+    DbObject("function", "auto_fix_critical_drift", public=True),
 )
 TRIGGERS = (
     _trigger("fill_insert", ANSWERS),
@@ -201,8 +222,13 @@ TRIGGERS = (
     _trigger("init_personality", PERSONALITY.table),
     _trigger("freeze_session_id", SESSIONS.table),
     _trigger("guard_user_stats", USER_STATS.table),
+    # A write to a counter column that is not ours (the bot's own "+ 1") keeps the stored value.
+    *(_trigger(f"keep_{c.short}", c.table) for c in COUNTERS),
 )
-VIEWS = (DbObject("view", "counter_consistency_check"),)
+VIEWS = (
+    DbObject("view", "counter_consistency_check"),
+    DbObject("view", "answer_counter_health"),  # the original's (migration 008), same columns
+)
 
 OBJECTS = (*FUNCTIONS, *TRIGGERS, *VIEWS)
 """In install order: functions before the triggers that call them."""

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import distributed as citus
-from selfology_counters import model
+from selfology_counters import model, original
 from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
 from selfology_counters.sqlfiles import SCHEMA, query, render
@@ -101,6 +101,23 @@ class DisabledConstraint:
 
 
 @dataclass(frozen=True)
+class OverriddenWrites:
+    """Writes to a counter column that were not ours: undone (the stored value stayed the
+    truth) and counted by the column's keep trigger since ``since``."""
+
+    counter: str
+    writes: int
+    since: str | None
+
+    def describe(self) -> str:
+        since = f" since {self.since}" if self.since else ""
+        return (
+            f"the application wrote {self.counter} {self.writes} times{since} (undone: the "
+            "counter follows the answers by itself); remove that statement from its code"
+        )
+
+
+@dataclass(frozen=True)
 class Audit:
     mode: str
     objects: list[ObjectStatus]
@@ -113,16 +130,28 @@ class Audit:
     partial_subscriptions: list[str] = field(default_factory=list)
     distributed: bool = False  # the tables are distributed by Citus (distributed.py)
     partitioned: dict[str, int] = field(default_factory=dict)  # table: partitions holding rows
+    overridden: list[OverriddenWrites] = field(default_factory=list)  # undone foreign writes
+    stale_copies: list[str] = field(default_factory=list)  # "table.column" nothing maintains
 
     @property
     def notes(self) -> list[str]:
         """What bends the counting only if someone goes around it: said, never a failure."""
-        return [
+        said = [
             f"{table} is partitioned ({plural(n, 'partition')}): writes that name it are "
             "counted; a write naming a partition, and ATTACH, DETACH or DROP PARTITION, are not "
             "(run repair after partition maintenance)"
             for table, n in self.partitioned.items()
         ]
+        said += [o.describe() for o in self.overridden if o.writes]
+        # Kept exact, a copy of the user's total in every session row would make each answer
+        # write (and lock) every session of its user; the bot reads user_stats instead.
+        said += [
+            f"{copy} (a copy of a counter, from the original's migration 003) is kept by "
+            "nothing: read the counter itself (user_stats.total_answers_lifetime, or "
+            "answers_of_user()), and drop the column once nothing reads it"
+            for copy in self.stale_copies
+        ]
+        return said
 
     @property
     def not_current(self) -> list[ObjectStatus]:
@@ -131,11 +160,18 @@ class Audit:
     @property
     def problems(self) -> list[str]:
         """What stops or bends the counting, besides the objects' own state."""
+        originals = original.recognise(self.foreign_triggers)
         found = [
+            f"{original.describe(t)}: a double count, never harmless; "
+            "'selfology-counters migrate' removes it"
+            for t in originals
+        ]
+        found += [
             f"foreign trigger on a counted table: {name} (can change what is counted; "
             "acknowledge a harmless one with COMMENT ON TRIGGER ... IS "
             "'selfology-counters: acknowledged')"
             for name in self.foreign_triggers
+            if name not in {f"{t.table}.{t.name}" for t in originals}
         ]
         found += [
             f"foreign key {d.constraint} on {d.table} is disabled (trigger {d.trigger}): "
@@ -224,6 +260,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             [f.name for f in model.FUNCTIONS],
             list(model.COUNTED_TABLES),
             [v.name for v in model.VIEWS],
+            [t.name for t in original.TRIGGERS],
         )
         disabled = await connection.fetch(
             query("audit.sql", "disabled_constraint_triggers"), schema, list(model.COUNTED_TABLES)
@@ -234,6 +271,12 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         applied = await connection.fetch(
             query("audit.sql", "subscriptions"), schema, list(model.COUNTED_TABLES)
         )
+        overridden = [
+            OverriddenWrites(r["counter"], r["writes"], r["since"])
+            for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
+        ]
+        copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
+        stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
         partitions = query("audit.sql", "partitioned_tables")
         partitioned = {r["table_name"]: r["partitions"] for r in await connection.fetch(
             partitions, schema, list(model.COUNTED_TABLES))}  # fmt: skip
@@ -249,7 +292,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in applied]
     return Audit(
         mode, statuses, foreign, constraints, replica, subscriptions, _partial(applied),
-        distributed, partitioned,
+        distributed, partitioned, overridden, stale,
     )  # fmt: skip
 
 

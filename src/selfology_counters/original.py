@@ -1,8 +1,12 @@
 """What the original Selfology system installed to count answers, recognised where it is found.
 
-The original bot counted with row triggers of its own Alembic history (migration 004's
-``update_user_stats_trigger``, migration 007's ``update_all_answer_counters_trigger``). Adoption
-removes them (lifecycle/adopt.py). When one is found on a database that already has our
+The original bot counted with row triggers of its own Alembic history: migration 003's
+``update_lifetime_answers_trigger`` (the user's total copied into every session row), 004's
+``update_user_stats_trigger``, 007's ``update_all_answer_counters_trigger`` and 008's three
+``sync_answer_counter_*`` triggers, which 008 added without dropping 007's (so from 008 on
+every answer counted twice in ``user_stats``). Besides these names, any trigger whose function
+writes a counter column is recognised by what it does (``sql/adopt.sql``). Adoption removes
+them (lifecycle/adopt.py). When one is found on a database that already has our
 triggers (left over, or migration 007 applied again by hand), every answer it sees is counted
 twice: once by it and once by ours. ``check`` and ``stats`` name it with this module's facts
 and print the statements that remove it (``sql/original.sql``); the adoption's catalog query
@@ -31,6 +35,7 @@ class OriginalTrigger:
     function: str
     migration: str
     counts: str
+    on: str = "new answer"  # what it counts a second time next to ours
 
     def __post_init__(self) -> None:
         for identifier in (self.name, self.table, self.function):
@@ -43,6 +48,13 @@ class OriginalTrigger:
 
 
 TRIGGERS = (
+    OriginalTrigger(
+        name="update_lifetime_answers_trigger",
+        table="user_answers_new",
+        function="update_lifetime_answer_count",
+        migration="003",
+        counts="onboarding_sessions.total_answers_lifetime",
+    ),
     OriginalTrigger(
         name="update_all_answer_counters_trigger",
         table="user_answers_new",
@@ -57,7 +69,32 @@ TRIGGERS = (
         migration="004",
         counts="user_stats.total_answers_lifetime",
     ),
+    *(
+        OriginalTrigger(
+            name=f"sync_answer_counter_{operation}",
+            table="user_answers_new",
+            function="sync_answer_counter",
+            migration="008",
+            counts="user_stats.total_answers_lifetime",
+            on=what,
+        )
+        for operation, what in (
+            ("insert", "new answer"),
+            ("delete", "deleted answer"),
+            ("update", "answer moved to another session"),
+        )
+    ),
 )
+
+PUBLIC_ORIGINALS = (
+    "FUNCTION recalculate_answer_count(integer)",
+    "FUNCTION validate_all_answer_counters()",
+    "FUNCTION auto_fix_critical_drift()",
+    "VIEW answer_counter_health",
+)
+"""Migration 008's repair functions and view, which the bot's cron script calls: adoption
+drops the original bodies (their columns may differ in type) and ours, of the same names and
+columns, are installed over the one truth (model.py, ``public`` objects)."""
 
 LEGACY_FUNCTIONS = ("update_session_answer_count", "increment_questions_answered")
 """Functions of migration 003 (deprecated in the original): adoption removes any trigger that
@@ -76,7 +113,7 @@ def describe(trigger: OriginalTrigger) -> str:
     """One line that says what it is and what it does next to ours."""
     return (
         f"{trigger.table}.{trigger.name} is the ORIGINAL Selfology counter trigger (its "
-        f"migration {trigger.migration}): next to ours it counts every new answer a second "
+        f"migration {trigger.migration}): next to ours it counts every {trigger.on} a second "
         f"time in {trigger.counts}"
     )
 

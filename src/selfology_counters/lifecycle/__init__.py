@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from selfology_counters import distributed, health, model, objects
+from selfology_counters import distributed, health, model, objects, original
 from selfology_counters.connect import connect
 from selfology_counters.lifecycle import adopt, citus, revisions
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
@@ -170,12 +170,21 @@ async def _plan(connection: asyncpg.Connection, dsn: str) -> Plan:
     at = await asyncio.to_thread(revisions.current, dsn) if state is DatabaseState.OURS else None
     reinstall: list[ObjectStatus] = []
     if state is DatabaseState.OURS:
-        reinstall = (await objects.audit(connection)).not_current
+        audit = await objects.audit(connection)
+        reinstall = audit.not_current
+        # An original counter trigger left next to ours: removed by the reinstall (_reinstall).
+        reinstall += [_original_status(t) for t in original.recognise(audit.foreign_triggers)]
     pending = revisions.pending_revisions(at)
     distribute = await distributed.citus_installed(connection) and (
         state is DatabaseState.EMPTY or await citus.needs_distributing(connection)
     )
     return Plan(state, at, pending, reinstall, None, distribute)
+
+
+def _original_status(trigger: original.OriginalTrigger) -> ObjectStatus:
+    """An original counter trigger as the plan lists it: an object to remove."""
+    obj = model.DbObject("trigger", trigger.name, table=trigger.table, public=True)
+    return ObjectStatus(obj, True, True, False, original.describe(trigger) + ": removed")
 
 
 async def settle(
@@ -202,10 +211,13 @@ async def settle_dsn(dsn: str, *, recount: bool) -> tuple[list[str], int]:
 
 
 async def _reinstall(connection: asyncpg.Connection) -> list[str]:
-    """Reinstall, in one short transaction, every object that is missing or not current."""
+    """Reinstall, in one short transaction, every object that is missing or not current, and
+    remove every counter trigger of the original system still there (each counts twice next
+    to ours: a database adopted by an older release may have kept migration 008's)."""
     audit = await objects.audit(connection)
     broken = audit.not_current
-    if not broken:
+    originals = original.recognise(audit.foreign_triggers)
+    if not broken and not originals:
         return []
     wanted = [status.obj for status in broken]
 
@@ -218,8 +230,12 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
                 # The marker the distributed variant reads, on a database distributed
                 # before deferred mode ran on Citus.
                 await connection.execute(query("distributed.sql", "pending"))
+            for statement in await adopt.drop_original_statements(connection):
+                await connection.execute(statement)
             for statement in objects.install_statements(wanted, distributed=audit.distributed):
                 await connection.execute(statement)
 
     await retrying(install)
-    return [status.label for status in broken]
+    removed = [f"removed {t.table}.{t.name} (the original's migration {t.migration})"
+               for t in originals]  # fmt: skip
+    return [status.label for status in broken] + removed

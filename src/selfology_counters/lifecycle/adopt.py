@@ -334,17 +334,20 @@ async def index_in_place(
 
 
 async def drop_original_statements(connection: asyncpg.Connection) -> list[str]:
-    """DROP TRIGGER and DROP FUNCTION for each counter trigger of the original system."""
-    statements = []
-    for row in await connection.fetch(sql("original_triggers"), SCHEMA):
-        statements.append(
-            await connection.fetchval(
-                sql("drop_trigger_sql"), row["trigger_name"], SCHEMA, row["table_name"]
-            )
+    """DROP TRIGGER for each counter trigger of the original system, then DROP FUNCTION for
+    each of their functions (migration 008's three triggers share one)."""
+    rows = await connection.fetch(sql("original_triggers"), SCHEMA)
+    triggers = [
+        await connection.fetchval(
+            sql("drop_trigger_sql"), r["trigger_name"], SCHEMA, r["table_name"]
         )
-        statements.append(await connection.fetchval(
-            sql("drop_function_sql"), SCHEMA, row["function_name"]))  # fmt: skip
-    return statements
+        for r in rows
+    ]
+    functions = [
+        await connection.fetchval(sql("drop_function_sql"), SCHEMA, name)
+        for name in dict.fromkeys(r["function_name"] for r in rows)
+    ]
+    return triggers + functions
 
 
 def not_null_check_name(table: str, column: str) -> str:

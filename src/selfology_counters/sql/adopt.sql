@@ -12,8 +12,9 @@ SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid
 
 <%! from selfology_counters import original %>
 -- name: original_triggers --
--- The original system's counter triggers (migrations 003/004/007) and their functions; the
--- names are original.py's.
+-- The original system's counter triggers (migrations 003/004/007/008) and their functions:
+-- by the names of original.py, or by what they do (a trigger on the answers whose function
+-- names a counter column counts answers a second time next to ours).
 SELECT c.relname AS table_name, t.tgname AS trigger_name, p.proname AS function_name
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
@@ -22,7 +23,9 @@ SELECT c.relname AS table_name, t.tgname AS trigger_name, p.proname AS function_
  WHERE n.nspname = $1 AND NOT t.tgisinternal
    AND t.tgname NOT LIKE 'selfology\_counters\_%'
    AND (p.proname IN (${", ".join(f"'{name}'" for name in (*(t.function for t in original.TRIGGERS), *original.LEGACY_FUNCTIONS))})
-        OR t.tgname IN (${", ".join(f"'{t.name}'" for t in original.TRIGGERS)}))
+        OR t.tgname IN (${", ".join(f"'{t.name}'" for t in original.TRIGGERS)})
+        OR (c.relname = '${model.ANSWERS}'
+            AND p.prosrc ~ '${"|".join(c.column for c in model.COUNTERS)}'))
 
 -- name: our_trigger_count --
 SELECT count(*) FROM pg_trigger t
@@ -149,7 +152,13 @@ SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VA
        format('ALTER TABLE %I.%I DROP CONSTRAINT %I', $1::text, $2::text, $4::text) AS drop_check
 
 -- name: drop_original_view --
-DROP VIEW IF EXISTS ${schema}.counter_consistency_check
+-- The original's views and migration 008's repair functions: ours, of the same names and
+-- columns, are installed next, over the one truth (their column types may differ, which
+-- CREATE OR REPLACE refuses).
+DROP VIEW IF EXISTS ${schema}.counter_consistency_check;
+% for kind_and_name in original.PUBLIC_ORIGINALS:
+DROP ${kind_and_name.split(" ", 1)[0]} IF EXISTS ${schema}.${kind_and_name.split(" ", 1)[1]};
+% endfor
 
 -- name: create_index_answers_user_id --
 CREATE INDEX CONCURRENTLY IF NOT EXISTS user_answers_new_user_id_idx

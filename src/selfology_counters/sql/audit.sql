@@ -21,8 +21,10 @@ SELECT 'trigger', t.tgname, c.relname, t.tgenabled::text,
  WHERE n.nspname = $1 AND NOT t.tgisinternal AND c.relname = ANY ($3::text[])
    -- Another trigger matters only if it can change what we count: any on the answers, or
    -- one whose function names a counter column; an operator acknowledges a known one with
-   -- COMMENT ON TRIGGER ... IS 'selfology-counters: acknowledged'.
+   -- COMMENT ON TRIGGER ... IS 'selfology-counters: acknowledged'. The original system's
+   -- counter triggers ($5) are never acknowledged: each counts a second time next to ours.
    AND (t.tgname LIKE 'selfology\_counters\_%'
+        OR t.tgname = ANY ($5::text[])
         OR (coalesce(obj_description(t.oid, 'pg_trigger'), '') <> 'selfology-counters: acknowledged'
             AND (c.relname = '${model.ANSWERS}'
                  OR (SELECT p.prosrc FROM pg_proc p WHERE p.oid = t.tgfoid)
@@ -86,3 +88,30 @@ SELECT c.relname AS table_name,
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = ANY ($2::text[]) AND c.relkind = 'p'
  ORDER BY 1
+
+-- name: overridden_writes --
+-- $1 schema. Per counter, the writes to its column that were not ours and were undone (the
+-- keep triggers, objects.sql, count them in a sequence) and since when (the sequence's
+-- comment, set when it was created). last_value is NULL until the first such write.
+% for c in model.COUNTERS:
+${"" if loop.first else "UNION ALL"}
+SELECT '${c.name}' AS counter, COALESCE(q.last_value, 0) AS writes,
+       obj_description(s.oid, 'pg_class') AS since
+  FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+  LEFT JOIN pg_sequences q ON q.schemaname = n.nspname AND q.sequencename = s.relname
+ WHERE n.nspname = $1 AND s.relname = '${c.overridden_sequence}'
+% endfor
+
+-- name: stale_copies --
+-- $1 schema. A column named after a counter on a counted table that is not that counter's
+-- (the original's migration 003 copied the user's total into every session row as
+-- onboarding_sessions.total_answers_lifetime): nothing keeps it since adoption.
+SELECT c.relname AS table_name, a.attname AS column_name
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+   AND c.relname IN (${", ".join(f"'{t}'" for t in model.COUNTED_TABLES)})
+   AND a.attname IN (${", ".join(f"'{c.column}'" for c in model.COUNTERS)})
+   AND (c.relname, a.attname) NOT IN (${", ".join(f"('{c.table}', '{c.column}')" for c in model.COUNTERS)})
+ ORDER BY 1, 2

@@ -91,6 +91,11 @@ ${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 ## Distributed (Citus): a batch is one user's keys ($2, the shard key), so that Citus sends
 ## the lock and the recount to that user's shard (it refuses a row lock across shards).
 <%def name="by_user(counter, prefix)">${f" AND {prefix}{model.SHARD_KEY} = $2" if context.get("distributed", False) else ""}</%def>
+-- name: mark_counting --
+-- This transaction's counter writes are ours (the keep triggers, objects.sql, let them
+-- through); undone at its end.
+SELECT set_config('${model.COUNTING_MARK}', 'on', true)
+
 -- name: lock_mode --
 SELECT horizon FROM ${schema}.${model.MODE_TABLE} FOR SHARE
 

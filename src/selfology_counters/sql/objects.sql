@@ -67,6 +67,9 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
            SET ${model.USER_STATS.column} = us.${model.USER_STATS.column} + EXCLUDED.${model.USER_STATS.column},
                first_answer_at = COALESCE(us.first_answer_at, EXCLUDED.first_answer_at),
                ${model.USER_STATS.touched} = EXCLUDED.${model.USER_STATS.touched};</%def>
+## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
+## when the function returns (a function with a SET clause restores what it SET LOCAL).
+<%def name="mark_counting()">    PERFORM set_config('${model.COUNTING_MARK}', 'on', true);</%def>
 ## The horizon for a DELETE or UPDATE of answers: only answers below it are in the stored
 ## counters, so only those are taken out of them (a pending answer simply stops being
 ## pending). In deferred mode the row is read FOR SHARE: a fold moving the horizon finishes
@@ -395,6 +398,153 @@ END;
 $$;
 ${owner_only("guard_user_stats")}
 
+% for c in model.COUNTERS:
+-- name: function_keep_${c.short} --
+-- BEFORE UPDATE of ${c.name} by a statement outside any trigger: a write that
+-- is not ours (the bot's own "+ 1", a read-modify-write, a hand UPDATE) keeps the stored
+-- value, so the counter stays the truth whatever the application writes. Our triggers'
+-- writes never get here (the trigger's WHEN: pg_trigger_depth() = 0); ours outside a trigger
+-- (repair, the fold, a switch of mode, the original's repair functions) mark their
+-- transaction with ${model.COUNTING_MARK}, honoured only when the statement runs with rights
+-- that may act as the table's owner (our SECURITY DEFINER functions do; the application
+-- role does not), so the application role cannot forge it. Hence SECURITY INVOKER: it must
+-- see the writer's role. An undone write is counted in a sequence (no row lock: no writer
+-- waits for another; PUBLIC may count) that check, stats and watch report; with
+-- ${model.COUNTER_WRITES_SETTING} = 'refuse' it fails instead. The sequence's comment is
+-- when counting began.
+DO $keep$
+BEGIN
+    IF to_regclass('${schema}.${c.overridden_sequence}') IS NULL THEN
+        CREATE SEQUENCE ${schema}.${c.overridden_sequence};
+        GRANT USAGE ON SEQUENCE ${schema}.${c.overridden_sequence} TO PUBLIC;
+        EXECUTE format('COMMENT ON SEQUENCE ${schema}.${c.overridden_sequence} IS %L', now()::text);
+    END IF;
+END;
+$keep$;
+CREATE OR REPLACE FUNCTION ${fn[f"keep_{c.short}"]}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+% if distributed:
+    -- Distributed (Citus): the trigger fires on the shard, where neither the mark of our
+    -- repair (a setting of the coordinator's session) nor the sequence is seen; undoing there
+    -- would undo repair too. Not kept yet on Citus: writes pass (check still reports drift).
+    RETURN NEW;
+% else:
+    IF current_setting('${model.COUNTING_MARK}', true) = 'on'
+       AND pg_has_role(current_user, (SELECT t.relowner FROM pg_class t WHERE t.oid = TG_RELID), 'MEMBER') THEN
+        RETURN NEW;
+    END IF;
+    -- A replica applying its origin's rows (logical replication's apply worker, with this
+    -- trigger ENABLE ALWAYS) writes the value its origin counted.
+    IF current_setting('session_replication_role') = 'replica' THEN
+        RETURN NEW;
+    END IF;
+    IF current_setting('${model.COUNTER_WRITES_SETTING}', true) = 'refuse' THEN
+        RAISE EXCEPTION '${c.name} is kept by selfology-counters; this statement may not write it (% -> %)',
+              OLD.${c.column}, NEW.${c.column}
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'remove the write from the application: the counter follows the answers by itself';
+    END IF;
+    PERFORM nextval('${schema}.${c.overridden_sequence}');
+    NEW.${c.column} := OLD.${c.column};
+    RETURN NEW;
+% endif
+END;
+$$;
+${owner_only(f"keep_{c.short}")}
+
+% endfor
+## The original's repair functions and health view (its migration 008), which the bot's cron
+## script (scripts/sync_answer_counters.py --check, --fix-critical, --validate-all,
+## --recalculate, --monitor) calls: their names, signatures and column types are the
+## original's, so the script runs unchanged; their bodies repair like `repair`, over the
+## one truth (truth.sql), locking in the model's order, safe while the bot writes.
+-- name: function_recalculate_answer_count --
+-- One user's counters, all of them (sessions, user_stats, digital_personality), recounted
+-- under their row locks in the model's order, in this transaction; returns the user's exact
+-- answer count. (The original recounted user_stats only, with no lock.)
+CREATE OR REPLACE FUNCTION ${schema}.recalculate_answer_count(p_user_id integer) RETURNS integer
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+BEGIN
+    -- Under REPEATABLE READ the recount below would not see answers committed since the
+    -- snapshot, and would write a stale count.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'recalculate_answer_count needs READ COMMITTED (this transaction is %)',
+              current_setting('transaction_isolation')
+              USING ERRCODE = 'feature_not_supported';
+    END IF;
+${mark_counting()}
+% if not distributed:
+    PERFORM 1 FROM ${mode} FOR SHARE;  -- no fold moves the horizon meanwhile
+% endif
+% for c in model.COUNTERS:
+%   if c.created_by_answers:
+    IF EXISTS (SELECT 1 FROM ${answers} a WHERE a.${c.source} = p_user_id) THEN
+        INSERT INTO ${schema}.${c.table} (${c.key}, ${c.column}) VALUES (p_user_id, 0)
+        ON CONFLICT (${c.key}) DO NOTHING;
+    END IF;
+%   endif
+    PERFORM 1 FROM ${schema}.${c.table} t WHERE t.${K} = p_user_id ORDER BY t.${c.key} FOR NO KEY UPDATE;
+% endfor
+    -- Each statement its own snapshot: every answer committed before the locks is seen.
+% for c in model.COUNTERS:
+    UPDATE ${schema}.${c.table} t
+       SET ${c.column} = ${truth.folded_of(c, "t")}${f", {c.touched} = now()" if c.touched else ""}
+     WHERE t.${K} = p_user_id AND t.${c.column} IS DISTINCT FROM ${truth.folded_of(c, "t")};
+% endfor
+    RETURN ${truth.exact_of(U, "p_user_id")};
+END;
+$$;
+${owner_only("recalculate_answer_count")}
+
+-- name: function_validate_all_answer_counters --
+-- Every user with a counter that differs from the truth (the consistency view), repaired
+-- one by one with recalculate_answer_count; one row per user: the user's total as it was
+-- (exact read: stored + pending), the true total, their difference, corrected.
+CREATE OR REPLACE FUNCTION ${schema}.validate_all_answer_counters()
+RETURNS TABLE (user_id integer, stored_count integer, actual_count integer, drift integer,
+               corrected boolean)
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+#variable_conflict use_column
+DECLARE
+    u bigint;
+BEGIN
+    FOR u IN SELECT DISTINCT v.user_id FROM ${schema}.${model.VIEW['counter_consistency_check'].name} v
+              WHERE v.status <> 'CONSISTENT' AND v.user_id IS NOT NULL ORDER BY 1 LOOP
+        user_id := u;
+        stored_count := ${truth.exact_of(U, "u")};
+        actual_count := ${schema}.recalculate_answer_count(u::integer);
+        drift := stored_count - actual_count;
+        corrected := true;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+${owner_only("validate_all_answer_counters")}
+
+-- name: function_auto_fix_critical_drift --
+-- The users answer_counter_health calls CRITICAL, repaired (recalculate_answer_count); one
+-- row per user: the total before and after. (The original failed on every call: it
+-- returned a bigint where it declared an integer.)
+CREATE OR REPLACE FUNCTION ${schema}.auto_fix_critical_drift()
+RETURNS TABLE (user_id integer, old_count integer, new_count integer, fixed_at timestamp)
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT h.user_id, h.stored_count FROM ${schema}.${model.VIEW['answer_counter_health'].name} h
+              WHERE h.health_status = 'CRITICAL' ORDER BY h.user_id LOOP
+        user_id := r.user_id;
+        old_count := r.stored_count;
+        new_count := ${schema}.recalculate_answer_count(r.user_id);
+        fixed_at := now();
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+${owner_only("auto_fix_critical_drift")}
+
 -- name: function_fold --
 -- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
 -- running (every transaction below it has finished, so the answers below it are final), adds
@@ -423,6 +573,7 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
         RETURN;
     END IF;
+${mark_counting()}
     h_new := GREATEST((pg_snapshot_xmin(pg_current_snapshot())::text)::bigint, m.horizon);
     SELECT min(answered_at) INTO oldest_answered_at
       FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new;
@@ -491,6 +642,7 @@ BEGIN
     IF m.mode = wanted THEN
         RETURN wanted;
     END IF;
+${mark_counting()}
     IF wanted = '${model.DEFERRED}' THEN
         h := (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint;
         lo := h;
@@ -604,6 +756,36 @@ DROP TRIGGER IF EXISTS ${tg['guard_user_stats']} ON ${stats};
 CREATE TRIGGER ${tg['guard_user_stats']}
     BEFORE DELETE ON ${stats}
     FOR EACH ROW EXECUTE FUNCTION ${fn['guard_user_stats']}();
+
+% for c in model.COUNTERS:
+-- name: trigger_keep_${c.short} --
+## A change of the row's key is not a write of the count: init_personality recounts it.
+DROP TRIGGER IF EXISTS ${tg[f"keep_{c.short}"]} ON ${schema}.${c.table};
+CREATE TRIGGER ${tg[f"keep_{c.short}"]}
+    BEFORE UPDATE OF ${c.column} ON ${schema}.${c.table}
+    FOR EACH ROW WHEN (NEW.${c.column} IS DISTINCT FROM OLD.${c.column}
+                       AND NEW.${c.key} IS NOT DISTINCT FROM OLD.${c.key}
+                       AND pg_trigger_depth() = 0)
+    EXECUTE FUNCTION ${fn[f"keep_{c.short}"]}();
+
+% endfor
+-- name: view_answer_counter_health --
+-- The original's health view (migration 008), its columns and types: one row per user_stats
+-- row; stored_count is the exact read (stored + pending in deferred mode), actual_count the
+-- user's answers (NULL for none), SYNCED when equal, ACCEPTABLE within one, else CRITICAL.
+CREATE OR REPLACE VIEW ${schema}.${model.VIEW['answer_counter_health'].name} AS
+SELECT h.user_id::integer AS user_id, h.stored::integer AS stored_count,
+       NULLIF(h.actual, 0)::bigint AS actual_count, (h.stored - h.actual)::bigint AS drift,
+       CASE WHEN h.stored = h.actual THEN 'SYNCED'
+            WHEN abs(h.stored - h.actual) <= 1 THEN 'ACCEPTABLE'
+            ELSE 'CRITICAL' END AS health_status,
+       h.last_sync::timestamp AS last_sync
+  FROM (SELECT us.${U.key} AS user_id,
+               us.${U.column} + ${truth.pending_of(U, f"us.{U.key}", f"us.{K}")} AS stored,
+               ${truth.answers_of(U, "us")} AS actual,
+               us.${U.touched} AS last_sync
+          FROM ${stats} us) h
+ ORDER BY abs(h.stored - h.actual) DESC;
 
 -- name: view_counter_consistency_check --
 -- Every counter next to the truth, one row per counter and key, covering what the original

@@ -15,12 +15,20 @@
 <%
     # The application role's writes, per table: (privilege, the columns it may not write;
     # None for a table-level privilege). A counter row its answers create (user_stats) is
-    # the triggers' alone: no writes at all. TRUNCATE is nobody's but the owner's.
+    # the triggers' alone: no writes at all. TRUNCATE is nobody's but the owner's. The bot's
+    # own code writes two counters (the session's "+ 1", the personality's read-modify-write):
+    # allowed, so that its statements do not fail, and undone by the keep triggers
+    # (objects.sql), so that no counter changes; a new personality row starts at the true
+    # count whatever it says (init_personality), a new session's count is not the bot's.
     writes = {model.ANSWERS: [("INSERT", [model.XID]), ("UPDATE", [model.XID]), ("DELETE", None)]}
     for c in model.COUNTERS:
         if not c.created_by_answers:
-            writes[c.table] = [("INSERT", [c.column]), ("UPDATE", [c.column]), ("DELETE", None)]
+            kept_on_insert = [] if c is model.PERSONALITY else [c.column]
+            writes[c.table] = [("INSERT", kept_on_insert), ("UPDATE", []), ("DELETE", None)]
     readers = [c.reader for c in model.COUNTERS]
+    # The original's repair functions the bot's cron script calls (migration 008's names):
+    # they only ever make counters exact, so the application role may run them.
+    repairs = [f.name for f in model.FUNCTIONS if f.public and f.short not in readers]
 %>
 ## Our relations, sequences (those our tables own: identity and serial columns) and functions.
 <%def name="ours()"><%
@@ -44,7 +52,19 @@ our_functions AS (
     SELECT p.oid, p.proname, p.proowner, p.proacl,
            format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS ident
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname = $1 AND p.proname = ANY (${names(functions)}))</%def>
+     WHERE n.nspname = $1 AND p.proname = ANY (${names(functions)})),
+## The rest of the schema: the bot's other tables (questions, analyses, its outbox, ...) and
+## every sequence that is not one of our tables': the application role does there what the
+## bot's code does, the read-only role reads. Their owners stay the operator's business.
+other_relations AS (
+    SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, format('%I.%I', n.nspname, c.relname) AS ident
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND c.relname <> ALL (${names(relations)}) AND NOT c.relispartition),
+other_sequences AS (
+    SELECT c.oid, c.relname, c.relowner, c.relacl, format('%I.%I', n.nspname, c.relname) AS ident
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind = 'S' AND c.oid NOT IN (SELECT oid FROM our_sequences))</%def>
 
 -- name: current_role_name --
 SELECT current_user::text
@@ -120,6 +140,17 @@ wanted (grantee, privilege, kind, object, col) AS (
     SELECT grantee, 'EXECUTE', 'FUNCTION', ident, '' FROM our_functions, grantees
      WHERE proname = ANY (${names(readers)})
     UNION ALL
+    SELECT $2, 'EXECUTE', 'FUNCTION', ident, '' FROM our_functions WHERE proname = ANY (${names(repairs)})
+    UNION ALL
+    SELECT grantee, 'SELECT', 'TABLE', ident, '' FROM other_relations, grantees
+    UNION ALL
+    SELECT $2, p, 'TABLE', ident, '' FROM other_relations, unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) p
+     WHERE relkind IN ('r', 'p')
+    UNION ALL
+    SELECT grantee, 'SELECT', 'SEQUENCE', ident, '' FROM other_sequences, grantees
+    UNION ALL
+    SELECT $2, 'USAGE', 'SEQUENCE', ident, '' FROM other_sequences
+    UNION ALL
     SELECT $2, 'USAGE', 'SEQUENCE', ident, '' FROM our_sequences
      WHERE table_name = ANY (${names(writes)})
 % for table, privileges in writes.items():
@@ -146,7 +177,8 @@ SELECT grantee, privilege, kind, object, col,
 -- $1 schema, $2 the application role, $3 the read-only role: every privilege they, and
 -- PUBLIC, hold on our objects now (a NULL ACL is the default one: functions are executable
 -- by PUBLIC), with the REVOKE that takes it away. Other roles are the operator's business.
--- PUBLIC may keep EXECUTE on the exact readers (objects.sql installs them so).
+-- PUBLIC may keep EXECUTE on the exact readers and USAGE on the sequences that count undone
+-- counter writes (objects.sql installs them so).
 WITH ${ours()},
 acl (kind, object, col, item) AS (
     SELECT 'SCHEMA', quote_ident(n.nspname), '', pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner)))
@@ -161,6 +193,14 @@ acl (kind, object, col, item) AS (
     SELECT 'SEQUENCE', ident, '', pg_catalog.aclexplode(COALESCE(relacl, pg_catalog.acldefault('s', relowner))) FROM our_sequences
     UNION ALL
     SELECT 'FUNCTION', ident, '', pg_catalog.aclexplode(COALESCE(proacl, pg_catalog.acldefault('f', proowner))) FROM our_functions
+    UNION ALL
+    SELECT 'TABLE', ident, '', pg_catalog.aclexplode(COALESCE(relacl, pg_catalog.acldefault('r', relowner))) FROM other_relations
+    UNION ALL
+    SELECT 'TABLE', o.ident, a.attname::text, pg_catalog.aclexplode(a.attacl)
+      FROM other_relations o JOIN pg_catalog.pg_attribute a ON a.attrelid = o.oid AND a.attnum > 0
+     WHERE a.attacl IS NOT NULL
+    UNION ALL
+    SELECT 'SEQUENCE', ident, '', pg_catalog.aclexplode(COALESCE(relacl, pg_catalog.acldefault('s', relowner))) FROM other_sequences
 ),
 held AS (
     SELECT CASE WHEN (item).grantee = 0 THEN 'PUBLIC' ELSE r.rolname::text END AS grantee,
@@ -176,6 +216,9 @@ SELECT grantee, privilege, kind, object, col,
   FROM held
  WHERE NOT (grantee = 'PUBLIC' AND kind = 'FUNCTION' AND privilege = 'EXECUTE'
             AND object IN (SELECT ident FROM our_functions WHERE proname = ANY (${names(readers)})))
+   AND NOT (grantee = 'PUBLIC' AND kind = 'SEQUENCE' AND privilege = 'USAGE'
+            AND object IN (SELECT ident FROM other_sequences
+                            WHERE relname = ANY (${names(c.overridden_sequence for c in model.COUNTERS)})))
  ORDER BY object, col, grantee, privilege
 
 -- name: lock_counted_tables_sql --
