@@ -24,6 +24,8 @@ from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
 from selfology_counters.sqlfiles import SCHEMA, query, render
 
+XID_DEFAULT = "((pg_current_xact_id())::text)::bigint"
+"""How PostgreSQL reports the default of the answers' xid column (sql/deferred_v1.sql)."""
 ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
 _STAMP_FILE = "stamps.sql"
 
@@ -132,6 +134,7 @@ class Audit:
     partitioned: dict[str, int] = field(default_factory=dict)  # table: partitions holding rows
     overridden: list[OverriddenWrites] = field(default_factory=list)  # undone foreign writes
     stale_copies: list[str] = field(default_factory=list)  # "table.column" nothing maintains
+    xid_default: str | None = XID_DEFAULT  # the answers' xid column default, as reported
 
     @property
     def notes(self) -> list[str]:
@@ -173,6 +176,12 @@ class Audit:
             for name in self.foreign_triggers
             if name not in {f"{t.table}.{t.name}" for t in originals}
         ]
+        if self.xid_default != XID_DEFAULT:
+            found.append(
+                f"{model.ANSWERS}.{model.XID} defaults to {self.xid_default or 'nothing'}, not "
+                f"{XID_DEFAULT}: new answers are invisible to deferred mode's fold; "
+                "'selfology-counters migrate' restores it"
+            )
         found += [
             f"foreign key {d.constraint} on {d.table} is disabled (trigger {d.trigger}): "
             "answers with no session or the wrong user are accepted"
@@ -249,9 +258,12 @@ def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) 
 async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     """Each object of the model: installed, enabled as its counter mode wants, current (and
     why not)."""
-    mode = await current_mode(connection, schema)
-    distributed = await citus.is_distributed(connection, schema)
-    async with connection.transaction():
+    # One snapshot for the mode and the triggers' states: a switch of mode changes both in one
+    # transaction, so a check during one sees it before or after, never half of it.
+    snapshot = {} if connection.is_in_transaction() else {"isolation": "repeatable_read"}
+    async with connection.transaction(**snapshot):
+        mode = await current_mode(connection, schema)
+        distributed = await citus.is_distributed(connection, schema)
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
         rows = await connection.fetch(
@@ -275,6 +287,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             OverriddenWrites(r["counter"], r["writes"], r["since"])
             for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
         ]
+        xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
         copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
         stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
         partitions = query("audit.sql", "partitioned_tables")
@@ -292,7 +305,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in applied]
     return Audit(
         mode, statuses, foreign, constraints, replica, subscriptions, _partial(applied),
-        distributed, partitioned, overridden, stale,
+        distributed, partitioned, overridden, stale, xid_default,
     )  # fmt: skip
 
 
