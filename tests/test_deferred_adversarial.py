@@ -314,3 +314,35 @@ async def test_repair_acting_on_an_audit_from_before_a_switch_follows_the_switch
     await assert_exact_reads(conn)
     await deferred.fold_once(conn)
     await assert_exact(conn)
+
+
+async def test_a_horizon_restored_from_another_cluster_is_refused_with_the_way_out(
+    conn: asyncpg.Connection,
+) -> None:
+    """A restore copies the mode row as it was: into a cluster whose transaction ids are
+    lower, its horizon lies above every new answer's id. Simulated by moving the horizon (and
+    the folded answers' ids) past this cluster's ids, as such a restore leaves them."""
+    await deferred.set_mode(conn, model.DEFERRED)
+    session = await new_session(conn, 1)
+    await conn.execute(BOT_INSERT, session, 3)
+    await deferred.fold_once(conn)
+    await conn.execute(BOT_INSERT, session, 2)  # pending when the dump was taken
+    await conn.execute(
+        "UPDATE selfology.user_answers_new SET xid = xid + 1000000000;"
+        "UPDATE selfology.counter_mode SET horizon = horizon + 1000000000"
+    )
+    await conn.execute(BOT_INSERT, session, 4)  # written after the restore: never counted
+    found = await health.check(conn)
+    assert not found.consistent
+    assert any("restored from another cluster" in p for p in found.problems)
+    with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="another cluster"):
+        await deferred.fold_once(conn)
+    # The way out the message names.
+    await deferred.set_mode(conn, model.IMMEDIATE)
+    await health.repair(conn)
+    await deferred.set_mode(conn, model.DEFERRED)
+    assert (await health.check(conn)).consistent
+    await conn.execute(BOT_INSERT, session, 5)
+    await assert_exact_reads(conn)
+    assert (await deferred.fold_once(conn)).folded == 5
+    await assert_exact(conn)

@@ -46,6 +46,7 @@ PERMANENT = (
     asyncpg.UndefinedTableError,
     asyncpg.UndefinedFunctionError,
     asyncpg.InvalidSchemaNameError,
+    asyncpg.ObjectNotInPrerequisiteStateError,  # a horizon from another cluster (a restore)
 )
 
 

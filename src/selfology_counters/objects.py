@@ -135,6 +135,7 @@ class Audit:
     overridden: list[OverriddenWrites] = field(default_factory=list)  # undone foreign writes
     stale_copies: list[str] = field(default_factory=list)  # "table.column" nothing maintains
     xid_default: str | None = XID_DEFAULT  # the answers' xid column default, as reported
+    foreign_horizon: tuple[int, int] | None = None  # (horizon, next id): restored elsewhere
 
     @property
     def notes(self) -> list[str]:
@@ -176,6 +177,15 @@ class Audit:
             for name in self.foreign_triggers
             if name not in {f"{t.table}.{t.name}" for t in originals}
         ]
+        if self.foreign_horizon is not None:
+            horizon, next_id = self.foreign_horizon
+            found.append(
+                f"the deferred-mode horizon {horizon} lies beyond this cluster's transaction "
+                f"ids (next {next_id}): the database was restored from another cluster, and "
+                "answers written since are not counted; run 'selfology-counters mode "
+                "immediate', then 'selfology-counters repair', then 'selfology-counters mode "
+                "deferred'"
+            )
         if self.xid_default != XID_DEFAULT:
             found.append(
                 f"{model.ANSWERS}.{model.XID} defaults to {self.xid_default or 'nothing'}, not "
@@ -288,6 +298,9 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
         ]
         xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
+        beyond = None
+        if mode == model.DEFERRED and not distributed:
+            beyond = await connection.fetchrow(query("audit.sql", "foreign_horizon", schema))
         copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
         stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
         partitions = query("audit.sql", "partitioned_tables")
@@ -306,6 +319,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     return Audit(
         mode, statuses, foreign, constraints, replica, subscriptions, _partial(applied),
         distributed, partitioned, overridden, stale, xid_default,
+        None if beyond is None else (beyond["horizon"], beyond["next_id"]),
     )  # fmt: skip
 
 

@@ -127,3 +127,10 @@ SELECT pg_get_expr(d.adbin, d.adrelid) AS expression
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE n.nspname = $1 AND c.relname = '${model.ANSWERS}' AND a.attname = '${model.XID}'
    AND NOT a.attisdropped
+
+-- name: foreign_horizon --
+-- $1 schema. In deferred mode, a horizon above every transaction id this cluster has given out
+-- (a restore from another cluster, objects.sql): the next id, and the horizon.
+SELECT m.horizon, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_id
+  FROM ${schema}.${model.MODE_TABLE} m
+ WHERE m.mode = '${model.DEFERRED}' AND m.horizon > pg_snapshot_xmax(pg_current_snapshot())::text::bigint

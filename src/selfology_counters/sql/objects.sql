@@ -83,6 +83,16 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
         AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p
                          WHERE p.transaction::text::bigint = x.id % 4294967296
                            AND p.database <> current_database()))</%def>
+## A horizon above every transaction id this cluster has given out was not set here: the
+## database was restored (pg_dump, or a copy) from a cluster with higher ids, and every answer
+## written since looks folded though it never was. Refused, with the way out: in immediate
+## mode every answer is folded (repair recounts them all), and the switch back to deferred
+## sets the answers' impossible ids to 0 (folded long ago) before it takes a new horizon.
+<%def name="horizon_from_another_cluster(horizon, snap)">
+        RAISE EXCEPTION 'the deferred-mode horizon % lies beyond this cluster''s transaction ids (next %): this database was restored from another cluster',
+              ${horizon}, pg_snapshot_xmax(${snap})
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'run: selfology-counters mode immediate; selfology-counters repair; selfology-counters mode deferred';</%def>
 ## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
 ## when the function returns (a function with a SET clause restores what it SET LOCAL).
 <%def name="mark_counting()">    PERFORM set_config('${model.COUNTING_MARK}', 'on', true);</%def>
@@ -601,6 +611,9 @@ BEGIN
     END IF;
 ${mark_counting()}
     snap := pg_current_snapshot();
+    IF m.horizon > pg_snapshot_xmax(snap)::text::bigint THEN
+${horizon_from_another_cluster("m.horizon", "snap")}
+    END IF;
     h_new := GREATEST(${local_horizon("snap")}, m.horizon);
     SELECT min(answered_at) INTO oldest_answered_at
       FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new;
@@ -678,6 +691,9 @@ BEGIN
 ${mark_counting()}
     IF wanted = '${model.DEFERRED}' THEN
         snap := pg_current_snapshot();
+        -- Ids from another cluster (a restore): in immediate mode every answer is folded, so
+        -- they become 0, and the horizon below cannot mistake them for pending answers.
+        UPDATE ${answers} SET ${X} = 0 WHERE ${X} >= pg_snapshot_xmax(snap)::text::bigint;
         h := ${local_horizon("snap")};
         lo := h;
         sign := -1;
