@@ -346,3 +346,28 @@ async def test_a_horizon_restored_from_another_cluster_is_refused_with_the_way_o
     await assert_exact_reads(conn)
     assert (await deferred.fold_once(conn)).folded == 5
     await assert_exact(conn)
+
+
+async def test_updates_that_move_nothing_never_keep_the_fold_waiting(
+    db: str, conn: asyncpg.Connection
+) -> None:
+    """The bot marks every answer analysed (UPDATE ... SET analysis_status): such an update
+    changes no count, so it takes no lock on the mode row that a fold would find busy."""
+    await deferred.set_mode(conn, model.DEFERRED)
+    session = await new_session(conn, 1)
+    await conn.execute(BOT_INSERT, session, 3)
+    await deferred.fold_once(conn)
+    await conn.execute(BOT_INSERT, session, 2)
+    updater = await asyncpg.connect(db)
+    try:
+        async with updater.transaction():
+            await updater.execute(
+                "UPDATE selfology.user_answers_new SET raw_answer = raw_answer || '!'"
+                " WHERE session_id = $1",
+                session,
+            )
+            folded = await deferred.fold_once(conn)  # while that transaction is open
+            assert (folded.busy, folded.folded) == (False, 2)
+    finally:
+        await updater.close()
+    await assert_exact(conn)

@@ -283,12 +283,20 @@ ${owner_only("on_delete")}
 -- name: function_on_update --
 -- AFTER UPDATE, once per statement: an answer that changed session or user moves its count.
 -- Transition tables cannot be combined with a column list, so this fires for every UPDATE;
--- an UPDATE that moves nothing finds no non-zero delta and writes (and locks) nothing.
+-- an UPDATE that moves nothing (the bot's analysis_status, an edited raw_answer) leaves the
+-- rows' (session, user, log position) as they were, so every delta is zero: it returns before
+-- reading the horizon, which in deferred mode would take the mode row FOR SHARE and keep the
+-- fold waiting behind a stream of such updates.
 CREATE OR REPLACE FUNCTION ${fn['on_update']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
+<% counted = f"{S.source}, {U.source}, {X}" + (f", {model.PENDING}" if distributed else "") %>
+    IF NOT EXISTS (SELECT ${counted} FROM new_answers
+                   EXCEPT ALL SELECT ${counted} FROM old_answers) THEN
+        RETURN NULL;
+    END IF;
 ${read_horizon()}
 ${key_deltas("s", S.source, MOVED)}
 ${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
