@@ -18,7 +18,9 @@ VERSIONS = Path(__file__).parent.parent / "src/selfology_counters/lifecycle/migr
 RELEASED = {
     "0001_schema.py": "06b9599c82b1a7bd5b0f0d5f33e6f84b6ff6118f90f22a82039eeba7dc3c662f",
     "0002_counters_v1.py": "d452743d58d0e0cbea383d5060381fe83ce4f5e51e9ce379c7a668c69d681f09",
-    "0003_consistency_view_v1.py": "e1d8d4c042d0a6f5968324832825d76b89abbe747c74a3e4c78e788c5c142162",
+    "0003_consistency_view_v1.py": (
+        "e1d8d4c042d0a6f5968324832825d76b89abbe747c74a3e4c78e788c5c142162"
+    ),
     "0004_deferred_v1.py": "bc2704f375cb0e69c45c308ee0180879978e0df4583851fed6dcb0be9efbcd77",
 }
 
