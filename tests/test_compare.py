@@ -31,6 +31,7 @@ from selfology_counters.bench.strategies import (
     ManualSameTransaction,
     Migration007,
     Ours,
+    PgIvm,
     Strategy,
 )
 from tests.test_benchmark import leftovers
@@ -63,8 +64,15 @@ EXPECTED_TRIGGERS = {
     "trigger_007": ["update_all_answer_counters_trigger"],
 }  # fmt: skip
 EXPECTED_TRIGGERS["ours_deferred"] = EXPECTED_TRIGGERS["ours"]  # the insert one disabled
-EXTRA_RELATIONS = {"matview": ("user_answer_totals", "m"), "events": ("answer_events", "r")}
+EXTRA_RELATIONS = {
+    "matview": ("user_answer_totals", "m"),
+    "events": ("answer_events", "r"),
+    "pg_ivm": ("answers_per_user", "r"),  # an IMMV is a table; pg_ivm's triggers are internal
+}
 MANUAL = (ManualSameTransaction, ManualAutocommit, ManualReadModifyWrite)
+NO_USER_STATS = ("matview", "count_star", "pg_ivm")  # their counter is not user_stats
+# Asked here, apart from compare: can this server have the extension at all?
+PG_IVM_ON_SERVER = "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'pg_ivm'"
 
 
 async def test_every_strategy_is_built_as_described_and_counts_what_it_writes(db: str) -> None:
@@ -72,6 +80,9 @@ async def test_every_strategy_is_built_as_described_and_counts_what_it_writes(db
     try:
         async with AsyncExitStack() as stack:
             for cls in STRATEGIES:
+                if await stack.enter_async_context(cls.available(db)) is not None:
+                    assert cls is PgIvm and not await connection.fetchval(PG_IVM_ON_SERVER)
+                    continue
                 schema = await stack.enter_async_context(
                     scratch_schema(db, cls.install, label=cls.key)
                 )
@@ -111,7 +122,7 @@ async def check_counts(connection: asyncpg.Connection, strategy: Strategy) -> No
         return
     assert before is not None and after is not None
     assert Accounting.of(12, after - before, after - before).lost == 0, strategy.key
-    if strategy.key not in ("matview", "count_star"):
+    if strategy.key not in NO_USER_STATS:
         assert await connection.fetchval(STATS_TOTAL, user) == 12, strategy.key
     if isinstance(strategy, MANUAL):
         await strategy.insert_rows(connection, session, user, "forgotten", 1)
@@ -177,6 +188,15 @@ async def test_a_forced_overlap_loses_a_count_only_where_the_design_does(db: str
 async def test_the_report_renders_every_table_and_a_chart(db: str, tmp_path: Path) -> None:
     result = await run_compare(db, SMOKE, command="selfology-counters compare --smoke")
     assert_complete(result)
+    if not await pg_ivm_on_server(db):
+        # Skipped, with the reason, in what the CLI prints and in both reports.
+        assert set(result.skipped) == {"pg_ivm"} and "pg_ivm" not in result.strategies
+        prefix = "CREATE EXTENSION pg_ivm failed on this server: "  # then the server's words
+        assert result.skipped["pg_ivm"].startswith(prefix)
+        assert len(result.skipped["pg_ivm"]) > len(prefix)
+        assert f"not measured: pg_ivm (IMMVs): {result.skipped['pg_ivm']}" in (
+            compare_report.text(result)
+        )
     text = compare_report.text(result)
     for claim in ("0.35ms ->", "127ms ->", "0.08ms ->", "15-30 instances ->", "0 instances ->"):
         assert claim in text
@@ -194,10 +214,29 @@ async def test_the_report_renders_every_table_and_a_chart(db: str, tmp_path: Pat
     assert result.server.server_version in markdown and "selfology-counters compare" in markdown
     assert "| 1M+ | 50,000+ | Event-Driven + Sharding |" in markdown
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 20_000
+    why_not = markdown[markdown.index("## Why not pg_ivm?") : markdown.index("## All measurements")]
+    if result.skipped:
+        assert f"Not measured in this run: {result.skipped['pg_ivm']}" in why_not
+        assert f"not measured: {result.skipped['pg_ivm']}" in markdown
+    else:
+        assert "**What it keeps.** pg_ivm " in why_not and "**Read.**" in why_not
+
+
+async def pg_ivm_on_server(dsn: str) -> bool:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return bool(await connection.fetchval(PG_IVM_ON_SERVER))
+    finally:
+        await connection.close()
 
 
 def assert_complete(result: CompareResult) -> None:
-    writing = [cls.key for cls in STRATEGIES if cls.own_writes]
+    """Every strategy the run built is in every phase it takes part in, counted exactly; the
+    others are skipped with a reason."""
+    built = [cls for cls in STRATEGIES if cls.key in result.strategies]
+    assert {cls.key for cls in built} | set(result.skipped) == {cls.key for cls in STRATEGIES}
+    assert all(result.skipped.values())
+    writing = [cls.key for cls in built if cls.own_writes]
     assert [s.strategy for s in result.sequential] == writing
     assert {c.strategy for c in result.concurrent} == {*writing, "matview"}
     assert all(s.latency.count == SMOKE.inserts for s in result.sequential)
@@ -205,8 +244,10 @@ def assert_complete(result: CompareResult) -> None:
     assert all(b.accounting.lost == 0 for b in result.bulk if b.accounting.lost is not None)
     assert result.ladder is not None and result.ladder.accounting.lost == 0
     assert result.drain is not None and result.drain.events == SMOKE.bulk_rows
+    paths = ["select_1", "counter", "count_star", "matview"]
+    paths += ["pg_ivm"] if "pg_ivm" in result.strategies else []
     assert {(r.path, r.state) for r in result.reads} == {
-        (p, s) for p in ("select_1", "counter", "count_star", "matview") for s in ("cold", "warm")
+        (p, s) for p in paths for s in ("cold", "warm")
     }
     assert all(r.value == r.expected for r in result.reads if r.expected is not None)
 
@@ -240,8 +281,9 @@ def test_cli_states_the_duration_prints_json_and_leaves_nothing_behind(db: str) 
     process = subprocess.Popen(
         [CLI, "compare", "--quick"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    built = len(STRATEGIES) - (0 if asyncio.run(pg_ivm_on_server(db)) else 1)
     deadline = time.monotonic() + 60
-    while len(asyncio.run(leftovers(db))) < len(STRATEGIES):
+    while len(asyncio.run(leftovers(db))) < built:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     time.sleep(0.5)  # into the measuring

@@ -588,7 +588,8 @@ def compare(
 ) -> None:
     """Measure every counter strategy of the document's decision matrix on one server:
     bare INSERT, manual UPDATE (3 forms), migration 007's trigger, our triggers, materialized
-    view, COUNT(*) on read, event-driven.
+    view, COUNT(*) on read, event-driven; and pg_ivm where the server has that extension
+    (created for the run, dropped after; elsewhere reported as not measured, with the reason).
 
     Each is built in a scratch schema of its own from SQL in the package, measured in one run
     (sequential, 100 concurrent writers, bulk, reads) and dropped afterwards, also when

@@ -11,8 +11,11 @@ Ctrl-C. The phases, in order:
    users as writers, for each strategy in turn, with its background work running;
 3. one bulk INSERT ... SELECT per strategy (migration 007: a ladder of growing sizes, because
    its cost grows with the square of the rows), then the event worker drains the backlog;
-4. reading one user's total with ``read_answers`` answers: our counter, COUNT(*), the view,
-   against SELECT 1, after ANALYZE ("cold") and after VACUUM ("warm"); REFRESH timings.
+4. reading one user's total with ``read_answers`` answers: our counter, COUNT(*), the view
+   (and pg_ivm's IMMV), against SELECT 1, after ANALYZE ("cold") and after VACUUM ("warm");
+   REFRESH timings.
+
+A strategy the server cannot have (pg_ivm, an extension) is skipped, with the reason.
 
 Consistency is counted, not assumed: for every scenario, the answers actually inserted
 against how much the strategy's counter moved (``Accounting``).
@@ -69,6 +72,7 @@ from selfology_counters.bench.strategies import (
     MaterializedView,
     Migration007,
     Ours,
+    PgIvm,
     Refresher,
     Strategy,
 )
@@ -89,7 +93,9 @@ BACKGROUND_USERS = 100
 SETTINGS_SHOWN = [
     "max_connections", "shared_buffers", "work_mem", "synchronous_commit", "fsync",
     "wal_level", "full_page_writes", "jit", "max_wal_size", "checkpoint_timeout",
+    "shared_preload_libraries", "session_preload_libraries",  # pg_ivm wants one of them
 ]  # fmt: skip
+EXTENSIONS_SHOWN = sorted({cls.extension for cls in STRATEGIES if cls.extension})
 
 
 async def run_compare(
@@ -104,18 +110,24 @@ async def run_compare(
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         built: dict[str, Strategy] = {}
+        skipped: dict[str, str] = {}
         for cls in STRATEGIES:
-            schema = await stack.enter_async_context(
-                scratch_schema(dsn, cls.install, label=cls.key)
-            )
-            built[cls.key] = cls(schema)
+            why_not = await stack.enter_async_context(cls.available(dsn))
+            if why_not is not None:
+                skipped[cls.key] = why_not
+            else:
+                schema = await stack.enter_async_context(
+                    scratch_schema(dsn, cls.install, label=cls.key)
+                )
+                built[cls.key] = cls(schema)
             report("build", 1)
         result = CompareResult(
             command=command,
             sizes=sizes,
             server=await _server_info(dsn),
             started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            strategies={cls.key: cls.label for cls in STRATEGIES},
+            strategies={cls.key: cls.label for cls in STRATEGIES if cls.key in built},
+            skipped=skipped,
         )
         await _timed(result, "read data", _load_read_data(dsn, built[MaterializedView.key], sizes))
         result.sequential = await _timed(
@@ -145,13 +157,16 @@ async def _timed(result: CompareResult, phase: str, work: Any) -> Any:
 async def _server_info(dsn: str) -> ServerInfo:
     connection = await connect(dsn)
     try:
-        row = await connection.fetchrow(query("compare.sql", "server"), SETTINGS_SHOWN)
+        row = await connection.fetchrow(
+            query("compare.sql", "server"), SETTINGS_SHOWN, EXTENSIONS_SHOWN
+        )
     finally:
         await connection.close()
     return ServerInfo(
         version=row["version"],
         server_version=row["server_version"],
         settings=list(row["settings"]),
+        extensions=list(row["extensions"]),
         machine=_machine(),
         cpus=os.cpu_count() or 0,
         memory_gib=_memory_gib(),
@@ -551,8 +566,11 @@ async def _reads(
     dsn: str, built: dict[str, Strategy], sizes: Sizes, report: Progress
 ) -> tuple[list[ReadResult], RefreshResult]:
     ours, count_star, matview = built[Ours.key], built[CountStar.key], built[MaterializedView.key]
-    for strategy in (ours, count_star):
-        await _load_read_data(dsn, strategy, sizes)
+    pg_ivm = built.get(PgIvm.key)
+    read: tuple[Strategy, ...] = (ours, count_star, matview) + ((pg_ivm,) if pg_ivm else ())
+    for strategy in read:
+        if strategy is not matview:  # loaded before the writes: its REFRESHes read them
+            await _load_read_data(dsn, strategy, sizes)
     paths: list[tuple[str, str, str]] = [
         ("select_1", "SELECT 1 (a round trip)", query("compare.sql", "select_one")),
         (
@@ -563,11 +581,13 @@ async def _reads(
         ("count_star", "COUNT(*) of the answers", count_star.sql("count_user_answers")),
         ("matview", "materialized view", matview.sql("matview_user_total")),
     ]
+    if pg_ivm is not None:
+        paths.append(("pg_ivm", "pg_ivm's IMMV", pg_ivm.sql("immv_user_total")))
     connection = await connect(dsn)
     try:
-        await _maintain(connection, (ours, count_star, matview), "analyze")
+        await _maintain(connection, read, "analyze")
         cold = await _time_reads(connection, paths, "cold", sizes, report)
-        await _maintain(connection, (ours, count_star, matview), "vacuum")
+        await _maintain(connection, read, "vacuum")
         warm = await _time_reads(connection, paths, "warm", sizes, report)
         refresh = await _time_refresh(connection, _as(matview, MaterializedView), sizes, report)
     finally:
@@ -579,9 +599,8 @@ async def _maintain(
     connection: asyncpg.Connection, strategies: tuple[Strategy, ...], what: str
 ) -> None:
     for strategy in strategies:
-        await connection.execute(strategy.sql(f"{what}_answers"))
-        if isinstance(strategy, MaterializedView):
-            await connection.execute(strategy.sql(f"{what}_matview"))
+        for relation in strategy.maintained:
+            await connection.execute(strategy.sql(f"{what}_{relation}"))
 
 
 async def _time_reads(

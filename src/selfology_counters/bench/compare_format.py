@@ -17,6 +17,7 @@ SHORT = {
     "matview": "materialized view",
     "count_star": "COUNT(*) on read",
     "events": "event-driven (outbox)",
+    "pg_ivm": "pg_ivm (IMMVs)",
 }
 
 # The document's claims (COUNTER_RECOMMENDATION.txt), quoted to be set beside the figures.

@@ -440,6 +440,7 @@ def header_lines(r: CompareResult) -> list[str]:
         f"machine: {s.machine}; {s.cpus} CPUs, {s.memory_gib:.1f} GiB memory (the client's; "
         "with the embedded server, the server's too)",
         f"command: {r.command}",
+        *([f"extensions: {', '.join(s.extensions)}"] if s.extensions else []),
         f"sizes ({r.sizes.name}): {r.sizes.describe()}",
         f"run: {r.started_at}, {r.seconds:.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in r.phase_seconds.items())})",
@@ -457,7 +458,8 @@ def header_lines(r: CompareResult) -> list[str]:
 
 def text(r: CompareResult) -> str:
     """What the CLI prints."""
-    parts = ["\n".join(header_lines(r))]
+    skipped = [f"not measured: {SHORT[key]}: {why}" for key, why in r.skipped.items()]
+    parts = ["\n".join(header_lines(r) + skipped)]
     parts += [render_text_table(t) for t in document_tables(r)]
     parts += [render_text_table(t) for t in full_tables(r)]
     verdict = (
@@ -484,6 +486,8 @@ def markdown(r: CompareResult, chart: str | None = CHART_NAME) -> str:
         compare_text.scaling_guide(r),
         "## Where the document was wrong",
         compare_text.document_errors(r),
+        "## Why not pg_ivm?",
+        compare_text.pg_ivm(r),
         "## All measurements",
     ]
     if chart:

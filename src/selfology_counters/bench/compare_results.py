@@ -159,6 +159,7 @@ class ServerInfo:
     machine: str
     cpus: int
     memory_gib: float
+    extensions: list[str] = field(default_factory=list)  # "pg_ivm 1.15": those the run used
 
 
 @dataclass
@@ -167,7 +168,8 @@ class CompareResult:
     sizes: Sizes
     server: ServerInfo
     started_at: str
-    strategies: dict[str, str]
+    strategies: dict[str, str]  # those measured, key -> label
+    skipped: dict[str, str] = field(default_factory=dict)  # key -> why it could not be built
     budget: ConnectionBudget | None = None
     sequential: list[SequentialResult] = field(default_factory=list)
     concurrent: list[ConcurrentResult] = field(default_factory=list)

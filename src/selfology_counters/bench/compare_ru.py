@@ -53,6 +53,7 @@ SHORT_RU = {
     "matview": "материализованное представление",
     "count_star": "COUNT(*) при чтении",
     "events": "событийная схема (outbox)",
+    "pg_ivm": "pg_ivm (IMMV)",
 }
 PHASES_RU = {
     "read data": "данные для чтений",
@@ -142,6 +143,7 @@ def section_run(r: CompareResult) -> str:
         f"- машина: {s.machine}; {s.cpus} CPU, {ru(f'{s.memory_gib:.1f}')}{NBSP}ГиБ памяти "
         "(у клиента; со встроенным сервером это и память сервера)",
         f"- команда: `{r.command}`",
+        *([f"- расширения: {', '.join(s.extensions)}"] if s.extensions else []),
         f"- объёмы ({z.name}): последовательные вставки — {z.inserts} на стратегию (после "
         f"{z.warmup} разогревочных раундов); одновременные — {plural(z.writers, WRITERS)} × "
         f"{plural(z.per_writer, INSERTS)}, раундов: {z.rounds}; массовая вставка "
@@ -301,7 +303,7 @@ def _bulk_rate(r: CompareResult, key: str) -> str:
 def section_findings(r: CompareResult) -> str:
     """What the figures say about the document's claims, sentence by sentence."""
     parts = [_f_007(r), _f_manual(r), _f_speed(r), _f_bulk(r), _f_count(r), _f_events(r),
-             _f_matview(r)]  # fmt: skip
+             _f_matview(r), _f_pg_ivm(r)]  # fmt: skip
     return "\n".join(f"- {p}" for p in parts if p)
 
 
@@ -445,6 +447,47 @@ def _f_matview(r: CompareResult) -> str:
         text += (
             f" Даже при обновлении без пауз ответы не видны в нём до "
             f"{ru(seconds(worst.max_age_s))}, до {most} ответов одновременно."
+        )
+    return text
+
+
+def _f_pg_ivm(r: CompareResult) -> str:
+    if "pg_ivm" in r.skipped:
+        return f"**pg_ivm** в этом прогоне не измерялся: {r.skipped['pg_ivm']}."
+    if "pg_ivm" not in r.strategies:
+        return ""
+    seq, ivm_one, ivm_many = (
+        r.sequential_of("pg_ivm"),
+        same_user(r, "pg_ivm"),
+        many_users(r, "pg_ivm"),
+    )
+    ours_one, ours_many = same_user(r, "ours"), many_users(r, "ours")
+    text = (
+        "**pg_ivm (инкрементально поддерживаемые представления, IMMV).** Три IMMV: ответы на "
+        "пользователя, на сессию и на пользователя со строкой `digital_personality` "
+        "(внутреннее соединение; внешнее с агрегатом pg_ivm не принимает). Это отдельные "
+        "таблицы: колонки, которые читает бот, pg_ivm вести не умеет, и все чтения бота "
+        "пришлось бы перевести на IMMV."
+    )
+    if seq is not None:
+        text += (
+            f" Одиночная вставка: {ms_ru(seq.latency.avg_ms)} "
+            f"({ru(times(seq.latency_vs_floor))} от голого INSERT)."
+        )
+    text += (
+        f" {plural(ivm_one.writers, WRITERS)} на одного пользователя: "
+        f"{rate_ru(ivm_one.per_second)} ({ru(times(ivm_one.throughput_vs_floor))}), наши "
+        f"триггеры {rate_ru(ours_one.per_second)} ({ru(times(ours_one.throughput_vs_floor))}); "
+        f"у каждого свой пользователь: {rate_ru(ivm_many.per_second)} "
+        f"({ru(times(ivm_many.throughput_vs_floor))}), наши {rate_ru(ours_many.per_second)} "
+        f"({ru(times(ours_many.throughput_vs_floor))}). Потеряно: {lost(ivm_one)} и "
+        f"{lost(ivm_many)}."
+    )
+    if ivm_many.per_second / ivm_one.per_second < ours_many.per_second / ours_one.per_second:
+        text += (
+            " Разнести писателей по пользователям pg_ivm почти не помогает: на каждую запись "
+            "он берёт ExclusiveLock на IMMV с GROUP BY до конца транзакции, и писатели разных "
+            "пользователей ждут друг друга."
         )
     return text
 

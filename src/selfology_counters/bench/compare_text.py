@@ -49,6 +49,10 @@ DESCRIPTIONS = {
     "events": "each INSERT also writes an event row in the same statement (an outbox); an "
     "asyncio worker folds the events into the three counters in batches (DELETE ... "
     "RETURNING, aggregate, add, in one statement).",
+    "pg_ivm": "the extension pg_ivm (incremental view maintenance): three IMMVs, `count(*)` "
+    "per user, per session, and per user with a `digital_personality` row (an inner join), "
+    "kept by pg_ivm's triggers in the writing transaction; writes are the bare INSERT "
+    "(`sql/strategy_pg_ivm.sql`). See [Why not pg_ivm?](#why-not-pg_ivm).",
 }
 
 
@@ -73,6 +77,7 @@ def strategies_list(r: CompareResult) -> str:
     lines = ["What was compared (the counter that is checked is "
              "`user_stats.total_answers_lifetime`, what the bot reads):", ""]  # fmt: skip
     lines += [f"- **{SHORT[key]}**: {DESCRIPTIONS[key]}" for key in r.strategies]
+    lines += [f"- **{SHORT[key]}**: not measured: {why}." for key, why in r.skipped.items()]
     return "\n".join(lines)
 
 
@@ -367,4 +372,100 @@ def _bulk_007(r: CompareResult) -> str:
         f"{ours.rows:,} rows at {rate(ours.rows_per_second, ' rows/s')} "
         f"({times(ours.throughput_vs_floor)} the bare INSERT's rows/s). The document rates "
         '"DB Trigger" as one thing; row-level and statement-level triggers are not.'
+    )
+
+
+def pg_ivm(r: CompareResult) -> str:
+    """The real alternative for exact counts kept by PostgreSQL in the writing transaction,
+    beside ours, from the run's figures; or why this run has none."""
+    if "pg_ivm" in r.skipped:
+        return (
+            f"Not measured in this run: {r.skipped['pg_ivm']}. pg_ivm is built and installed "
+            "apart from PostgreSQL (github.com/sraoss/pg_ivm); on a server that has it, "
+            "`compare` creates the extension for the run, measures it beside the others and "
+            "drops it again."
+        )
+    if "pg_ivm" not in r.strategies:
+        return ""
+    parts = [_ivm_keeps(r), _ivm_one_writer(r), _ivm_writers(r), _ivm_bulk(r), _ivm_read(r)]
+    return "\n".join(f"- {p}" for p in parts if p)
+
+
+def _ivm_keeps(r: CompareResult) -> str:
+    version = next((e for e in r.server.extensions if e.startswith("pg_ivm ")), "pg_ivm")
+    return (
+        f"**What it keeps.** {version}: the answers per user, per session and per user with a "
+        "`digital_personality` row, each an IMMV: a table of its own, kept in the writing "
+        "transaction by pg_ivm's statement-level triggers. It cannot keep a column of an "
+        "existing table, so the three columns the bot reads (`user_stats."
+        "total_answers_lifetime`, `onboarding_sessions.questions_answered`, "
+        "`digital_personality.total_answers_analyzed`) are not expressible: every read of "
+        "the bot would move to the IMMVs, where a key without answers has no row. The "
+        "personality count needs a join, which pg_ivm keeps as an inner join only: the outer "
+        "join that would keep a personality's zero is refused (\"aggregate is not supported "
+        'with outer join").'
+    )
+
+
+def _ivm_one_writer(r: CompareResult) -> str:
+    ivm, ours = r.sequential_of("pg_ivm"), r.sequential_of("ours")
+    if ivm is None or ours is None:
+        return ""
+    return (
+        f"**One writer.** {ms(ivm.latency.avg_ms)} per single-row insert, "
+        f"{times(ivm.latency_vs_floor)} the bare INSERT's latency in the same rounds; our "
+        f"triggers {ms(ours.latency.avg_ms)} ({times(ours.latency_vs_floor)})."
+    )
+
+
+def _ivm_writers(r: CompareResult) -> str:
+    ivm_one, ivm_many = same_user(r, "pg_ivm"), many_users(r, "pg_ivm")
+    ours_one, ours_many = same_user(r, "ours"), many_users(r, "ours")
+    text = (
+        f"**{ivm_one.writers} writers.** On one user pg_ivm did {rate(ivm_one.per_second)} "
+        f"({times(ivm_one.throughput_vs_floor)} the bare INSERT), our triggers "
+        f"{rate(ours_one.per_second)} ({times(ours_one.throughput_vs_floor)}); with a user "
+        f"per writer pg_ivm {rate(ivm_many.per_second)} "
+        f"({times(ivm_many.throughput_vs_floor)}), ours {rate(ours_many.per_second)} "
+        f"({times(ours_many.throughput_vs_floor)}). Counts lost by pg_ivm: {lost(ivm_one)} "
+        f"and {lost(ivm_many)}."
+    )
+    gain_ivm = ivm_many.per_second / ivm_one.per_second
+    gain_ours = ours_many.per_second / ours_one.per_second
+    if gain_ivm < gain_ours:
+        text += (
+            f" Spreading the writers over {ivm_many.users} users multiplied our rate by "
+            f"{gain_ours:.1f} and pg_ivm's by {gain_ivm:.1f}: pg_ivm takes an ExclusiveLock "
+            "on a GROUP BY IMMV for every write until the transaction ends, so writers of "
+            "different users wait for each other as if they were one (`tests/test_pg_ivm.py` "
+            "forces it: a second writer of another user waits for the first one's commit)."
+        )
+    return text
+
+
+def _ivm_bulk(r: CompareResult) -> str:
+    ivm, ours = r.bulk_of("pg_ivm"), r.bulk_of("ours")
+    if ivm is None or ours is None:
+        return ""
+    return (
+        f"**Bulk.** One INSERT ... SELECT of {ivm.rows:,} rows: "
+        f"{rate(ivm.rows_per_second, ' rows/s')} ({times(ivm.throughput_vs_floor)} the bare "
+        f"INSERT's rows/s), ours {rate(ours.rows_per_second, ' rows/s')} "
+        f"({times(ours.throughput_vs_floor)}); counted {pct(ivm.accounting.consistency)}."
+    )
+
+
+def _ivm_read(r: CompareResult) -> str:
+    ivm, ours, one = (
+        r.read_of("pg_ivm", "warm"),
+        r.read_of("counter", "warm"),
+        r.read_of("select_1", "warm"),
+    )
+    if ivm is None or ours is None or one is None:
+        return ""
+    return (
+        f"**Read.** A user's total from the IMMV: {ms(ivm.latency.p50_ms)} warm median "
+        f"({times(ivm.latency.p50_ms / one.latency.p50_ms)} SELECT 1), our counter "
+        f"{ms(ours.latency.p50_ms)} ({times(ours.latency.p50_ms / one.latency.p50_ms)}): "
+        "both one index lookup."
     )

@@ -9,18 +9,24 @@ or what stands in for it (the materialized view, ``COUNT(*)``).
 
 Two strategies keep their counter up to date in the background: the event-driven worker and
 the materialized view's refresher (``background``); ``settle`` brings them fully up to date.
+
+A strategy that needs an extension (pg_ivm) is built only where the server has it or lets
+``compare`` create it for the run (``available``); elsewhere it is skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import asyncpg
 
 from selfology_counters import deferred, objects
+from selfology_counters.connect import connect
 from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query, render
 
@@ -48,9 +54,19 @@ class Strategy:
     own_writes: ClassVar[bool] = True  # False: its write is the bare INSERT (view, COUNT(*))
     insert_one: ClassVar[str] = "insert_answer"  # the statements writing the answer rows
     insert_bulk: ClassVar[str] = "insert_answers_bulk"
+    extension: ClassVar[str | None] = None  # the extension it is built with, if any
+    # What the read test ANALYZEs and VACUUMs (compare.sql's analyze_NAME and vacuum_NAME).
+    maintained: ClassVar[tuple[str, ...]] = ("answers",)
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
+
+    @classmethod
+    @asynccontextmanager
+    async def available(cls, dsn: str) -> AsyncIterator[str | None]:
+        """Why this strategy cannot be built on the server, or None: then it can, for as long
+        as the context lasts."""
+        yield None
 
     @classmethod
     def install(cls, schema: str) -> list[str]:
@@ -209,6 +225,7 @@ class MaterializedView(Strategy):
     label = "materialized view of per-user counts + REFRESH"
     files = ("strategy_matview.sql",)
     own_writes = False
+    maintained = ("answers", "matview")
 
     async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
         return int(await connection.fetchval(self.sql("matview_total"), users))
@@ -243,6 +260,60 @@ class EventDriven(Strategy):
         return EventWorker(connection, self)
 
 
+class PgIvm(Strategy):
+    """The counts as pg_ivm's IMMVs (strategy_pg_ivm.sql), kept by its triggers in the writing
+    transaction. Its write is the bare INSERT; pg_ivm's triggers are its cost."""
+
+    key = "pg_ivm"
+    label = "pg_ivm: incrementally maintained views (IMMVs) of the counts"
+    files = ("strategy_pg_ivm.sql",)
+    extension = "pg_ivm"
+    maintained = ("answers", "immv")
+
+    @classmethod
+    @asynccontextmanager
+    async def available(cls, dsn: str) -> AsyncIterator[str | None]:
+        """pg_ivm, if the database has it or lets us create it; created for the run only."""
+        connection = await connect(dsn)
+        try:
+            created, why_not = await _create_pg_ivm(connection)
+        finally:
+            await connection.close()
+        try:
+            yield why_not
+        finally:
+            if created:
+                # After the scratch schema is gone (the caller's stack unwinds in reverse);
+                # shielded, like that schema's drop, so that Ctrl-C still leaves nothing.
+                await asyncio.shield(_drop_pg_ivm(dsn))
+
+    async def reflected(self, connection: asyncpg.Connection, users: list[int]) -> int | None:
+        return int(await connection.fetchval(self.sql("immv_total"), users))
+
+
+async def _create_pg_ivm(connection: asyncpg.Connection) -> tuple[bool, str | None]:
+    """(created by us, why it cannot be had): pg_ivm is a superuser's extension, built and
+    installed on the server apart from PostgreSQL."""
+    if await connection.fetchval(query("compare.sql", "pg_ivm_installed")) is not None:
+        return False, None
+    try:
+        await connection.execute(query("compare.sql", "create_pg_ivm"))
+    except asyncpg.PostgresError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return False, f"CREATE EXTENSION pg_ivm failed on this server: {reason}"
+    return True, None
+
+
+async def _drop_pg_ivm(dsn: str) -> None:
+    connection = await connect(dsn)
+    try:
+        await connection.execute(query("compare.sql", "drop_pg_ivm"))
+    except asyncpg.DependentObjectsStillExistError:
+        pass  # another run's IMMVs use it (that run found it here and leaves it): it stays
+    finally:
+        await connection.close()
+
+
 STRATEGIES: tuple[type[Strategy], ...] = (
     Bare,
     ManualSameTransaction,
@@ -254,6 +325,7 @@ STRATEGIES: tuple[type[Strategy], ...] = (
     MaterializedView,
     CountStar,
     EventDriven,
+    PgIvm,
 )
 
 

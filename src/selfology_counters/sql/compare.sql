@@ -191,7 +191,10 @@ SELECT count(*) FROM ${schema}.user_answers_new
 SELECT version() AS version,
        current_setting('server_version') AS server_version,
        ARRAY(SELECT name || '=' || current_setting(name)
-               FROM pg_settings WHERE name = ANY ($1::text[]) ORDER BY name) AS settings
+               FROM pg_settings WHERE name = ANY ($1::text[]) ORDER BY name) AS settings,
+       -- the extensions of $2 (those strategies are built with) this database has, and versions
+       ARRAY(SELECT extname || ' ' || extversion
+               FROM pg_extension WHERE extname = ANY ($2::text[]) ORDER BY extname) AS extensions
 
 -- name: connection_room --
 -- How many more connections this role may open now (our own connection included as in use).
@@ -215,3 +218,29 @@ ALTER TABLE ${schema}.user_answers_new SET (autovacuum_enabled = false)
 -- name: exact_total --
 -- Deferred mode's exact read (stored + pending) of the users, as the DAO reads it.
 SELECT COALESCE(sum(${schema}.${model.USER_STATS.reader}(u)), 0) FROM unnest($1::bigint[]) AS u
+
+
+-- name: immv_total --
+-- pg_ivm: what its per-user IMMV says the users in $1 have (a user without answers has no row).
+SELECT COALESCE(sum(answers), 0)::bigint
+  FROM ${schema}.answers_per_user WHERE user_id = ANY ($1::bigint[])
+
+-- name: immv_user_total --
+SELECT answers FROM ${schema}.answers_per_user WHERE user_id = $1
+
+-- name: analyze_immv --
+ANALYZE ${schema}.answers_per_user
+
+-- name: vacuum_immv --
+VACUUM ${schema}.answers_per_user
+
+-- name: pg_ivm_installed --
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ivm'
+
+-- name: create_pg_ivm --
+-- For the run only, when it was not there (dropped afterwards); needs a superuser: pg_ivm is
+-- not a trusted extension.
+CREATE EXTENSION pg_ivm
+
+-- name: drop_pg_ivm --
+DROP EXTENSION pg_ivm
