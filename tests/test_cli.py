@@ -300,3 +300,69 @@ def test_an_unexpected_exception_is_one_scrubbed_line_not_a_traceback(
     monkeypatch.setenv(module.DEBUG_VARIABLE, "1")
     with pytest.raises(RuntimeError, match="a bug while resolving"):
         module.main(["check", "--dsn", SECRET_DSN])
+
+
+# The original bot's passwords are of this shape (made up here): "/", "+" and "=".
+BOT_LIKE_PASSWORD = "Qe41tk+9pLRWuN2Xz7c0/Hd+yAmB3="
+
+
+def test_a_password_a_url_cannot_carry_is_never_shown_and_the_error_says_how(db: str) -> None:
+    # Typed as is, "/", "?", "#" and "@" end a URL's password early: the driver read the
+    # rest as port or query and quoted it back ("invalid literal for int(): 'Qe41tk+9p...'").
+    typed = [
+        f"postgresql://postgres:{BOT_LIKE_PASSWORD}@127.0.0.1:1/n8n",
+        "postgresql://u:ab?Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:ab#Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:ab@Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:Sekr3t/ab@127.0.0.1:1/db?sslmode=disable",
+    ]
+    for dsn in typed:
+        for command in (("check", "--json"), ("migrate",), ("demo",), ("watch", "--port", "0")):
+            result = cli(*command, dsn=dsn)
+            line = assert_one_line_error(result)
+            shown = result.stdout + result.stderr
+            for piece in ("Qe41tk", "9pLRWuN2Xz7c0", "Hd+yAmB3", "Sekr3t"):
+                assert piece not in shown, (dsn, shown)
+            assert "percent-encode" in line and "key=value" in line and ".pgpass" in line
+            assert "internal error" not in line and "could not start" not in line, line
+    # Written the ways the message says, the same password works.
+    from urllib.parse import quote, urlsplit
+
+    host = urlsplit(db).netloc.rsplit("@", 1)[-1]
+    encoded = db.replace(
+        urlsplit(db).netloc, f"postgres:{quote(BOT_LIKE_PASSWORD, safe='')}@{host}"
+    )
+    for dsn in (encoded, libpq_pairs(encoded)):
+        checked = cli("check", "--json", dsn=dsn)
+        assert checked.returncode == 0, checked.stderr
+        assert "Qe41tk" not in checked.stdout + checked.stderr
+
+
+def test_a_password_written_as_pairs_reaches_the_driver_intact() -> None:
+    import asyncio
+
+    from psycopg import conninfo
+
+    from selfology_counters import OnboardingDAO
+    from selfology_counters.config import as_url
+    from selfology_counters.errors import InvalidDsnError
+
+    # The library refuses the URL written as is just as the command does, before connecting.
+    typed = f"postgresql://postgres:{BOT_LIKE_PASSWORD}@127.0.0.1:1/n8n"
+    with pytest.raises(InvalidDsnError, match="percent-encode") as refused:
+        asyncio.run(OnboardingDAO.connect(typed))
+    assert "Qe41tk" not in str(refused.value)
+
+    for password in (BOT_LIKE_PASSWORD, "a/b?c#d@e+f=g", "p@ss word'q"):
+        escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+        url = as_url(f"host=db port=5432 dbname=n8n user=postgres password='{escaped}'")
+        # libpq reads the URL as asyncpg does: percent-decoded, "+" kept as "+".
+        assert conninfo.conninfo_to_dict(url)["password"] == password
+
+
+def test_a_dsn_refused_before_any_command_runs_is_one_line_not_an_internal_error() -> None:
+    # demo checks --dsn before resolving it, watch resolves it itself.
+    line = assert_one_line_error(cli("demo", "--dsn", ""))
+    assert "--dsn is empty" in line and "internal error" not in line
+    line = assert_one_line_error(cli("watch", "--port", "0", "--dsn", ""))
+    assert "--dsn is empty" in line and "could not start" not in line

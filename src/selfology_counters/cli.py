@@ -692,6 +692,8 @@ def watch(
 
     try:
         target = config.resolve(dsn)
+    except InvalidDsnError as exc:
+        fail(str(exc))
     except Exception as exc:  # the embedded server failed to start: say why, in one line
         fail(f"could not start the embedded PostgreSQL server: {exc}")
     settings = watching.WatchSettings(
@@ -803,6 +805,9 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
         code = 130
+    except SelfologyCountersError as exc:  # raised outside run() (a DSN checked early): typed
+        say_error(str(exc), EXIT_CANNOT_RUN, as_json=_json_requested(args), args=args)
+        code = EXIT_CANNOT_RUN
     except Exception as exc:  # a bug of ours: still one line, scrubbed, exit 2
         if os.environ.get(DEBUG_VARIABLE):
             raise
