@@ -93,3 +93,14 @@ def test_status_path_and_stop(data_dir: Path) -> None:
         holder.communicate("", timeout=60)
     assert status(data_dir)["running"] is False
     assert "was not running" in run(data_dir, CLI, "embedded", "stop").stdout
+
+
+def test_demo_on_a_fresh_embedded_server_needs_nothing(data_dir: Path) -> None:
+    # The README's promise: no DSN, no migrate first; the tool's own server is migrated.
+    first = run(data_dir, CLI, "demo", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["exact"] is True
+    assert "applying revisions" in first.stderr
+    again = run(data_dir, CLI, "demo")  # already migrated: straight to the demo
+    assert again.returncode == 0, again.stderr
+    assert "applying revisions" not in again.stderr and "exact" in again.stdout

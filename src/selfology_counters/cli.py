@@ -181,18 +181,22 @@ def demo(
     ] = False,
 ) -> None:
     """Record a few answers through OnboardingDAO (user 424242), delete one, and print the
-    counters next to COUNT(*). Run 'selfology-counters migrate' first.
+    counters next to COUNT(*).
 
     The rows stay in the database, so on a database named by a DSN (possibly production)
-    the demo runs only with --yes; on the embedded server it needs nothing.
+    the demo runs only with --yes, after 'selfology-counters migrate'; on the embedded server
+    it needs nothing (a fresh one is migrated first).
     """
     from selfology_counters import model
     from selfology_counters.demo import run_demo
 
-    if not yes and config.explicit_dsn(dsn) is not None:
+    embedded = config.explicit_dsn(dsn) is None
+    if not yes and not embedded:
         fail("demo writes answers for user 424242 and leaves them; on a database named by "
              "a DSN it needs --yes")  # fmt: skip
-    result = run(run_demo(target_dsn(dsn)))
+    # The embedded server is the tool's own: a fresh one is migrated first. A database named
+    # by a DSN is the operator's, migrated by them.
+    result = run(run_demo(target_dsn(dsn), migrate_empty=embedded, progress=note))
     if as_json:
         emit_json(result.as_dict())
     else:

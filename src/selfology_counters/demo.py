@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from selfology_counters import model
 from selfology_counters.connect import connect, create_pool, require_schema
 from selfology_counters.dao import OnboardingDAO
+from selfology_counters.lifecycle import DatabaseState, apply, detect
 from selfology_counters.sqlfiles import query
 
 
@@ -34,10 +36,21 @@ class DemoResult:
         return {**asdict(self), "exact": self.exact}
 
 
-async def run_demo(dsn: str, user_id: int = 424242) -> DemoResult:
+async def run_demo(
+    dsn: str,
+    user_id: int = 424242,
+    *,
+    migrate_empty: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Record answers through the DAO and read the counters back. ``migrate_empty``: a
+    database with none of our tables yet (a fresh embedded server) is migrated first;
+    otherwise it is :class:`SchemaMissingError`."""
     pool = await create_pool(dsn, max_size=2)
     try:
         async with pool.acquire() as connection:
+            if migrate_empty and await detect(connection) is DatabaseState.EMPTY:
+                await apply(dsn, progress=progress)
             await require_schema(connection)
         dao = OnboardingDAO(pool)
         session_id = await dao.start_session(user_id)
