@@ -266,8 +266,10 @@ def test_out_without_matplotlib_fails_at_once_naming_the_extra(tmp_path: Path) -
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
+    # The hint is a command that works here (the package is on no index: naming it fails).
     assert result.stderr.splitlines() == [
-        "selfology-counters: error: --out draws a chart and matplotlib is not installed: "
-        "pip install 'selfology-counters[compare]'"
+        "selfology-counters: error: --out draws a chart and matplotlib is not installed (the "
+        f"package's 'compare' extra); install it: {sys.executable} -m pip install "
+        "'matplotlib>=3.8'"
     ]
     assert not (tmp_path / "out").exists()

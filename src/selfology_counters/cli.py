@@ -600,7 +600,9 @@ def compare(
 
     # Checked first: a report without its chart after minutes of measuring helps nobody.
     if out is not None and not compare_chart.can_draw():
-        fail(f"--out draws a chart and matplotlib is not installed: {compare_chart.INSTALL_HINT}")
+        extra, hint = compare_chart.EXTRA, compare_chart.install_hint()
+        fail(f"--out draws a chart and matplotlib is not installed (the package's '{extra}' "
+             f"extra); install it: {hint}")  # fmt: skip
     if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
         fail(problem)
     url = target_dsn(dsn)
