@@ -366,3 +366,16 @@ def test_a_dsn_refused_before_any_command_runs_is_one_line_not_an_internal_error
     assert "--dsn is empty" in line and "internal error" not in line
     line = assert_one_line_error(cli("watch", "--port", "0", "--dsn", ""))
     assert "--dsn is empty" in line and "could not start" not in line
+
+
+def test_every_command_takes_json(tmp_path: Path) -> None:
+    for command in every_command():
+        assert "--json" in cli(*command, "--help").stdout, command
+    env = {**os.environ, "SELFOLOGY_EMBEDDED_DIR": str(tmp_path / "pgdata")}
+    where = subprocess.run([CLI, "embedded", "path", "--json"], env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    assert json.loads(where.stdout) == {"data_dir": str(tmp_path / "pgdata")}
+    # watch logs JSON lines; with --json, what stops it is a JSON object on stdout too.
+    refused = cli("watch", "--port", "0", "--json", "--dsn", "")
+    assert json.loads(refused.stdout)["exit_code"] == 2

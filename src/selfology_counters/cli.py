@@ -685,6 +685,14 @@ def watch(
             "more is left to a person, and alerted on.",
         ),
     ] = 0,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Also print an error that stops it as JSON on stdout (its log is JSON lines "
+            "on stderr either way).",
+        ),
+    ] = False,
 ) -> None:
     """Serve Prometheus metrics and check the counters on a schedule, until SIGTERM.
 
@@ -735,14 +743,18 @@ app.add_typer(embedded_app, name="embedded")
 
 
 @embedded_app.command("path")
-def embedded_path() -> None:
+def embedded_path(as_json: JsonOption = False) -> None:
     """Print the embedded server's data directory ($SELFOLOGY_EMBEDDED_DIR overrides it).
 
     To remove it: selfology-counters embedded stop, then delete the directory.
     """
     from selfology_counters import embedded
 
-    typer.echo(embedded.data_dir())
+    where = embedded.data_dir()
+    if as_json:
+        emit_json({"data_dir": str(where)})
+    else:
+        typer.echo(where)
 
 
 @embedded_app.command("status")
