@@ -87,7 +87,8 @@ def test_status_path_and_stop(data_dir: Path) -> None:
         assert state["running"] is True and state["users"] == [holder.pid]
         assert int(state["wal_bytes"]) > 0  # type: ignore[call-overload]
         refused = run(data_dir, CLI, "embedded", "stop")
-        assert refused.returncode == 1 and str(holder.pid) in refused.stderr
+        # Could not run (2), not a problem found (1): the README's exit codes.
+        assert refused.returncode == 2 and str(holder.pid) in refused.stderr
         assert status(data_dir)["running"] is True
     finally:
         holder.communicate("", timeout=60)

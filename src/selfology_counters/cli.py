@@ -774,7 +774,8 @@ def embedded_stop(
         bool, typer.Option("--force", help="Stop it even while a live process uses it.")
     ] = False,
 ) -> None:
-    """Stop the embedded server, unless a live process still uses it (exit 1 then).
+    """Stop the embedded server, unless a live process still uses it (exit 2 then: it could
+    not run; --force stops it anyway).
 
     Processes that were killed and never said goodbye are forgotten first.
     """
@@ -783,8 +784,8 @@ def embedded_stop(
 
     try:
         before = embedded.stop(force=force)
-    except EmbeddedInUseError as exc:
-        fail(str(exc), EXIT_PROBLEM)
+    except EmbeddedInUseError as exc:  # could not run (a usage matter), not a problem found
+        fail(str(exc))
     except Exception as exc:  # pg_ctl failed: one line
         fail(f"could not stop the embedded server: {first_line(exc)}")
     message = "stopped" if before.running else "was not running"
