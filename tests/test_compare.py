@@ -273,3 +273,16 @@ def test_out_without_matplotlib_fails_at_once_naming_the_extra(tmp_path: Path) -
         "'matplotlib>=3.8'"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_out_that_cannot_be_written_fails_at_once(tmp_path: Path) -> None:
+    # Found by a user: a read-only --out measured for 72 s, then failed. A directory under a
+    # file cannot be made (as root too); the DSN answers nowhere, so measuring would fail on
+    # the connection instead of naming the directory.
+    (tmp_path / "a-file").write_text("x")
+    result = cli("compare", "--json", "--out", str(tmp_path / "a-file" / "out"),
+                 "--dsn", "postgresql://nobody@127.0.0.1:1/none")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith(f"cannot write the report into {tmp_path / 'a-file' / 'out'}")
+    assert "compare:" not in result.stderr  # nothing measured, not even announced

@@ -605,6 +605,8 @@ def compare(
              f"extra); install it: {hint}")  # fmt: skip
     if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
         fail(problem)
+    if out is not None and (problem := compare_report.unwritable(out)):
+        fail(problem)
     url = target_dsn(dsn)
     sizes = (
         compare_results.SMOKE if smoke else compare_results.QUICK if quick else compare_results.FULL
