@@ -501,9 +501,20 @@ def worker(
                    f"({plural(summary.errors, 'error')})")  # fmt: skip
 
 
+MAX_BENCHMARK_INSERTS = 1_000_000  # about 200 rounds a second: a larger N runs for hours
+
+
 @app.command()
 def benchmark(
-    inserts: Annotated[int, typer.Argument(min=1, help="Single-row inserts per series.")] = 1000,
+    inserts: Annotated[
+        int,
+        typer.Argument(
+            min=1,
+            max=MAX_BENCHMARK_INSERTS,
+            help="Single-row inserts per series (1000 take a few seconds; at most 1,000,000, "
+            "over an hour).",
+        ),
+    ] = 1000,
     dsn: DsnOption = None,
     as_json: JsonOption = False,
     concurrency: Annotated[
