@@ -109,3 +109,11 @@ def test_a_count_that_would_run_for_days_is_refused_at_once() -> None:
     assert result.returncode == 2
     [line] = [line for line in result.stderr.splitlines() if "error" in line]
     assert "1000000" in line and "connect" not in line, line
+
+
+def test_the_announced_rounds_are_the_series_it_runs(db: str) -> None:
+    result = cli("benchmark", "3", "--concurrency", "0", "--bulk", "0", "--json", dsn=db)
+    assert result.returncode == 0, result.stderr
+    series = json.loads(result.stdout)["series"]
+    [announced] = [line for line in result.stderr.splitlines() if "warm-up rounds" in line]
+    assert f"rounds of {len(series)} inserts, one per series ({', '.join(series)}" in announced

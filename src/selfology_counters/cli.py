@@ -547,7 +547,7 @@ def benchmark(
     interrupted); never touches real data. Exit 1 if a count was lost.
     """
     from selfology_counters.bench import benchmark as bench_module
-    from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
+    from selfology_counters.bench.benchmark import BULK_REPEATS, SERIES, WARMUP, run_benchmark
     from selfology_counters.bench.scratch import drop_leftovers
 
     url = target_dsn(dsn)
@@ -561,7 +561,8 @@ def benchmark(
         fail(f"unknown counter mode {counter_mode!r}: use one of {', '.join(model.MODES)}")
     if counter_mode == model.DEFERRED:
         total += inserts  # the exact read, timed against SELECT 1
-    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
+    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of {len(SERIES)} "
+         f"inserts, one per series ({', '.join(SERIES)}; on Citus without bot_insert)")  # fmt: skip
     with progress_bar(total, "benchmark") as advance:
         result = run(
             run_benchmark(
