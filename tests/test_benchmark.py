@@ -117,3 +117,12 @@ def test_the_announced_rounds_are_the_series_it_runs(db: str) -> None:
     series = json.loads(result.stdout)["series"]
     [announced] = [line for line in result.stderr.splitlines() if "warm-up rounds" in line]
     assert f"rounds of {len(series)} inserts, one per series ({', '.join(series)}" in announced
+
+
+def test_no_progress_bar_lines_into_a_pipe(db: str) -> None:
+    # Into a pipe (cron's mail, a log) the bar was a bare "benchmark" line of its own.
+    result = cli("benchmark", "60", "--concurrency", "0", "--bulk", "0", dsn=db)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip() == "benchmark"] == []
+    assert all(line.startswith(("database:", "benchmark:")) for line in
+               result.stderr.splitlines()), result.stderr  # fmt: skip

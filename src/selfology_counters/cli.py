@@ -811,8 +811,9 @@ def embedded_stop(
 
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when there is more than a screenful of work."""
-    if total <= 40:
+    """A progress bar on stderr when there is more than a screenful of work and stderr is a
+    terminal (into a pipe or a log, click would print the bare label instead)."""
+    if total <= 40 or not sys.stderr.isatty():
         yield lambda _n: None
         return
     with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
