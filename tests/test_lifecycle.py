@@ -220,3 +220,10 @@ def test_dry_run_from_the_command_line(db: str) -> None:
         model.TRIGGER["freeze_session_id"].name,
     }
     assert cli("check", dsn=db).returncode == 1  # the dry run put nothing back
+
+
+def test_dry_run_on_an_empty_database_says_it_would_install_everything(empty_db: str) -> None:
+    shown = cli("migrate", "--dry-run", dsn=empty_db)
+    assert shown.returncode == 0, shown.stderr
+    assert f"would install every function, trigger and view ({len(model.OBJECTS)})" in shown.stdout
+    assert "would reinstall: nothing" not in shown.stdout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfology_counters import embedded, original
+from selfology_counters import embedded, model, original
 from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
@@ -166,16 +166,26 @@ def adoption_text(result: AdoptionReport) -> str:
     lines += [f"{verb} original trigger: {name}" for name in result.original_triggers]
     lines += [f"  [{state}] {step}" for step, state in result.steps]
     if result.dry_run:
-        lines += ["", "SQL it would run:"]
-        lines += [
-            sql if sql.startswith("--") or sql.rstrip().endswith(";") else sql.rstrip() + ";"
-            for sql in result.plan_sql
-        ]
+        # The whole plan as a script psql reads: the summary as comments, every statement
+        # ended by ";" (a statement after a leading comment too).
+        lines = [f"-- {line}" for line in [*lines, "", "SQL it would run:"]]
+        lines += [_terminated(sql) for sql in result.plan_sql]
     else:
         lines.append(
             f"back-filled user_id of {plural(result.backfilled_answers, 'answer')}, corrected "
             f"{plural(result.counters_corrected, 'counter')} in {result.elapsed_s:.1f} s"
         )
+    return "\n".join(lines)
+
+
+def _terminated(sql: str) -> str:
+    """``sql`` with ";" after its last statement (its last line that is not a comment)."""
+    lines = sql.rstrip().splitlines()
+    code = [
+        i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("--")
+    ]
+    if code and not lines[code[-1]].rstrip().endswith(";"):
+        lines[code[-1]] = lines[code[-1]].rstrip() + ";"
     return "\n".join(lines)
 
 
@@ -192,7 +202,9 @@ def plan_text(plan: Plan) -> str:
             "would distribute the tables by user_id on Citus (co-located) and install the "
             "distributed variant of every function, trigger and view (docs/SCALING.md)"
         )
-    if plan.reinstall:
+    if plan.state.value == "empty":  # nothing is installed yet, so nothing to reinstall
+        lines.append(f"would install every function, trigger and view ({len(model.OBJECTS)})")
+    elif plan.reinstall:
         lines.append("would reinstall (missing or not current):")
         lines += [f"  {o.kind} {o.label}: {o.state.value} ({o.reason})" for o in plan.reinstall]
     else:
