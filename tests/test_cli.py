@@ -379,3 +379,17 @@ def test_every_command_takes_json(tmp_path: Path) -> None:
     # watch logs JSON lines; with --json, what stops it is a JSON object on stdout too.
     refused = cli("watch", "--port", "0", "--json", "--dsn", "")
     assert json.loads(refused.stdout)["exit_code"] == 2
+
+
+def test_demo_in_deferred_mode_labels_its_figures_exact_reads(db: str) -> None:
+    assert cli("mode", "deferred", dsn=db).returncode == 0
+    shown = cli("demo", "--yes", dsn=db)
+    assert shown.returncode == 0, shown.stderr
+    header = next(line for line in shown.stdout.splitlines() if line.startswith("counter "))
+    assert header.split() == ["counter", "exact", "COUNT(*)"]  # not "stored": they lag
+    assert "deferred mode: exact reads" in shown.stdout
+    assert json.loads(cli("demo", "--yes", "--json", dsn=db).stdout)["mode"] == "deferred"
+    assert cli("mode", "immediate", dsn=db).returncode == 0
+    header = next(line for line in cli("demo", "--yes", dsn=db).stdout.splitlines()
+                  if line.startswith("counter "))  # fmt: skip
+    assert header.split() == ["counter", "stored", "COUNT(*)"]
