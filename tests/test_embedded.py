@@ -105,3 +105,17 @@ def test_demo_on_a_fresh_embedded_server_needs_nothing(data_dir: Path) -> None:
     again = run(data_dir, CLI, "demo")  # already migrated: straight to the demo
     assert again.returncode == 0, again.stderr
     assert "applying revisions" not in again.stderr and "exact" in again.stdout
+
+
+def test_an_empty_data_directory_variable_is_an_error_not_the_default(tmp_path: Path) -> None:
+    # It fell back to the per-user directory: another server's data, silently.
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+    env |= {"SELFOLOGY_EMBEDDED_DIR": "", "HOME": str(tmp_path), "XDG_DATA_HOME": ""}
+    for args in (("embedded", "path"), ("embedded", "status"), ("check",)):
+        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        [line] = [line for line in result.stderr.splitlines() if "error" in line]
+        assert "$SELFOLOGY_EMBEDDED_DIR is set but empty" in line
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no server was made in the default place
