@@ -393,3 +393,26 @@ def test_demo_in_deferred_mode_labels_its_figures_exact_reads(db: str) -> None:
     header = next(line for line in cli("demo", "--yes", dsn=db).stdout.splitlines()
                   if line.startswith("counter "))  # fmt: skip
     assert header.split() == ["counter", "stored", "COUNT(*)"]
+
+
+def test_the_readmes_command_table_names_every_option() -> None:
+    # repair --user existed and was documented nowhere but in --help.
+    import re
+
+    import typer
+
+    from selfology_counters.cli import app
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(0) for m in re.finditer(
+        r"^\| `selfology-counters ([a-z]+)[^`]*` \|.*$", readme, re.MULTILINE)}  # fmt: skip
+    missing = []
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", {None: command}).values():
+            for param in sub.params:
+                shown = param.param_type_name == "option" and not getattr(param, "hidden", False)
+                for flag in param.opts if shown else []:
+                    common = flag in ("--dsn", "--json", "--help") or not flag.startswith("--")
+                    if not common and flag not in rows.get(name, ""):
+                        missing.append(f"{name} {flag}")
+    assert missing == []
