@@ -8,7 +8,7 @@ from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
-from selfology_counters.plural import plural
+from selfology_counters.plural import counted, plural
 from selfology_counters.roles import RolesResult
 from selfology_counters.stats import StatsResult
 from selfology_counters.users import UserPresence
@@ -17,7 +17,7 @@ WORST_SHOWN = 10
 
 
 def check_text(result: CheckResult) -> str:
-    checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
+    checked = ", ".join(counted(n, what) for what, n in result.checked.items())
     lines = [
         f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
         f"consistency: {result.consistency_rate:.4%} "
