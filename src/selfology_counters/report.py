@@ -218,11 +218,14 @@ def outcome_text(outcome: Outcome) -> str:
     if outcome.adoption is not None:
         return adoption_text(outcome.adoption)
     lines = []
-    if outcome.plan.state.value == "empty":
-        lines.append(f"installed {len(outcome.reinstalled)} functions, triggers and views")
+    if outcome.distributed:
+        lines.append("distributed the tables by user_id on Citus (co-located)")
+    if outcome.plan.state.value == "empty" or outcome.distributed:
+        variant = " (their distributed variant)" if outcome.distributed else ""
+        lines.append(f"installed {outcome.installed} functions, triggers and views{variant}")
     if outcome.before != outcome.after:
         lines.append(f"migrated: {outcome.before or 'empty'} -> {outcome.after}")
-    if outcome.reinstalled and outcome.plan.state.value != "empty":
+    if outcome.reinstalled and outcome.plan.state.value != "empty" and not outcome.distributed:
         lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
     if outcome.plan.recount or outcome.reinstalled:
         lines.append(f"recounted: {plural(outcome.counters_corrected, 'counter')} corrected")
