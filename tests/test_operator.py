@@ -87,3 +87,16 @@ async def test_check_counts_one_of_a_kind_in_the_singular(db: str) -> None:
         await connection.close()
     shown = cli("check", dsn=db).stdout
     assert "checked 1 session, 1 user, 1 personality in " in shown, shown
+
+
+def test_a_hot_update_ratio_is_never_above_100_percent() -> None:
+    # After a crash restart stats showed HOT ratios above 100%: counts from either side of a
+    # statistics reset. Such a pair is shown as unknown ("-", null), not as a ratio.
+    from selfology_counters.stats import TableStats
+
+    def table(updates: int, hot: int) -> TableStats:
+        return TableStats("user_stats", 8192, 1, 0, updates, hot)
+
+    assert table(10, 7).hot_ratio == 0.7
+    assert table(0, 0).hot_ratio is None
+    assert table(3, 5).hot_ratio is None
