@@ -273,6 +273,7 @@ def test_every_command_and_argument_against_a_real_database(
     assert_well_behaved(*data.draw(invocations(db, small=True)), tmp_path)
 
 
+@pytest.mark.chart
 def test_an_argument_holding_the_password_is_not_echoed_back(
     tmp_path: Path, reachable: str
 ) -> None:
