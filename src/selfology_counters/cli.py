@@ -474,10 +474,13 @@ def worker(
     """Fold deferred mode's pending answers into the stored counters, until stopped.
 
     Each fold is one transaction: a worker killed at any moment loses and doubles nothing.
-    SIGTERM or Ctrl-C finish the fold in progress, then exit 0. Several workers may run; they
-    take turns. In immediate mode there is nothing to fold and the worker idles.
+    SIGTERM or Ctrl-C finish the fold in progress, then exit 0; a database outage or restart
+    is waited for. Several workers may run; they take turns. In immediate mode there is
+    nothing to fold and the worker idles. --once exits 1 when the fold stayed busy (or the
+    database unreachable) for 10 s, 2 at once on an error no retry mends.
     """
     from selfology_counters import deferred
+    from selfology_counters.errors import FoldStalledError
 
     url = target_dsn(dsn)
 
@@ -496,7 +499,10 @@ def worker(
         folding = deferred.Worker(
             url, interval_s=interval, on_fold=logged, on_error=lambda m: note(f"worker: {m}")
         )
-        return await folding.run(stop, once=once)
+        try:
+            return await folding.run(stop, once=once)
+        except FoldStalledError as exc:
+            fail(str(exc), EXIT_PROBLEM)
 
     summary = run(work())
     if as_json:

@@ -24,13 +24,30 @@ import asyncpg
 from selfology_counters import model
 from selfology_counters.connect import connect, require_schema
 from selfology_counters.distributed import is_distributed
-from selfology_counters.errors import InvalidInputError
+from selfology_counters.errors import (
+    DatabaseUnavailableError,
+    FoldStalledError,
+    InvalidInputError,
+    SchemaMissingError,
+)
+from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_stat_activity
 HELD_BACK_AFTER_S = 1.0
 DRAIN_AT = 10_000  # answers in one fold above which the worker folds again without waiting
+ONCE_GIVES_UP_AFTER_S = 10.0  # `worker --once`: how long a busy fold or an outage is retried
+# Errors that no retry mends: `worker --once` reports them at once (the long-running worker
+# logs them and keeps retrying, since an operator may fix them while it runs).
+PERMANENT = (
+    SchemaMissingError,
+    asyncpg.InsufficientPrivilegeError,
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.ObjectNotInPrerequisiteStateError,  # a horizon from another cluster (a restore)
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +117,16 @@ async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHE
             f"unknown counter mode {mode!r}: use one of {', '.join(model.MODES)}"
         )
     await require_schema(connection, schema)
-    await _retrying(lambda: connection.fetchval(query("deferred.sql", "set_mode", schema), mode))
+
+    async def switch() -> None:
+        # Writers queue behind the switch's lock on the answers: a short lock_timeout lets
+        # them go first when the switch itself has to wait (behind a long INSERT, a shard
+        # move), and the switch is retried (lifecycle.ddl.retrying) instead.
+        async with connection.transaction():
+            await set_local_lock_timeout(connection)
+            await connection.fetchval(query("deferred.sql", "set_mode", schema), mode)
+
+    await retrying(lambda: _retrying(switch))
     if mode == model.IMMEDIATE and await is_distributed(connection, schema):
         await _fold_what_is_left(connection, schema)
     return await state(connection, schema)
@@ -124,7 +150,19 @@ async def fold_once(connection: asyncpg.Connection, schema: str = SCHEMA) -> Fol
     if await is_distributed(connection, schema):
         return await fold_shard_by_shard(connection, schema)
     started = time.perf_counter()
-    row = await _retrying(lambda: connection.fetchrow(query("deferred.sql", "fold", schema)))
+
+    async def fold() -> asyncpg.Record | None:
+        # A fold holds the mode row, which every delete and move of an answer reads: a row it
+        # needs held by an idle session must not hold them all back. It gives up after the
+        # short lock_timeout and is busy this time; the next fold tries again.
+        async with connection.transaction():
+            await set_local_lock_timeout(connection)
+            return await connection.fetchrow(query("deferred.sql", "fold", schema))
+
+    try:
+        row = await _retrying(fold)
+    except asyncpg.LockNotAvailableError:
+        row = None
     seconds = time.perf_counter() - started
     if row is None:
         return FoldResult(0, None, True, seconds)
@@ -203,18 +241,32 @@ class Worker:
         self.summary = WorkerSummary()
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> WorkerSummary:
+        """Fold until ``stop``; a database that goes away (a restart, an outage) is waited
+        for. With ``once``: one fold, then return; a permanent error (no schema, no
+        permission) is raised at once, and a fold still busy or unreachable after
+        ``ONCE_GIVES_UP_AFTER_S`` raises :class:`FoldStalledError`."""
         started = time.perf_counter()
         connection: asyncpg.Connection | None = None
+        last_problem = ""
+        fatal = PERMANENT if once else ()
         try:
             while not stop.is_set():
+                if once and time.perf_counter() - started > ONCE_GIVES_UP_AFTER_S:
+                    raise FoldStalledError(
+                        f"no fold in {ONCE_GIVES_UP_AFTER_S:.0f} s: {last_problem or 'busy'}"
+                    )
                 try:
                     connection = connection or await connect(
                         self.dsn, server_settings={"application_name": APPLICATION_NAME}
                     )
                     result = await fold_once(connection, self.schema)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except fatal:
+                    raise
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                        DatabaseUnavailableError) as exc:  # fmt: skip
                     self.summary.errors += 1
-                    self.on_error(f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+                    last_problem = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+                    self.on_error(last_problem)
                     await _dropped(connection)
                     connection = None
                     await _wait(stop, self.interval_s)
@@ -222,6 +274,7 @@ class Worker:
                 self._record(result)
                 if once and not result.busy:
                     break
+                last_problem = "another worker's fold, or a row lock it needs, stayed busy"
                 if result.busy or result.folded < DRAIN_AT:
                     await _wait(stop, self.interval_s)
         finally:

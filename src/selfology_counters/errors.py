@@ -71,3 +71,8 @@ class DistributedUnsupportedError(SelfologyCountersError):
 
 class RolesError(SelfologyCountersError):
     """The owner, application and read-only roles could not be made what they should be."""
+
+
+class FoldStalledError(SelfologyCountersError):
+    """``worker --once`` could not fold within its bounded wait: the fold stayed busy (another
+    worker, a row lock held by an idle session) or the database stayed unreachable."""

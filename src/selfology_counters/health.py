@@ -21,6 +21,7 @@ import asyncpg
 from selfology_counters import distributed as citus
 from selfology_counters import model, objects
 from selfology_counters.connect import require_schema
+from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.model import Counter
 from selfology_counters.objects import Audit, ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
@@ -269,18 +270,41 @@ async def _set_trigger_states(
     connection: asyncpg.Connection, statuses: Sequence[ObjectStatus], dry_run: bool, schema: str
 ) -> tuple[list[str], list[str]]:
     """Enable the triggers the counter mode wants on, disable those it wants off; returns
-    what was (or, with ``dry_run``, would be) enabled and disabled."""
-    changed: dict[bool, list[str]] = {True: [], False: []}
-    for trigger in statuses:
-        if trigger.installed and trigger.enabled != trigger.wanted_enabled:
-            verb = "enable_trigger_sql" if trigger.wanted_enabled else "disable_trigger_sql"
-            sql = await connection.fetchval(
-                query("audit.sql", verb), schema, trigger.table, trigger.name
-            )
-            if not dry_run:
-                await connection.execute(sql)
-            changed[trigger.wanted_enabled].append(trigger.label)
-    return changed[True], changed[False]
+    what was (or, with ``dry_run``, would be) enabled and disabled.
+
+    A switch of mode flips the insert trigger too, so ``statuses`` may be stale by now: the
+    change is made under the lock a switch takes first (the answers' table, SHARE ROW
+    EXCLUSIVE), from an audit read under it, so that it never undoes a switch."""
+    if dry_run or not any(_flip_wanted(t) for t in statuses):
+        return _flip_labels(statuses)
+
+    async def under_the_switch_lock() -> tuple[list[str], list[str]]:
+        async with connection.transaction():
+            await set_local_lock_timeout(connection)
+            await connection.execute(query("health.sql", "lock_answers_as_a_switch", schema))
+            fresh = (await objects.audit(connection, schema)).objects
+            for trigger in fresh:
+                if _flip_wanted(trigger):
+                    verb = "enable_trigger_sql" if trigger.wanted_enabled else "disable_trigger_sql"
+                    sql = await connection.fetchval(
+                        query("audit.sql", verb), schema, trigger.table, trigger.name
+                    )
+                    await connection.execute(sql)
+            return _flip_labels(fresh)
+
+    return await retrying(under_the_switch_lock)
+
+
+def _flip_wanted(trigger: ObjectStatus) -> bool:
+    return trigger.installed and trigger.enabled != trigger.wanted_enabled
+
+
+def _flip_labels(statuses: Sequence[ObjectStatus]) -> tuple[list[str], list[str]]:
+    """The triggers to enable, and those to disable."""
+    wanted = [t for t in statuses if _flip_wanted(t)]
+    return [t.label for t in wanted if t.wanted_enabled], [
+        t.label for t in wanted if not t.wanted_enabled
+    ]
 
 
 async def _repair_batch(

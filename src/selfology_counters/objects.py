@@ -27,6 +27,8 @@ from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
 from selfology_counters.sqlfiles import SCHEMA, query, render
 
+XID_DEFAULT = "((pg_current_xact_id())::text)::bigint"
+"""How PostgreSQL reports the default of the answers' xid column (sql/deferred_v1.sql)."""
 ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
 _STAMP_FILE = "stamps.sql"
 NOT_STAMPED = "not stamped by this release (installed by an older one, or by hand)"
@@ -138,6 +140,8 @@ class Audit:
     partitioned: dict[str, int] = field(default_factory=dict)  # table: partitions holding rows
     overridden: list[OverriddenWrites] = field(default_factory=list)  # undone foreign writes
     stale_copies: list[str] = field(default_factory=list)  # "table.column" nothing maintains
+    xid_default: str | None = XID_DEFAULT  # the answers' xid column default, as reported
+    foreign_horizon: tuple[int, int] | None = None  # (horizon, next id): restored elsewhere
 
     @property
     def notes(self) -> list[str]:
@@ -179,6 +183,21 @@ class Audit:
             for name in self.foreign_triggers
             if name not in {f"{t.table}.{t.name}" for t in originals}
         ]
+        if self.foreign_horizon is not None:
+            horizon, next_id = self.foreign_horizon
+            found.append(
+                f"the deferred-mode horizon {horizon} lies beyond this cluster's transaction "
+                f"ids (next {next_id}): the database was restored from another cluster, and "
+                "answers written since are not counted; run 'selfology-counters mode "
+                "immediate', then 'selfology-counters repair', then 'selfology-counters mode "
+                "deferred'"
+            )
+        if self.xid_default != XID_DEFAULT:
+            found.append(
+                f"{model.ANSWERS}.{model.XID} defaults to {self.xid_default or 'nothing'}, not "
+                f"{XID_DEFAULT}: new answers are invisible to deferred mode's fold; "
+                "'selfology-counters migrate' restores it"
+            )
         found += [
             f"foreign key {d.constraint} on {d.table} is disabled (trigger {d.trigger}): "
             "answers with no session or the wrong user are accepted"
@@ -255,9 +274,12 @@ def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) 
 async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     """Each object of the model: installed, enabled as its counter mode wants, current (and
     why not)."""
-    mode = await current_mode(connection, schema)
-    distributed = await citus.is_distributed(connection, schema)
-    async with connection.transaction():
+    # One snapshot for the mode and the triggers' states: a switch of mode changes both in one
+    # transaction, so a check during one sees it before or after, never half of it.
+    snapshot = {} if connection.is_in_transaction() else {"isolation": "repeatable_read"}
+    async with connection.transaction(**snapshot):
+        mode = await current_mode(connection, schema)
+        distributed = await citus.is_distributed(connection, schema)
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
         rows = await connection.fetch(
@@ -281,6 +303,10 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             OverriddenWrites(r["counter"], r["writes"], r["since"])
             for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
         ]
+        xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
+        beyond = None
+        if mode == model.DEFERRED and not distributed:
+            beyond = await connection.fetchrow(query("audit.sql", "foreign_horizon", schema))
         copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
         stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
         partitions = query("audit.sql", "partitioned_tables")
@@ -299,7 +325,8 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in applied]
     return Audit(
         mode, statuses, foreign, constraints, replica, subscriptions, _partial(applied),
-        distributed, partitioned, overridden, stale,
+        distributed, partitioned, overridden, stale, xid_default,
+        None if beyond is None else (beyond["horizon"], beyond["next_id"]),
     )  # fmt: skip
 
 

@@ -247,10 +247,16 @@ def mode_text(state: ModeState) -> str:
         lines.append(f"last fold: {last}")
     if state.held_back_by is not None:
         held = state.held_back_by
+        who = (
+            f"prepared transaction {held['gid']!r} (two-phase commit; COMMIT PREPARED or "
+            "ROLLBACK PREPARED it)"
+            if held.get("gid")
+            else f"transaction pid {held['pid']} ({held['state']})"
+        )
         lines.append(
-            f"folding is held back by transaction pid {held['pid']} in database "
-            f"{held['database']} ({held['state']}, {held['age']:.0f} s old): a fold cannot "
-            "pass the oldest transaction that has written anything; end it to let folds go on"
+            f"folding is held back by {who} in database {held['database']}, "
+            f"{held['age']:.0f} s old: a fold cannot pass the oldest transaction of this "
+            "database that has written anything; end it to let folds go on"
         )
     return "\n".join(lines)
 

@@ -186,6 +186,8 @@ async def _plan(connection: asyncpg.Connection, dsn: str) -> Plan:
         reinstall = audit.not_current
         # An original counter trigger left next to ours: removed by the reinstall (_reinstall).
         reinstall += [_original_status(t) for t in original.recognise(audit.foreign_triggers)]
+        if audit.xid_default != objects.XID_DEFAULT:
+            reinstall.append(_xid_default_status(audit.xid_default))
     pending = revisions.pending_revisions(at)
     distribute = await distributed.citus_installed(connection) and (
         state is DatabaseState.EMPTY or await citus.needs_distributing(connection)
@@ -197,6 +199,12 @@ def _original_status(trigger: original.OriginalTrigger) -> ObjectStatus:
     """An original counter trigger as the plan lists it: an object to remove."""
     obj = model.DbObject("trigger", trigger.name, table=trigger.table, public=True)
     return ObjectStatus(obj, True, True, False, original.describe(trigger) + ": removed")
+
+
+def _xid_default_status(found: str | None) -> ObjectStatus:
+    """The answers' xid column default, when it is not deferred mode's: restored by migrate."""
+    obj = model.DbObject("trigger", f"{model.XID} default", table=model.ANSWERS, public=True)
+    return ObjectStatus(obj, True, True, False, f"defaults to {found or 'nothing'}: restored")
 
 
 async def settle(
@@ -229,7 +237,8 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
     audit = await objects.audit(connection)
     broken = audit.not_current
     originals = original.recognise(audit.foreign_triggers)
-    if not broken and not originals:
+    xid_default_wrong = audit.xid_default != objects.XID_DEFAULT
+    if not broken and not originals and not xid_default_wrong:
         return []
     wanted = [status.obj for status in broken]
 
@@ -244,10 +253,13 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
                 await connection.execute(query("distributed.sql", "pending"))
             for statement in await adopt.drop_original_statements(connection):
                 await connection.execute(statement)
+            if xid_default_wrong:  # deferred mode's columns, idempotent: restores the default
+                await connection.execute(query("deferred_v1.sql", "columns"))
             for statement in objects.install_statements(wanted, distributed=audit.distributed):
                 await connection.execute(statement)
 
     await retrying(install)
     removed = [f"removed {t.table}.{t.name} (the original's migration {t.migration})"
                for t in originals]  # fmt: skip
-    return [status.label for status in broken] + removed
+    restored = [f"{model.ANSWERS}.{model.XID} default"] if xid_default_wrong else []
+    return [status.label for status in broken] + removed + restored

@@ -118,3 +118,22 @@ SELECT c.relname AS table_name, a.attname AS column_name
    AND a.attname IN (${", ".join(f"'{c.column}'" for c in model.COUNTERS)})
    AND (c.relname, a.attname) NOT IN (${", ".join(f"('{c.table}', '{c.column}')" for c in model.COUNTERS)})
  ORDER BY 1, 2
+
+-- name: xid_default --
+-- $1 schema. The default of the answers' transaction-id column as PostgreSQL reports it
+-- (NULL: none): deferred mode's order of answers. Another default (0, say) makes every new
+-- answer look folded, so deferred mode would never count it.
+SELECT pg_get_expr(d.adbin, d.adrelid) AS expression
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = $1 AND c.relname = '${model.ANSWERS}' AND a.attname = '${model.XID}'
+   AND NOT a.attisdropped
+
+-- name: foreign_horizon --
+-- $1 schema. In deferred mode, a horizon above every transaction id this cluster has given out
+-- (a restore from another cluster, objects.sql): the next id, and the horizon.
+SELECT m.horizon, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_id
+  FROM ${schema}.${model.MODE_TABLE} m
+ WHERE m.mode = '${model.DEFERRED}' AND m.horizon > pg_snapshot_xmax(pg_current_snapshot())::text::bigint

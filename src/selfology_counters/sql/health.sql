@@ -15,12 +15,18 @@ SELECT count(*) AS pending, now() - min(answered_at) AS oldest_age
 % endif
 
 -- name: oldest_writer --
--- The oldest transaction that has written anything, in any database of the cluster: a fold
--- cannot move the horizon past it (its answers, if any, are not final yet).
-SELECT pid, datname AS database, state, now() - xact_start AS age
-  FROM pg_stat_activity
- WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
- ORDER BY age(backend_xid) DESC
+-- The oldest transaction of this database that has written anything, a session's or a
+-- prepared one (two-phase commit, named by its gid): a fold cannot move the horizon past it
+-- (its answers, if any, are not final yet). Other databases' transactions do not hold it
+-- (objects.sql, local_horizon).
+SELECT pid, database, state, age, gid FROM (
+    SELECT pid, datname AS database, state, now() - xact_start AS age, NULL::text AS gid
+      FROM pg_stat_activity
+     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
+    UNION ALL
+    SELECT NULL, database, 'prepared', now() - prepared, gid
+      FROM pg_prepared_xacts WHERE database = current_database()) w
+ ORDER BY age DESC NULLS LAST
  LIMIT 1
 
 <%
@@ -91,6 +97,10 @@ ${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 ## Distributed (Citus): a batch is one user's keys ($2, the shard key), so that Citus sends
 ## the lock and the recount to that user's shard (it refuses a row lock across shards).
 <%def name="by_user(counter, prefix)">${f" AND {prefix}{model.SHARD_KEY} = $2" if context.get("distributed", False) else ""}</%def>
+-- name: lock_answers_as_a_switch --
+-- The lock a switch of mode takes first (objects.sql, set_mode): held, no switch runs.
+LOCK TABLE ${schema}.${model.ANSWERS} IN SHARE ROW EXCLUSIVE MODE
+
 -- name: mark_counting --
 -- This transaction's counter writes are ours (the keep triggers, objects.sql, let them
 -- through); undone at its end.

@@ -67,6 +67,32 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
            SET ${model.USER_STATS.column} = us.${model.USER_STATS.column} + EXCLUDED.${model.USER_STATS.column},
                first_answer_at = COALESCE(us.first_answer_at, EXCLUDED.first_answer_at),
                ${model.USER_STATS.touched} = EXCLUDED.${model.USER_STATS.touched};</%def>
+## The horizon a fold or a switch may move to: every transaction below it has finished, so the
+## answers below it are final. Only this database's transactions can write its answers: a
+## running transaction known to be another database's (pg_stat_activity, pg_prepared_xacts)
+## does not hold it back, so an idle transaction elsewhere on a shared server stops nothing.
+## One this role cannot place (another role's session, without pg_read_all_stats) is taken
+## to be this database's, as before. backend_xid is 32 bits: matched on the low 32 bits of
+## the snapshot's 64-bit ids (running transactions are less than 2^31 apart).
+<%def name="local_horizon(snap)">(SELECT COALESCE(min(x.id), pg_snapshot_xmax(${snap})::text::bigint)
+       FROM (SELECT t::text::bigint AS id FROM pg_snapshot_xip(${snap}) AS t) x
+      WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                         WHERE a.backend_xid::text::bigint = x.id % 4294967296
+                           AND a.datid <> (SELECT d.oid FROM pg_database d
+                                            WHERE d.datname = current_database()))
+        AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p
+                         WHERE p.transaction::text::bigint = x.id % 4294967296
+                           AND p.database <> current_database()))</%def>
+## A horizon above every transaction id this cluster has given out was not set here: the
+## database was restored (pg_dump, or a copy) from a cluster with higher ids, and every answer
+## written since looks folded though it never was. Refused, with the way out: in immediate
+## mode every answer is folded (repair recounts them all), and the switch back to deferred
+## sets the answers' impossible ids to 0 (folded long ago) before it takes a new horizon.
+<%def name="horizon_from_another_cluster(horizon, snap)">
+        RAISE EXCEPTION 'the deferred-mode horizon % lies beyond this cluster''s transaction ids (next %): this database was restored from another cluster',
+              ${horizon}, pg_snapshot_xmax(${snap})
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'run: selfology-counters mode immediate; selfology-counters repair; selfology-counters mode deferred';</%def>
 ## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
 ## when the function returns (a function with a SET clause restores what it SET LOCAL).
 <%def name="mark_counting()">    PERFORM set_config('${model.COUNTING_MARK}', 'on', true);</%def>
@@ -79,11 +105,16 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
 ## lock on it serialises this statement with a fold that clears it (whichever comes second
 ## sees the other's row version).
 <%def name="read_horizon()">${"" if context.get("distributed", False) else capture(read_horizon_row)}</%def>
+## Under REPEATABLE READ or SERIALIZABLE the plain read sees the mode of the transaction's
+## snapshot, which a switch since may have changed: the row is then read FOR SHARE too, which
+## fails with a serialization error when the mode row changed after the snapshot (a
+## transaction that cannot be counted right is refused, never counted wrong).
 <%def name="read_horizon_row()">
     SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
-    IF h <> ${model.HORIZON_IMMEDIATE} THEN
+    IF h <> ${model.HORIZON_IMMEDIATE} OR ${snapshot_may_be_stale()} THEN
         SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
     END IF;</%def>
+<%def name="snapshot_may_be_stale()">current_setting('transaction_isolation') <> 'read committed'</%def>
 ## The per-session and per-user counts of the answers that ``where`` selects (times ``sign``),
 ## into sorted arrays for apply: one scan of the answers (GROUPING SETS), for the fold and a
 ## switch of mode.
@@ -252,12 +283,20 @@ ${owner_only("on_delete")}
 -- name: function_on_update --
 -- AFTER UPDATE, once per statement: an answer that changed session or user moves its count.
 -- Transition tables cannot be combined with a column list, so this fires for every UPDATE;
--- an UPDATE that moves nothing finds no non-zero delta and writes (and locks) nothing.
+-- an UPDATE that moves nothing (the bot's analysis_status, an edited raw_answer) leaves the
+-- rows' (session, user, log position) as they were, so every delta is zero: it returns before
+-- reading the horizon, which in deferred mode would take the mode row FOR SHARE and keep the
+-- fold waiting behind a stream of such updates.
 CREATE OR REPLACE FUNCTION ${fn['on_update']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
+<% counted = f"{S.source}, {U.source}, {X}" + (f", {model.PENDING}" if distributed else "") %>
+    IF NOT EXISTS (SELECT ${counted} FROM new_answers
+                   EXCEPT ALL SELECT ${counted} FROM old_answers) THEN
+        RETURN NULL;
+    END IF;
 ${read_horizon()}
 ${key_deltas("s", S.source, MOVED)}
 ${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
@@ -354,6 +393,11 @@ ${owner_only("fill_answer")}
 CREATE OR REPLACE FUNCTION ${fn['init_personality']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
+% if not distributed:
+    IF ${snapshot_may_be_stale()} THEN  -- as read_horizon_row: refused if the mode changed
+        PERFORM 1 FROM ${mode} FOR SHARE;
+    END IF;
+% endif
     INSERT INTO ${stats} AS us (${U.key}, ${U.column})
     VALUES (NEW.${P.key}, 0)
     ON CONFLICT (${U.key}) DO UPDATE SET ${U.touched} = us.${U.touched};
@@ -556,7 +600,7 @@ CREATE OR REPLACE FUNCTION ${fn['fold']}()
 RETURNS TABLE (folded bigint, oldest_answered_at timestamptz, new_horizon bigint)
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
-    m record; h_new bigint;
+    m record; h_new bigint; snap pg_snapshot;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
     SELECT * INTO m FROM ${mode} FOR UPDATE SKIP LOCKED;
@@ -574,7 +618,11 @@ BEGIN
         RETURN;
     END IF;
 ${mark_counting()}
-    h_new := GREATEST((pg_snapshot_xmin(pg_current_snapshot())::text)::bigint, m.horizon);
+    snap := pg_current_snapshot();
+    IF m.horizon > pg_snapshot_xmax(snap)::text::bigint THEN
+${horizon_from_another_cluster("m.horizon", "snap")}
+    END IF;
+    h_new := GREATEST(${local_horizon("snap")}, m.horizon);
     SELECT min(answered_at) INTO oldest_answered_at
       FROM ${answers} WHERE ${X} >= m.horizon AND ${X} < h_new;
 ${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
@@ -582,7 +630,13 @@ ${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
     IF folded > 0 THEN
         PERFORM ${fn['apply']}(s_ids, s_deltas, u_ids, u_deltas);
     END IF;
-    UPDATE ${mode} SET horizon = h_new, last_fold_at = now(), last_fold_rows = folded;
+    -- The last fold's time says the worker makes progress: it moves when answers were folded
+    -- or none is left, not on a fold that a running transaction held back (which would make
+    -- a stuck fold look alive, counter_worker_last_fold_timestamp_seconds).
+    UPDATE ${mode}
+       SET horizon = h_new, last_fold_rows = folded,
+           last_fold_at = CASE WHEN folded > 0 OR NOT EXISTS (SELECT 1 FROM ${answers} WHERE ${X} >= h_new)
+                               THEN now() ELSE m.last_fold_at END;
     new_horizon := h_new;
     RETURN NEXT;
 % endif
@@ -601,7 +655,7 @@ ${owner_only("fold")}
 CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
-    m record; h bigint; lo bigint; sign integer; enable text;
+    m record; h bigint; lo bigint; sign integer; enable text; snap pg_snapshot;
     s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
@@ -644,7 +698,11 @@ BEGIN
     END IF;
 ${mark_counting()}
     IF wanted = '${model.DEFERRED}' THEN
-        h := (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint;
+        snap := pg_current_snapshot();
+        -- Ids from another cluster (a restore): in immediate mode every answer is folded, so
+        -- they become 0, and the horizon below cannot mistake them for pending answers.
+        UPDATE ${answers} SET ${X} = 0 WHERE ${X} >= pg_snapshot_xmax(snap)::text::bigint;
+        h := ${local_horizon("snap")};
         lo := h;
         sign := -1;
         EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', '${answers}', '${tg['insert']}');
