@@ -371,3 +371,48 @@ async def test_updates_that_move_nothing_never_keep_the_fold_waiting(
     finally:
         await updater.close()
     await assert_exact(conn)
+
+
+async def test_a_storm_of_deletes_does_not_starve_the_fold(
+    db: str, conn: asyncpg.Connection
+) -> None:
+    """Deletes read the horizon under the fold's turn taken shared; eight deleters whose
+    transactions overlap hold it all the time. A fold waiting for the turn queues the next
+    deletes behind it, so it gets its turn (a share lock on the mode row let them starve it)."""
+    await deferred.set_mode(conn, model.DEFERRED)
+    sessions = [await new_session(conn, user) for user in range(1, 9)]
+    for session in sessions:
+        await conn.execute(BOT_INSERT, session, 200)
+    await deferred.fold_once(conn)
+    stop = asyncio.Event()
+
+    async def delete_slowly(session: int) -> None:
+        deleter = await asyncpg.connect(db)
+        try:
+            while not stop.is_set():
+                async with deleter.transaction():
+                    await deleter.execute(
+                        "DELETE FROM selfology.user_answers_new WHERE id ="
+                        " (SELECT min(id) FROM selfology.user_answers_new WHERE session_id = $1)",
+                        session,
+                    )
+                    await asyncio.sleep(0.05)  # holds what the delete took until it commits
+        finally:
+            await deleter.close()
+
+    storm = [asyncio.create_task(delete_slowly(s)) for s in sessions]
+    try:
+        await asyncio.sleep(0.3)
+        outcomes = []
+        for _ in range(15):
+            await conn.execute(BOT_INSERT, sessions[0], 1)
+            outcomes.append(await deferred.fold_once(conn))
+        stop.set()
+        await asyncio.gather(*storm)
+    finally:
+        stop.set()
+    folds = [o for o in outcomes if not o.busy]
+    assert len(folds) >= 10, f"{len(outcomes) - len(folds)} of {len(outcomes)} folds were busy"
+    await deferred.fold_once(conn)
+    assert await pending(conn) == 0
+    await assert_exact(conn)

@@ -180,15 +180,21 @@ COUNTER_WRITES = [
 ]
 
 
-@pytest.mark.parametrize("statement", COUNTER_WRITES)
-async def test_the_application_role_cannot_write_a_counter(
-    statement: str, admin: asyncpg.Connection, app: asyncpg.Connection
-) -> None:
-    session = await app.fetchval(
+async def one_counted_answer(app: asyncpg.Connection) -> int:
+    """A session of user 7 with one answer, and the user's personality row; its session."""
+    session: int = await app.fetchval(
         "INSERT INTO selfology.onboarding_sessions (user_id) VALUES (7) RETURNING id"
     )
     await app.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (7)")
     await app.execute(BOT_INSERT, session, "a")
+    return session
+
+
+@pytest.mark.parametrize("statement", COUNTER_WRITES)
+async def test_the_application_role_cannot_write_a_counter(
+    statement: str, admin: asyncpg.Connection, app: asyncpg.Connection
+) -> None:
+    session = await one_counted_answer(app)
     before = await counters(admin, session, 7)
     with pytest.raises(DENIED):
         await app.execute(statement)
@@ -213,11 +219,7 @@ UNDONE_WRITES = [
 async def test_the_application_roles_counter_writes_run_and_change_nothing(
     statement: str, admin: asyncpg.Connection, app: asyncpg.Connection
 ) -> None:
-    session = await app.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES (7) RETURNING id"
-    )
-    await app.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (7)")
-    await app.execute(BOT_INSERT, session, "a")
+    session = await one_counted_answer(app)
     await app.execute(statement)
     assert await counters(admin, session, 7) == (1, 1, 1)
     await assert_exact(admin)

@@ -7,16 +7,19 @@ them (and ``alembic upgrade head`` from the repository goes through ``lifecycle.
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, exc, pool, text
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING
 
 from selfology_counters.config import redact
 from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.sqlfiles import SCHEMA, query, quote_ident, render
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection, Engine
+
+# Alembic and SQLAlchemy are imported where a revision is read or run, not with this module:
+# the DAO and the operator's checks import the lifecycle's names but never run Alembic, and
+# loading it costs a CLI call about half a second.
 
 VERSION_TABLE = "selfology_counters_version"
 SCRIPT_LOCATION = "selfology_counters.lifecycle:migrations"
@@ -46,11 +49,15 @@ def sqlalchemy_url(dsn: str) -> str:
 
 
 def engine_for(dsn: str) -> Engine:
+    from sqlalchemy import create_engine, pool
+
     return create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool)
 
 
 def alembic_config(dsn: str | None = None) -> Config:
     """Alembic configuration pointing at the migrations shipped in this package."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
     cfg.attributes[FROM_LIFECYCLE] = True
@@ -60,10 +67,14 @@ def alembic_config(dsn: str | None = None) -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(
         connection, opts={"version_table": VERSION_TABLE, "version_table_schema": SCHEMA}
     )
@@ -72,11 +83,15 @@ def current_revision(connection: Connection) -> str | None:
 
 def ensure_schema(connection: Connection) -> None:
     """Our version table lives in the ``selfology`` schema, so it must exist before Alembic."""
+    from sqlalchemy import text
+
     connection.execute(text("CREATE SCHEMA IF NOT EXISTS " + quote_ident(SCHEMA)))
 
 
 def run_upgrade(dsn: str, revision: str = "head") -> None:
     """Apply our pending revisions up to ``revision`` (tables and the objects they install)."""
+    from alembic import command
+
     command.upgrade(alembic_config(dsn), revision)
 
 
@@ -90,6 +105,8 @@ def current(dsn: str) -> str | None:
 
 
 def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
+    from sqlalchemy import exc
+
     try:
         with engine.connect() as connection:
             return current_revision(connection)
@@ -100,11 +117,15 @@ def _revision_or_unavailable(engine: Engine, dsn: str) -> str | None:
 
 def stamp(dsn: str, revision: str) -> None:
     """Record in our version table that the database is at ``revision`` (after adoption)."""
+    from alembic import command
+
     command.stamp(alembic_config(dsn), revision)
 
 
 def pending_revisions(at: str | None) -> list[str]:
     """Revisions an upgrade from ``at`` to head applies, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     revisions = script.iterate_revisions("head", at)
     return [revision.revision for revision in reversed(list(revisions))]

@@ -38,6 +38,10 @@
     INSERTED = f"new_answers WHERE NOT {model.PENDING}" if distributed else "new_answers"
     # Citus: the advisory lock a fold holds for its turn (deferred.sql, fold_turn).
     fold_turn = f"'{mode}'::regclass::oid::bigint"
+    # One node: the advisory lock a fold takes exclusive, deletes and moves shared, so that
+    # they never take a horizon the fold is moving (read_horizon_row). Two keys (the mode
+    # table's oid, and 1), apart from Citus's turn and from the bot's one-key locks.
+    fold_lock = f"'{mode}'::regclass::oid::integer, 1"
 %>
 ## Every function runs as its owner (SECURITY DEFINER): the application role may write answers
 ## but no counter column, so the counter writes below must carry the owner's rights. A definer
@@ -108,11 +112,17 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
 ## Under REPEATABLE READ or SERIALIZABLE the plain read sees the mode of the transaction's
 ## snapshot, which a switch since may have changed: the row is then read FOR SHARE too, which
 ## fails with a serialization error when the mode row changed after the snapshot (a
-## transaction that cannot be counted right is refused, never counted wrong).
+## transaction that cannot be counted right is refused, never counted wrong). Under READ
+## COMMITTED in deferred mode the fold's turn is taken shared (an advisory lock, fold_lock)
+## and the horizon read again after it: a fold waiting for the turn queues the next deletes
+## behind it, where share locks on the mode row let a stream of deletes starve it.
 <%def name="read_horizon_row()">
     SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
-    IF h <> ${model.HORIZON_IMMEDIATE} OR ${snapshot_may_be_stale()} THEN
+    IF ${snapshot_may_be_stale()} THEN
         SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
+    ELSIF h <> ${model.HORIZON_IMMEDIATE} THEN
+        PERFORM pg_advisory_xact_lock_shared(${fold_lock});
+        SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
     END IF;</%def>
 <%def name="snapshot_may_be_stale()">current_setting('transaction_isolation') <> 'read committed'</%def>
 ## The per-session and per-user counts of the answers that ``where`` selects (times ``sign``),
@@ -617,6 +627,9 @@ BEGIN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
         RETURN;
     END IF;
+    -- Waits for the deletes and moves that read the horizon (read_horizon_row) to commit;
+    -- the ones that come meanwhile queue behind this (bounded by the caller's lock_timeout).
+    PERFORM pg_advisory_xact_lock(${fold_lock});
 ${mark_counting()}
     snap := pg_current_snapshot();
     IF m.horizon > pg_snapshot_xmax(snap)::text::bigint THEN
