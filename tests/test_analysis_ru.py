@@ -68,6 +68,7 @@ def assert_same_figures(russian: str, english: str) -> None:
     assert re.search(r"^- прогон: (\S+),", found["run"], re.M)[1] in english  # type: ignore[index]
 
 
+@pytest.mark.chart
 async def test_one_run_writes_the_same_figures_into_both_reports(db: str, tmp_path: Path) -> None:
     result = await run_compare(db, SMOKE, command="selfology-counters compare --smoke")
     filled, alone = tmp_path / "filled", tmp_path / "alone"
@@ -96,6 +97,7 @@ def test_the_committed_reports_come_from_one_run() -> None:
     assert_same_figures(RU_DOC.read_text(encoding="utf-8"), MATRIX.read_text(encoding="utf-8"))
 
 
+@pytest.mark.chart
 def test_a_broken_russian_analysis_stops_compare_before_it_measures(tmp_path: Path) -> None:
     text = RU_DOC.read_text(encoding="utf-8")
     (tmp_path / compare_ru.DOC_NAME).write_text(

@@ -100,3 +100,29 @@ def test_benchmark_by_default_also_runs_the_concurrent_and_bulk_tests(db: str) -
     # Ratios say which way they read: time (lower is better) vs throughput (higher is better).
     assert "x the time of bare" in result.stdout and "x the bare rows/s" in result.stdout
     assert " vs bare" not in result.stdout
+
+
+def test_a_count_that_would_run_for_days_is_refused_at_once() -> None:
+    # It ran until stopped. The DSN answers nowhere: refusing N must come before connecting.
+    result = cli("benchmark", "99999999999999999999999",
+                 dsn="postgresql://nobody@127.0.0.1:1/none")  # fmt: skip
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if "error" in line]
+    assert "1000000" in line and "connect" not in line, line
+
+
+def test_the_announced_rounds_are_the_series_it_runs(db: str) -> None:
+    result = cli("benchmark", "3", "--concurrency", "0", "--bulk", "0", "--json", dsn=db)
+    assert result.returncode == 0, result.stderr
+    series = json.loads(result.stdout)["series"]
+    [announced] = [line for line in result.stderr.splitlines() if "warm-up rounds" in line]
+    assert f"rounds of {len(series)} inserts, one per series ({', '.join(series)}" in announced
+
+
+def test_no_progress_bar_lines_into_a_pipe(db: str) -> None:
+    # Into a pipe (cron's mail, a log) the bar was a bare "benchmark" line of its own.
+    result = cli("benchmark", "60", "--concurrency", "0", "--bulk", "0", dsn=db)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip() == "benchmark"] == []
+    assert all(line.startswith(("database:", "benchmark:")) for line in
+               result.stderr.splitlines()), result.stderr  # fmt: skip

@@ -335,3 +335,29 @@ async def test_a_strict_setting_refuses_the_applications_counter_writes(
     assert found.consistent
     assert found.audit is not None
     assert {o.counter: o.writes for o in found.audit.overridden}[model.SESSIONS.name] == 1
+
+
+async def test_the_dao_replaces_the_bots_counter_statements_on_its_own_tables(history: str) -> None:
+    # docs/ADOPTING.md's mapping: the bot's save_user_answer and create_personality through
+    # our DAO, on the bot's tables (integer ids, ten JSONB layers with their defaults).
+    from selfology_counters import OnboardingDAO
+
+    await lifecycle.apply(history)
+    async with await OnboardingDAO.connect(history) as dao:
+        conn = await bot.connect(history)
+        try:
+            session = await bot.start_session(conn, 901)  # the bot's own, kept as it is
+            await dao.save_answer(session, "q_1", "a")
+            await dao.save_answers(session, [("q_2", "b"), ("q_3", "c")])
+            assert await dao.get_session_answer_count(session) == 3
+            assert await dao.create_personality(901) is True
+            assert await dao.get_personality_count(901) == 3
+            layers = await conn.fetchrow(
+                "SELECT identity, personality_version FROM digital_personality WHERE user_id = 901"
+            )
+            assert layers["identity"] == "{}" and layers["personality_version"] == "1.0"
+            await bot.update_personality(conn, 901)  # its read + 1: undone
+            assert await dao.get_personality_count(901) == 3
+            assert await wrong(conn) == {}
+        finally:
+            await conn.close()

@@ -300,3 +300,119 @@ def test_an_unexpected_exception_is_one_scrubbed_line_not_a_traceback(
     monkeypatch.setenv(module.DEBUG_VARIABLE, "1")
     with pytest.raises(RuntimeError, match="a bug while resolving"):
         module.main(["check", "--dsn", SECRET_DSN])
+
+
+# The original bot's passwords are of this shape (made up here): "/", "+" and "=".
+BOT_LIKE_PASSWORD = "Qe41tk+9pLRWuN2Xz7c0/Hd+yAmB3="
+
+
+def test_a_password_a_url_cannot_carry_is_never_shown_and_the_error_says_how(db: str) -> None:
+    # Typed as is, "/", "?", "#" and "@" end a URL's password early: the driver read the
+    # rest as port or query and quoted it back ("invalid literal for int(): 'Qe41tk+9p...'").
+    typed = [
+        f"postgresql://postgres:{BOT_LIKE_PASSWORD}@127.0.0.1:1/n8n",
+        "postgresql://u:ab?Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:ab#Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:ab@Sekr3t@127.0.0.1:1/db",
+        "postgresql://u:Sekr3t/ab@127.0.0.1:1/db?sslmode=disable",
+    ]
+    for dsn in typed:
+        for command in (("check", "--json"), ("migrate",), ("demo",), ("watch", "--port", "0")):
+            result = cli(*command, dsn=dsn)
+            line = assert_one_line_error(result)
+            shown = result.stdout + result.stderr
+            for piece in ("Qe41tk", "9pLRWuN2Xz7c0", "Hd+yAmB3", "Sekr3t"):
+                assert piece not in shown, (dsn, shown)
+            assert "percent-encode" in line and "key=value" in line and ".pgpass" in line
+            assert "internal error" not in line and "could not start" not in line, line
+    # Written the ways the message says, the same password works.
+    from urllib.parse import quote, urlsplit
+
+    host = urlsplit(db).netloc.rsplit("@", 1)[-1]
+    encoded = db.replace(
+        urlsplit(db).netloc, f"postgres:{quote(BOT_LIKE_PASSWORD, safe='')}@{host}"
+    )
+    for dsn in (encoded, libpq_pairs(encoded)):
+        checked = cli("check", "--json", dsn=dsn)
+        assert checked.returncode == 0, checked.stderr
+        assert "Qe41tk" not in checked.stdout + checked.stderr
+
+
+def test_a_password_written_as_pairs_reaches_the_driver_intact() -> None:
+    import asyncio
+
+    from psycopg import conninfo
+
+    from selfology_counters import OnboardingDAO
+    from selfology_counters.config import as_url
+    from selfology_counters.errors import InvalidDsnError
+
+    # The library refuses the URL written as is just as the command does, before connecting.
+    typed = f"postgresql://postgres:{BOT_LIKE_PASSWORD}@127.0.0.1:1/n8n"
+    with pytest.raises(InvalidDsnError, match="percent-encode") as refused:
+        asyncio.run(OnboardingDAO.connect(typed))
+    assert "Qe41tk" not in str(refused.value)
+
+    for password in (BOT_LIKE_PASSWORD, "a/b?c#d@e+f=g", "p@ss word'q"):
+        escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+        url = as_url(f"host=db port=5432 dbname=n8n user=postgres password='{escaped}'")
+        # libpq reads the URL as asyncpg does: percent-decoded, "+" kept as "+".
+        assert conninfo.conninfo_to_dict(url)["password"] == password
+
+
+def test_a_dsn_refused_before_any_command_runs_is_one_line_not_an_internal_error() -> None:
+    # demo checks --dsn before resolving it, watch resolves it itself.
+    line = assert_one_line_error(cli("demo", "--dsn", ""))
+    assert "--dsn is empty" in line and "internal error" not in line
+    line = assert_one_line_error(cli("watch", "--port", "0", "--dsn", ""))
+    assert "--dsn is empty" in line and "could not start" not in line
+
+
+def test_every_command_takes_json(tmp_path: Path) -> None:
+    for command in every_command():
+        assert "--json" in cli(*command, "--help").stdout, command
+    env = {**os.environ, "SELFOLOGY_EMBEDDED_DIR": str(tmp_path / "pgdata")}
+    where = subprocess.run([CLI, "embedded", "path", "--json"], env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    assert json.loads(where.stdout) == {"data_dir": str(tmp_path / "pgdata")}
+    # watch logs JSON lines; with --json, what stops it is a JSON object on stdout too.
+    refused = cli("watch", "--port", "0", "--json", "--dsn", "")
+    assert json.loads(refused.stdout)["exit_code"] == 2
+
+
+def test_demo_in_deferred_mode_labels_its_figures_exact_reads(db: str) -> None:
+    assert cli("mode", "deferred", dsn=db).returncode == 0
+    shown = cli("demo", "--yes", dsn=db)
+    assert shown.returncode == 0, shown.stderr
+    header = next(line for line in shown.stdout.splitlines() if line.startswith("counter "))
+    assert header.split() == ["counter", "exact", "COUNT(*)"]  # not "stored": they lag
+    assert "deferred mode: exact reads" in shown.stdout
+    assert json.loads(cli("demo", "--yes", "--json", dsn=db).stdout)["mode"] == "deferred"
+    assert cli("mode", "immediate", dsn=db).returncode == 0
+    header = next(line for line in cli("demo", "--yes", dsn=db).stdout.splitlines()
+                  if line.startswith("counter "))  # fmt: skip
+    assert header.split() == ["counter", "stored", "COUNT(*)"]
+
+
+def test_the_readmes_command_table_names_every_option() -> None:
+    # repair --user existed and was documented nowhere but in --help.
+    import re
+
+    import typer
+
+    from selfology_counters.cli import app
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(0) for m in re.finditer(
+        r"^\| `selfology-counters ([a-z]+)[^`]*` \|.*$", readme, re.MULTILINE)}  # fmt: skip
+    missing = []
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", {None: command}).values():
+            for param in sub.params:
+                shown = param.param_type_name == "option" and not getattr(param, "hidden", False)
+                for flag in param.opts if shown else []:
+                    common = flag in ("--dsn", "--json", "--help") or not flag.startswith("--")
+                    if not common and flag not in rows.get(name, ""):
+                        missing.append(f"{name} {flag}")
+    assert missing == []

@@ -235,3 +235,52 @@ async def test_metrics_true_records_in_the_default_registry(pool: asyncpg.Pool) 
     dao = OnboardingDAO(pool, metrics=True)
     await dao.save_answer(await dao.start_session(1), "q", "a")
     assert insert_count(REGISTRY, "save_answer") == before + 1
+
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+async def test_a_sessions_exact_answer_count(
+    dao: OnboardingDAO, conn: asyncpg.Connection, mode: str
+) -> None:
+    from selfology_counters import deferred
+
+    session = await dao.start_session(21)
+    other = await dao.start_session(21)
+    await dao.save_answers(session, [("q_1", "a"), ("q_2", "b")])
+    await deferred.set_mode(conn, mode)
+    await dao.save_answer(session, "q_3", "c")  # in deferred mode: pending, not folded
+    await dao.save_answer(other, "q_1", "d")
+    assert await dao.get_session_answer_count(session) == 3
+    assert await dao.get_session_answer_count(other) == 1
+    stored = await conn.fetchval(
+        "SELECT questions_answered FROM selfology.onboarding_sessions WHERE id = $1", session
+    )
+    assert stored == (3 if mode == "immediate" else 2)  # the stored column lags; the read not
+    with pytest.raises(UnknownSessionError):
+        await dao.get_session_answer_count(session + 1000)
+    with pytest.raises(InvalidIdError):
+        await dao.get_session_answer_count(0)
+
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+async def test_create_personality_starts_at_the_true_count(
+    dao: OnboardingDAO, conn: asyncpg.Connection, mode: str
+) -> None:
+    from selfology_counters import deferred
+
+    session = await dao.start_session(22)
+    await dao.save_answers(session, [("q_1", "a"), ("q_2", "b")])
+    await deferred.set_mode(conn, mode)
+    await dao.save_answer(session, "q_3", "c")
+    assert await dao.get_personality_count(22) is None
+    assert await dao.create_personality(22) is True
+    assert await dao.get_personality_count(22) == 3
+    assert await dao.create_personality(22) is False  # there already: left as it is
+    await dao.save_answer(session, "q_4", "d")
+    assert await dao.get_personality_count(22) == 4
+    assert await dao.create_personality(23) is True  # a user with no answers yet
+    assert await dao.get_personality_count(23) == 0
+    if mode == "deferred":
+        await deferred.set_mode(conn, "immediate")  # folds what is pending
+    await assert_exact(conn)
+    with pytest.raises(InvalidIdError):
+        await dao.create_personality(-1)

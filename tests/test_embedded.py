@@ -87,9 +87,35 @@ def test_status_path_and_stop(data_dir: Path) -> None:
         assert state["running"] is True and state["users"] == [holder.pid]
         assert int(state["wal_bytes"]) > 0  # type: ignore[call-overload]
         refused = run(data_dir, CLI, "embedded", "stop")
-        assert refused.returncode == 1 and str(holder.pid) in refused.stderr
+        # Could not run (2), not a problem found (1): the README's exit codes.
+        assert refused.returncode == 2 and str(holder.pid) in refused.stderr
         assert status(data_dir)["running"] is True
     finally:
         holder.communicate("", timeout=60)
     assert status(data_dir)["running"] is False
     assert "was not running" in run(data_dir, CLI, "embedded", "stop").stdout
+
+
+def test_demo_on_a_fresh_embedded_server_needs_nothing(data_dir: Path) -> None:
+    # The README's promise: no DSN, no migrate first; the tool's own server is migrated.
+    first = run(data_dir, CLI, "demo", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["exact"] is True
+    assert "applying revisions" in first.stderr
+    again = run(data_dir, CLI, "demo")  # already migrated: straight to the demo
+    assert again.returncode == 0, again.stderr
+    assert "applying revisions" not in again.stderr and "exact" in again.stdout
+
+
+def test_an_empty_data_directory_variable_is_an_error_not_the_default(tmp_path: Path) -> None:
+    # It fell back to the per-user directory: another server's data, silently.
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+    env |= {"SELFOLOGY_EMBEDDED_DIR": "", "HOME": str(tmp_path), "XDG_DATA_HOME": ""}
+    for args in (("embedded", "path"), ("embedded", "status"), ("check",)):
+        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        [line] = [line for line in result.stderr.splitlines() if "error" in line]
+        assert "$SELFOLOGY_EMBEDDED_DIR is set but empty" in line
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no server was made in the default place

@@ -111,7 +111,8 @@ async def test_missing_outdated_and_foreign_triggers_are_reported(conn: asyncpg.
     await conn.execute(
         """
         DROP TRIGGER selfology_counters_truncate_v1 ON selfology.user_answers_new;
-        COMMENT ON TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new IS 'edited';
+        COMMENT ON TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new
+            IS 'selfology-counters source=0123456789abcdef definition=0';  -- another release's
         CREATE FUNCTION selfology.update_all_answer_counters() RETURNS trigger
             LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
         CREATE TRIGGER update_all_answer_counters_trigger AFTER INSERT ON selfology.user_answers_new
@@ -188,7 +189,7 @@ async def test_migrate_reinstalls_missing_and_outdated_triggers(
     await conn.execute(
         "DROP TRIGGER selfology_counters_delete_v1 ON selfology.user_answers_new;"
         "COMMENT ON TRIGGER selfology_counters_insert_v1 ON selfology.user_answers_new"
-        " IS 'edited by hand';"
+        " IS 'selfology-counters source=0123456789abcdef definition=0';"  # another release's
         "DELETE FROM selfology.user_answers_new WHERE user_id = 1;"  # not counted: no trigger
     )
     assert not (await health.check(conn)).consistent

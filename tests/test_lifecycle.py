@@ -220,3 +220,24 @@ def test_dry_run_from_the_command_line(db: str) -> None:
         model.TRIGGER["freeze_session_id"].name,
     }
     assert cli("check", dsn=db).returncode == 1  # the dry run put nothing back
+
+
+def test_dry_run_on_an_empty_database_says_it_would_install_everything(empty_db: str) -> None:
+    shown = cli("migrate", "--dry-run", dsn=empty_db)
+    assert shown.returncode == 0, shown.stderr
+    assert f"would install every function, trigger and view ({len(model.OBJECTS)})" in shown.stdout
+    assert "would reinstall: nothing" not in shown.stdout
+
+
+def test_migrate_that_distributes_on_citus_says_what_it_installed() -> None:
+    # On Citus, distributing installs every object (the distributed variant) before the
+    # reinstall, which then finds nothing: migrate said "installed 0 functions, triggers and
+    # views". tests/test_citus.py checks the Outcome on a real cluster.
+    from selfology_counters import report
+
+    plan = lifecycle.Plan(lifecycle.DatabaseState.EMPTY, None, ["0001_schema"], [], None, True)
+    outcome = lifecycle.Outcome(plan, None, "0004_deferred_v1", distributed=True)
+    text = report.outcome_text(outcome)
+    assert f"installed {len(model.OBJECTS)} functions, triggers and views" in text
+    assert "distributed the tables by user_id" in text
+    assert outcome.as_dict()["distributed"] is True and outcome.changed

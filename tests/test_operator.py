@@ -68,3 +68,35 @@ async def test_stats_says_not_tracked_rather_than_zero_when_track_functions_is_o
     calls = text.split("(calls, total ms, self ms):\n")[1].split("answers written")[0]
     assert calls.strip() and all(line.endswith(": not tracked") for line in calls.splitlines())
     assert "hint: track_functions is off" in text
+
+
+async def test_check_counts_one_of_a_kind_in_the_singular(db: str) -> None:
+    # "checked 1 sessions, 1 users, 1 personalities".
+    connection = await asyncpg.connect(db)
+    try:
+        session = await connection.fetchval(
+            "INSERT INTO selfology.onboarding_sessions (user_id) VALUES (5) RETURNING id"
+        )
+        await connection.execute(
+            "INSERT INTO selfology.user_answers_new (session_id, question_json_id, raw_answer)"
+            " VALUES ($1, 'q', 'a')",
+            session,
+        )
+        await connection.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (5)")
+    finally:
+        await connection.close()
+    shown = cli("check", dsn=db).stdout
+    assert "checked 1 session, 1 user, 1 personality in " in shown, shown
+
+
+def test_a_hot_update_ratio_is_never_above_100_percent() -> None:
+    # After a crash restart stats showed HOT ratios above 100%: counts from either side of a
+    # statistics reset. Such a pair is shown as unknown ("-", null), not as a ratio.
+    from selfology_counters.stats import TableStats
+
+    def table(updates: int, hot: int) -> TableStats:
+        return TableStats("user_stats", 8192, 1, 0, updates, hot)
+
+    assert table(10, 7).hot_ratio == 0.7
+    assert table(0, 0).hot_ratio is None
+    assert table(3, 5).hot_ratio is None

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from selfology_counters.sqlfiles import render
 from tests.test_adopt import ORIGINAL
@@ -215,7 +217,6 @@ def test_on_the_original_database_not_adopted_it_names_its_trigger(empty_db: str
 
 
 def test_what_cannot_run_exits_2() -> None:
-    assert script(dsn=None).returncode == 2
     unknown = script("vacuum", dsn=None)
     assert unknown.returncode == 2 and "unknown command: 'vacuum'" in unknown.stderr
     assert script("benchmark", "zero", dsn=None).returncode == 2  # Click's usage error
@@ -265,3 +266,50 @@ def test_the_original_views_columns_follow_ours(db: str) -> None:
     assert [c["column_name"] for c in columns][:7] == [
         "counter", "key", "user_id", "stored", "actual", "drift", "status",
     ]  # fmt: skip
+
+
+def test_no_command_runs_check_as_the_original_did(db: str) -> None:
+    plain = script(dsn=db)
+    assert plain.returncode == 0, plain.stderr
+    assert "CONSISTENT" in plain.stdout
+    as_json = script("--json", dsn=db)  # options alone: still check's
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["consistent"] is True
+    execute(db, POPULATE)
+    execute(db, DRIFT)
+    assert script(dsn=db).returncode == 1
+
+
+def python_without_the_package() -> str:
+    """A Python that cannot import the package (as plain ``python`` outside the venv)."""
+    for candidate in (shutil.which("python3"), "/usr/bin/python3", sys._base_executable):
+        if (
+            candidate
+            and subprocess.run(
+                [candidate, "-c", "import selfology_counters"], capture_output=True
+            ).returncode
+        ):
+            return candidate
+    pytest.skip("every Python here can import selfology_counters")
+
+
+def test_plain_python_runs_it_with_the_checkout_venv_or_says_what_to_do(
+    db: str, tmp_path: Path
+) -> None:
+    python = python_without_the_package()
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
+    env["SELFOLOGY_DSN"] = db
+    checkout_python = Path(SCRIPT).parent.parent / ".venv" / "bin" / "python"
+    if checkout_python.exists():  # the README's set-up: run again with .venv's Python
+        ran = subprocess.run([python, SCRIPT, "check"], env=env, capture_output=True,
+                             text=True, timeout=180)  # fmt: skip
+        assert ran.returncode == 0 and "CONSISTENT" in ran.stdout, ran.stderr
+    # Elsewhere (the script copied into the bot's repository, say): one line saying how.
+    elsewhere = tmp_path / "scripts" / "counter_health_check.py"
+    elsewhere.parent.mkdir()
+    shutil.copy(SCRIPT, elsewhere)
+    lost = subprocess.run([python, str(elsewhere), "check"], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert lost.returncode == 2 and lost.stdout == ""
+    [line] = lost.stderr.splitlines()
+    assert ".venv/bin/python scripts/counter_health_check.py" in line
+    assert "docs/ADOPTING.md" in line and "pip install selfology-counters" not in line

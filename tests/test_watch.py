@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
@@ -379,3 +380,15 @@ def test_help_names_the_environment_variable_of_every_option() -> None:
     )
     for variable in ("PORT", "LISTEN", "QUICK_INTERVAL", "FULL_INTERVAL", "AUTO_REPAIR_MAX"):
         assert f"SELFOLOGY_WATCH_{variable}" in result.stdout
+
+
+def test_before_the_first_check_the_database_is_not_reported_down() -> None:
+    # The first scrape came before the first check and said counter_database_up 0, which
+    # CounterWatchDatabaseDown (== 0) reads as down. Unknown is NaN, which it does not match.
+    fresh = WatchMetrics()
+    up = sample(fresh, "counter_database_up")
+    assert up is not None and math.isnan(up)
+    fresh.database_reached(False)
+    assert sample(fresh, "counter_database_up") == 0
+    fresh.database_reached(True)
+    assert sample(fresh, "counter_database_up") == 1

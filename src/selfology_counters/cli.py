@@ -181,18 +181,22 @@ def demo(
     ] = False,
 ) -> None:
     """Record a few answers through OnboardingDAO (user 424242), delete one, and print the
-    counters next to COUNT(*). Run 'selfology-counters migrate' first.
+    counters next to COUNT(*).
 
     The rows stay in the database, so on a database named by a DSN (possibly production)
-    the demo runs only with --yes; on the embedded server it needs nothing.
+    the demo runs only with --yes, after 'selfology-counters migrate'; on the embedded server
+    it needs nothing (a fresh one is migrated first).
     """
     from selfology_counters import model
     from selfology_counters.demo import run_demo
 
-    if not yes and config.explicit_dsn(dsn) is not None:
+    embedded = config.explicit_dsn(dsn) is None
+    if not yes and not embedded:
         fail("demo writes answers for user 424242 and leaves them; on a database named by "
              "a DSN it needs --yes")  # fmt: skip
-    result = run(run_demo(target_dsn(dsn)))
+    # The embedded server is the tool's own: a fresh one is migrated first. A database named
+    # by a DSN is the operator's, migrated by them.
+    result = run(run_demo(target_dsn(dsn), migrate_empty=embedded, progress=note))
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -217,7 +221,13 @@ def demo(
             f"user {result.user_id}, session {result.session_id}: "
             f"saved {plural(result.answers_saved, 'answer')}, deleted {result.answers_deleted}"
         )
-        typer.echo(f"{'counter':45} {'stored':>8} {'COUNT(*)':>9}")
+        # In deferred mode the stored columns lag until the worker folds: shown are the
+        # exact reads (stored + pending), and labelled so.
+        read = "stored" if result.mode == model.IMMEDIATE else "exact"
+        if result.mode != model.IMMEDIATE:
+            typer.echo(f"{result.mode} mode: exact reads (stored + not yet folded), not the "
+                       "stored columns")  # fmt: skip
+        typer.echo(f"{'counter':45} {read:>8} {'COUNT(*)':>9}")
         for name, stored, actual in rows:
             shown = "no row" if stored is None else stored
             typer.echo(f"{name:45} {shown!s:>8} {actual:>9}")
@@ -503,9 +513,20 @@ def worker(
                    f"({plural(summary.errors, 'error')})")  # fmt: skip
 
 
+MAX_BENCHMARK_INSERTS = 1_000_000  # about 200 rounds a second: a larger N runs for hours
+
+
 @app.command()
 def benchmark(
-    inserts: Annotated[int, typer.Argument(min=1, help="Single-row inserts per series.")] = 1000,
+    inserts: Annotated[
+        int,
+        typer.Argument(
+            min=1,
+            max=MAX_BENCHMARK_INSERTS,
+            help="Single-row inserts per series (1000 take a few seconds; at most 1,000,000, "
+            "over an hour).",
+        ),
+    ] = 1000,
     dsn: DsnOption = None,
     as_json: JsonOption = False,
     concurrency: Annotated[
@@ -538,7 +559,7 @@ def benchmark(
     interrupted); never touches real data. Exit 1 if a count was lost.
     """
     from selfology_counters.bench import benchmark as bench_module
-    from selfology_counters.bench.benchmark import BULK_REPEATS, WARMUP, run_benchmark
+    from selfology_counters.bench.benchmark import BULK_REPEATS, SERIES, WARMUP, run_benchmark
     from selfology_counters.bench.scratch import drop_leftovers
 
     url = target_dsn(dsn)
@@ -552,7 +573,8 @@ def benchmark(
         fail(f"unknown counter mode {counter_mode!r}: use one of {', '.join(model.MODES)}")
     if counter_mode == model.DEFERRED:
         total += inserts  # the exact read, timed against SELECT 1
-    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of 3 inserts")
+    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of {len(SERIES)} "
+         f"inserts, one per series ({', '.join(SERIES)}; on Citus without bot_insert)")  # fmt: skip
     with progress_bar(total, "benchmark") as advance:
         result = run(
             run_benchmark(
@@ -603,8 +625,12 @@ def compare(
 
     # Checked first: a report without its chart after minutes of measuring helps nobody.
     if out is not None and not compare_chart.can_draw():
-        fail(f"--out draws a chart and matplotlib is not installed: {compare_chart.INSTALL_HINT}")
+        extra, hint = compare_chart.EXTRA, compare_chart.install_hint()
+        fail(f"--out draws a chart and matplotlib is not installed (the package's '{extra}' "
+             f"extra); install it: {hint}")  # fmt: skip
     if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
+        fail(problem)
+    if out is not None and (problem := compare_report.unwritable(out)):
         fail(problem)
     url = target_dsn(dsn)
     sizes = (
@@ -686,6 +712,14 @@ def watch(
             "more is left to a person, and alerted on.",
         ),
     ] = 0,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Also print an error that stops it as JSON on stdout (its log is JSON lines "
+            "on stderr either way).",
+        ),
+    ] = False,
 ) -> None:
     """Serve Prometheus metrics and check the counters on a schedule, until SIGTERM.
 
@@ -699,6 +733,8 @@ def watch(
 
     try:
         target = config.resolve(dsn)
+    except InvalidDsnError as exc:
+        fail(str(exc))
     except Exception as exc:  # the embedded server failed to start: say why, in one line
         fail(f"could not start the embedded PostgreSQL server: {exc}")
     settings = watching.WatchSettings(
@@ -734,14 +770,18 @@ app.add_typer(embedded_app, name="embedded")
 
 
 @embedded_app.command("path")
-def embedded_path() -> None:
+def embedded_path(as_json: JsonOption = False) -> None:
     """Print the embedded server's data directory ($SELFOLOGY_EMBEDDED_DIR overrides it).
 
     To remove it: selfology-counters embedded stop, then delete the directory.
     """
     from selfology_counters import embedded
 
-    typer.echo(embedded.data_dir())
+    where = embedded.data_dir()
+    if as_json:
+        emit_json({"data_dir": str(where)})
+    else:
+        typer.echo(where)
 
 
 @embedded_app.command("status")
@@ -761,7 +801,8 @@ def embedded_stop(
         bool, typer.Option("--force", help="Stop it even while a live process uses it.")
     ] = False,
 ) -> None:
-    """Stop the embedded server, unless a live process still uses it (exit 1 then).
+    """Stop the embedded server, unless a live process still uses it (exit 2 then: it could
+    not run; --force stops it anyway).
 
     Processes that were killed and never said goodbye are forgotten first.
     """
@@ -770,8 +811,8 @@ def embedded_stop(
 
     try:
         before = embedded.stop(force=force)
-    except EmbeddedInUseError as exc:
-        fail(str(exc), EXIT_PROBLEM)
+    except EmbeddedInUseError as exc:  # could not run (a usage matter), not a problem found
+        fail(str(exc))
     except Exception as exc:  # pg_ctl failed: one line
         fail(f"could not stop the embedded server: {first_line(exc)}")
     message = "stopped" if before.running else "was not running"
@@ -783,8 +824,9 @@ def embedded_stop(
 
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when there is more than a screenful of work."""
-    if total <= 40:
+    """A progress bar on stderr when there is more than a screenful of work and stderr is a
+    terminal (into a pipe or a log, click would print the bare label instead)."""
+    if total <= 40 or not sys.stderr.isatty():
         yield lambda _n: None
         return
     with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
@@ -810,6 +852,9 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
         code = 130
+    except SelfologyCountersError as exc:  # raised outside run() (a DSN checked early): typed
+        say_error(str(exc), EXIT_CANNOT_RUN, as_json=_json_requested(args), args=args)
+        code = EXIT_CANNOT_RUN
     except Exception as exc:  # a bug of ours: still one line, scrubbed, exit 2
         if os.environ.get(DEBUG_VARIABLE):
             raise

@@ -17,6 +17,11 @@ DSN_FORMS = (
     "a URL (postgresql://user@host:5432/dbname) or libpq key=value pairs "
     "(host=... port=... dbname=...)"
 )
+# How to write a password a URL cannot carry as it is.
+PASSWORD_FORMS = (
+    "percent-encode them (/ as %2F, ? as %3F, # as %23, @ as %40, % as %25), or give the DSN "
+    "as key=value pairs (password='...'), or leave the password out and put it in ~/.pgpass"
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,15 @@ def as_url(dsn: str) -> str:
     SQLAlchemy URL simple. Raises :class:`InvalidDsnError` (which never shows the text, as it
     may hold a password) when the pairs do not parse.
     """
-    if "://" in dsn or "=" not in dsn:
+    if "://" in dsn:
+        if _credentials_spill(dsn):
+            raise InvalidDsnError(
+                "the DSN's user name or password holds a / ? # or @ written as is, which ends "
+                f"it early in a URL (the rest would be read as host, port or database): "
+                f"{PASSWORD_FORMS}"
+            )
+        return dsn
+    if "=" not in dsn:
         return dsn
     from psycopg import conninfo
 
@@ -71,6 +84,29 @@ def as_url(dsn: str) -> str:
     except Exception:
         raise InvalidDsnError(f"the DSN does not parse: give {DSN_FORMS}") from None
     return _url_from_pairs({k: str(v) for k, v in pairs.items()})
+
+
+_HOSTSPEC = re.compile(r"(\[[^\]]*\]|[^:\[\],]*)(:\d*)?(,(\[[^\]]*\]|[^:\[\],]*)(:\d*)?)*")
+
+
+def _credentials_spill(url: str) -> bool:
+    """Whether ``url``'s user name or password holds a "/", "?", "#" or "@" as typed.
+
+    A URL parser ends the netloc at the first "/", "?" or "#", and asyncpg the user name and
+    password at the first "@": the rest of the password becomes the port ("invalid literal
+    for int()"), the database or the query, and errors quote it. Told by an "@" after the
+    netloc that comes before any "=" (in the query, "@" belongs to a value), by a netloc whose
+    port is not a number while an "@" follows, or by two "@" in the netloc."""
+    rest = url.split("://", 1)[1]
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    netloc, after = rest[:end], rest[end:]
+    if netloc.count("@") > 1:
+        return True
+    if "@" not in after:
+        return False
+    if "=" not in after.split("@", 1)[0]:
+        return True
+    return "@" not in netloc and not _HOSTSPEC.fullmatch(netloc)
 
 
 def _url_from_pairs(pairs: dict[str, str]) -> str:

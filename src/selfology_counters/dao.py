@@ -197,6 +197,26 @@ class OnboardingDAO:
         value = await self._read("fetchval", self._sql["personality_count"], user_id)
         return None if value is None else int(value)
 
+    async def get_session_answer_count(self, session_id: int) -> int:
+        """The session's answers, exact in either counter mode:
+        ``onboarding_sessions.questions_answered`` plus the answers not folded yet (deferred
+        mode). :class:`UnknownSessionError` for no such session."""
+        validation.check_id(session_id, "session_id")
+        owner = await self._session_owner(session_id)
+        sql = self._sql["session_answer_count"]
+        value = await self._read("fetchval", sql, session_id, *owner)
+        if value is None:
+            raise UnknownSessionError(f"onboarding session {session_id} does not exist")
+        return int(value)
+
+    async def create_personality(self, user_id: int) -> bool:
+        """Create the user's ``digital_personality`` row, unless there is one; True when it
+        was created. Its counter is not written here: the database starts it at the user's
+        true count by itself (read it with :meth:`get_personality_count`)."""
+        validation.check_id(user_id, "user_id")
+        sql = self._sql["create_personality"]
+        return await self._write(lambda c: c.fetchval(sql, user_id)) is not None
+
     async def get_session_answers(self, session_id: int) -> list[Answer]:
         """The answers of one session, oldest first."""
         validation.check_id(session_id, "session_id")
@@ -360,6 +380,8 @@ _QUERIES = (
     "complete_session",
     "user_total_answers",
     "personality_count",
+    "session_answer_count",
+    "create_personality",
     "session_answers",
 )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from selfology_counters import model
 from selfology_counters.connect import connect, create_pool, require_schema
 from selfology_counters.dao import OnboardingDAO
+from selfology_counters.lifecycle import DatabaseState, apply, detect
+from selfology_counters.objects import current_mode
 from selfology_counters.sqlfiles import query
 
 
@@ -21,6 +24,7 @@ class DemoResult:
     total_answers_analyzed: int | None
     session_count_star: int
     user_count_star: int
+    mode: str = model.IMMEDIATE  # deferred: the three figures are exact reads, not stored
 
     @property
     def exact(self) -> bool:
@@ -34,10 +38,21 @@ class DemoResult:
         return {**asdict(self), "exact": self.exact}
 
 
-async def run_demo(dsn: str, user_id: int = 424242) -> DemoResult:
+async def run_demo(
+    dsn: str,
+    user_id: int = 424242,
+    *,
+    migrate_empty: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Record answers through the DAO and read the counters back. ``migrate_empty``: a
+    database with none of our tables yet (a fresh embedded server) is migrated first;
+    otherwise it is :class:`SchemaMissingError`."""
     pool = await create_pool(dsn, max_size=2)
     try:
         async with pool.acquire() as connection:
+            if migrate_empty and await detect(connection) is DatabaseState.EMPTY:
+                await apply(dsn, progress=progress)
             await require_schema(connection)
         dao = OnboardingDAO(pool)
         session_id = await dao.start_session(user_id)
@@ -54,11 +69,12 @@ async def _read_back(dsn: str, dao: OnboardingDAO, user_id: int, session_id: int
     connection = await connect(dsn)
     try:
         rows = await connection.fetch(query("demo.sql", "counters_of_user"), user_id)
+        answers = await connection.fetchval(query("demo.sql", "answers_of_user"), user_id)
+        mode = await current_mode(connection)
     finally:
         await connection.close()
     found = {(r["counter"], r["key"]): r for r in rows}
     session = found[(model.SESSIONS.name, session_id)]
-    user = found[(model.USER_STATS.name, user_id)]
     return DemoResult(
         user_id=user_id,
         session_id=session_id,
@@ -68,5 +84,6 @@ async def _read_back(dsn: str, dao: OnboardingDAO, user_id: int, session_id: int
         total_answers_lifetime=await dao.get_user_total_answers(user_id),
         total_answers_analyzed=await dao.get_personality_count(user_id),
         session_count_star=session["actual"],
-        user_count_star=user["actual"],
+        user_count_star=answers,
+        mode=mode,
     )

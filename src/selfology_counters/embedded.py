@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from selfology_counters.errors import InvalidInputError
+
 # Room for the 100-writer concurrency tests and benchmarks, plus the tool's own connections.
 MAX_CONNECTIONS = 300
 # The tool's workloads are benchmarks that write and drop; without these a few `compare` runs
@@ -29,10 +31,21 @@ _log = logging.getLogger(__name__)
 _servers: dict[Path, Any] = {}
 
 
+DIR_VARIABLE = "SELFOLOGY_EMBEDDED_DIR"
+
+
 def data_dir() -> Path:
-    """``SELFOLOGY_EMBEDDED_DIR`` if set, else a per-user data directory."""
-    configured = os.environ.get("SELFOLOGY_EMBEDDED_DIR")
-    if configured:
+    """``SELFOLOGY_EMBEDDED_DIR`` if set, else a per-user data directory.
+
+    Set but empty is :class:`InvalidInputError`: a variable that expanded to nothing must not
+    quietly mean another server's data (the DSN variables are treated alike)."""
+    configured = os.environ.get(DIR_VARIABLE)
+    if configured is not None:
+        if not configured.strip():
+            raise InvalidInputError(
+                f"${DIR_VARIABLE} is set but empty: give the embedded server's data directory, "
+                "or unset it for the per-user default"
+            )
         return Path(configured).expanduser().resolve()
     import platformdirs
 

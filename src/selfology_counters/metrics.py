@@ -9,6 +9,7 @@ the dashboard (``deploy/grafana/``) use these names; tests hold them to what is 
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 
@@ -86,8 +87,12 @@ class WatchMetrics:
         scope, counter, obj = ("scope",), ("scope", "counter"), ("kind", "name", "table")
         gauge = self._gauge
         self.database_up = gauge(
-            DATABASE_UP, "1 when the last attempt to reach the database worked, else 0."
+            DATABASE_UP,
+            "1 when the last attempt to reach the database worked, 0 when it failed; NaN "
+            "before the first attempt.",
         )
+        # Not 0 before the first check has tried: that would say "down" (and could page).
+        self.database_up.set(math.nan)
         self.pending = gauge(PENDING_DELTAS, "Answers not folded yet (deferred counter mode).")
         self.oldest_pending = gauge(
             OLDEST_PENDING, "Seconds the oldest answer not folded yet has waited (0: none)."

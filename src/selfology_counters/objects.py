@@ -5,21 +5,24 @@ it carries a stamp (``sql/stamps.sql``): the digest of that block and the md5 of
 definition as PostgreSQL reports it (``pg_get_functiondef``, ``pg_get_triggerdef``,
 ``pg_get_viewdef``). The audit compares both with what the model renders now and what the
 catalog says now, per object, in the manner of django-pgtrigger: an object from another
-release, or edited by hand after it was installed, is OUTDATED and named.
+release, or edited by hand after it was installed, is OUTDATED and named. Where the stamp is
+gone or its md5 no longer matches (a dump and restore, ``--no-comments``, an upgrade of the
+server), the server is asked what this release's definition looks like here (probe.py): the
+same is CURRENT, anything else still OUTDATED.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 import asyncpg
 
 from selfology_counters import distributed as citus
-from selfology_counters import model, original
+from selfology_counters import model, original, probe
 from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
 from selfology_counters.sqlfiles import SCHEMA, query, render
@@ -28,6 +31,9 @@ XID_DEFAULT = "((pg_current_xact_id())::text)::bigint"
 """How PostgreSQL reports the default of the answers' xid column (sql/deferred_v1.sql)."""
 ENABLED_STATES = {"O", "A"}  # origin and always; "D" is disabled, "R" replica-only
 _STAMP_FILE = "stamps.sql"
+NOT_STAMPED = "not stamped by this release (installed by an older one, or by hand)"
+EDITED = "edited since it was installed: its definition differs from the stamped one"
+ANOTHER_RELEASE = "installed from another release's definition"
 
 
 class State(str, Enum):
@@ -306,9 +312,10 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         partitions = query("audit.sql", "partitioned_tables")
         partitioned = {r["table_name"]: r["partitions"] for r in await connection.fetch(
             partitions, schema, list(model.COUNTED_TABLES))}  # fmt: skip
-    found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
-    statuses = [_status(obj, found.get((obj.kind, obj.table, obj.name)), schema, mode, distributed)
-                for obj in model.OBJECTS]  # fmt: skip
+        found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
+        statuses = [_status(obj, found.get(probe.key(obj)), schema, mode, distributed)
+                    for obj in model.OBJECTS]  # fmt: skip
+        statuses = await _rederived(connection, statuses, found, schema, distributed)
     ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
     foreign = sorted(
         f"{table}.{name}" for kind, table, name in found if (kind, table, name) not in ours
@@ -359,9 +366,38 @@ def _why_not_current(
 ) -> str:
     fields = dict(part.split("=", 1) for part in (stamp or "").split() if "=" in part)
     if "source" not in fields or "definition" not in fields:
-        return "not stamped by this release (installed by an older one, or by hand)"
+        return NOT_STAMPED
     if fields["source"] != source_digest(obj, schema, distributed=distributed):
-        return "installed from another release's definition"
+        return ANOTHER_RELEASE
     if fields["definition"] != definition:
-        return "edited since it was installed: its definition differs from the stamped one"
+        return EDITED
     return ""
+
+
+async def _rederived(
+    connection: asyncpg.Connection,
+    statuses: list[ObjectStatus],
+    found: dict[probe.Key, asyncpg.Record],
+    schema: str,
+    distributed: bool,
+) -> list[ObjectStatus]:
+    """``statuses`` with the verdict of each object whose stamp is gone or no longer matches
+    taken from its definition: CURRENT when it is this release's as this server renders it
+    (restored from a dump, without comments, onto another major version), else OUTDATED with
+    that said too. One installed from another release's stamped source stays OUTDATED."""
+    doubtful = {s.obj: s for s in statuses if s.reason in (NOT_STAMPED, EDITED)}
+    if not doubtful:
+        return statuses
+    texts = {obj: found[probe.key(obj)]["definition_text"] for obj in doubtful}
+    try:
+        same = await probe.matching(connection, texts, schema, distributed=distributed)
+    except probe.ProbeError as exc:
+        note = f" (not compared with this release's definition here: {exc})"
+        return [replace(s, reason=s.reason + note) if s.obj in doubtful else s for s in statuses]
+    differs = "; and it is not this release's definition"
+    return [
+        s if s.obj not in doubtful
+        else replace(s, current=True, reason="") if s.obj in same
+        else replace(s, reason=s.reason + differs)
+        for s in statuses
+    ]  # fmt: skip

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from selfology_counters import embedded, original
+from selfology_counters import embedded, model, original
 from selfology_counters.deferred import ModeState
 from selfology_counters.health import CheckResult, CounterIssue, RepairResult
 from selfology_counters.lifecycle import Outcome, Plan
 from selfology_counters.lifecycle.adopt import AdoptionReport
 from selfology_counters.objects import ObjectStatus
-from selfology_counters.plural import plural
+from selfology_counters.plural import counted, plural
 from selfology_counters.roles import RolesResult
 from selfology_counters.stats import StatsResult
 from selfology_counters.users import UserPresence
@@ -17,7 +17,7 @@ WORST_SHOWN = 10
 
 
 def check_text(result: CheckResult) -> str:
-    checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
+    checked = ", ".join(counted(n, what) for what, n in result.checked.items())
     lines = [
         f"checked {checked} in {result.elapsed_s:.2f} s ({result.mode} mode)",
         f"consistency: {result.consistency_rate:.4%} "
@@ -166,16 +166,26 @@ def adoption_text(result: AdoptionReport) -> str:
     lines += [f"{verb} original trigger: {name}" for name in result.original_triggers]
     lines += [f"  [{state}] {step}" for step, state in result.steps]
     if result.dry_run:
-        lines += ["", "SQL it would run:"]
-        lines += [
-            sql if sql.startswith("--") or sql.rstrip().endswith(";") else sql.rstrip() + ";"
-            for sql in result.plan_sql
-        ]
+        # The whole plan as a script psql reads: the summary as comments, every statement
+        # ended by ";" (a statement after a leading comment too).
+        lines = [f"-- {line}" for line in [*lines, "", "SQL it would run:"]]
+        lines += [_terminated(sql) for sql in result.plan_sql]
     else:
         lines.append(
             f"back-filled user_id of {plural(result.backfilled_answers, 'answer')}, corrected "
             f"{plural(result.counters_corrected, 'counter')} in {result.elapsed_s:.1f} s"
         )
+    return "\n".join(lines)
+
+
+def _terminated(sql: str) -> str:
+    """``sql`` with ";" after its last statement (its last line that is not a comment)."""
+    lines = sql.rstrip().splitlines()
+    code = [
+        i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("--")
+    ]
+    if code and not lines[code[-1]].rstrip().endswith(";"):
+        lines[code[-1]] = lines[code[-1]].rstrip() + ";"
     return "\n".join(lines)
 
 
@@ -192,7 +202,9 @@ def plan_text(plan: Plan) -> str:
             "would distribute the tables by user_id on Citus (co-located) and install the "
             "distributed variant of every function, trigger and view (docs/SCALING.md)"
         )
-    if plan.reinstall:
+    if plan.state.value == "empty":  # nothing is installed yet, so nothing to reinstall
+        lines.append(f"would install every function, trigger and view ({len(model.OBJECTS)})")
+    elif plan.reinstall:
         lines.append("would reinstall (missing or not current):")
         lines += [f"  {o.kind} {o.label}: {o.state.value} ({o.reason})" for o in plan.reinstall]
     else:
@@ -206,11 +218,14 @@ def outcome_text(outcome: Outcome) -> str:
     if outcome.adoption is not None:
         return adoption_text(outcome.adoption)
     lines = []
-    if outcome.plan.state.value == "empty":
-        lines.append(f"installed {len(outcome.reinstalled)} functions, triggers and views")
+    if outcome.distributed:
+        lines.append("distributed the tables by user_id on Citus (co-located)")
+    if outcome.plan.state.value == "empty" or outcome.distributed:
+        variant = " (their distributed variant)" if outcome.distributed else ""
+        lines.append(f"installed {outcome.installed} functions, triggers and views{variant}")
     if outcome.before != outcome.after:
         lines.append(f"migrated: {outcome.before or 'empty'} -> {outcome.after}")
-    if outcome.reinstalled and outcome.plan.state.value != "empty":
+    if outcome.reinstalled and outcome.plan.state.value != "empty" and not outcome.distributed:
         lines.append("reinstalled (missing or not current): " + ", ".join(outcome.reinstalled))
     if outcome.plan.recount or outcome.reinstalled:
         lines.append(f"recounted: {plural(outcome.counters_corrected, 'counter')} corrected")

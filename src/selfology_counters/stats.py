@@ -42,7 +42,12 @@ class TableStats:
 
     @property
     def hot_ratio(self) -> float | None:
-        return None if self.updates == 0 else self.hot_updates / self.updates
+        """HOT updates among the updates; None without updates, or when the two counts
+        disagree (more HOT updates than updates: collected across a statistics reset, as
+        after a crash restart) rather than a ratio above 100%."""
+        if self.updates == 0 or not 0 <= self.hot_updates <= self.updates:
+            return None
+        return self.hot_updates / self.updates
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,30 @@ with the bot's install."""
 from __future__ import annotations
 
 import importlib
+import shlex
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from selfology_counters.bench.compare_format import SHORT
 from selfology_counters.bench.compare_results import CompareResult
 
-INSTALL_HINT = "pip install 'selfology-counters[compare]'"
+EXTRA = "compare"
+
+
+def install_hint() -> str:
+    """The command that puts matplotlib into this very environment. The package is on no
+    index, so ``pip install 'selfology-counters[compare]'`` cannot work; the extra's own
+    requirement (from the installed metadata, so it cannot drift from pyproject.toml) can."""
+    marker = f'extra == "{EXTRA}"'
+    try:
+        requires = metadata.requires("selfology-counters") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        requires = []
+    found = [r.split(";")[0].strip() for r in requires if marker in r.replace("'", '"')]
+    requirement = found[0] if found else "matplotlib"
+    return f"{shlex.quote(sys.executable)} -m pip install {shlex.quote(requirement)}"
 
 
 def can_draw() -> bool:

@@ -496,6 +496,26 @@ def markdown(r: CompareResult, chart: str | None = CHART_NAME) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def unwritable(out_dir: Path) -> str | None:
+    """Why the report could not be written into ``out_dir``, or None: tried (the directories
+    made, a file created and removed in each) before measuring, so that minutes of measuring
+    are not lost to a directory that cannot take the result."""
+    import tempfile
+
+    try:
+        for folder in {out_dir, (out_dir / CHART_NAME).parent}:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        for name in (REPORT_NAME, CHART_NAME, compare_ru.DOC_NAME):
+            if (out_dir / name).exists():
+                with (out_dir / name).open("ab"):
+                    pass
+    except OSError as exc:
+        return f"cannot write the report into {out_dir}: {exc.strerror or exc}"
+    return None
+
+
 def write_report(r: CompareResult, out_dir: Path) -> tuple[Path, Path, Path]:
     """``out_dir``/COUNTER_DECISION_MATRIX.md, the chart it shows, and the measured sections
     of ``out_dir``/COUNTER_ANALYSIS_RU.md (compare_ru.py), all from ``r``; returns the paths."""

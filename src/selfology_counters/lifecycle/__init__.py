@@ -77,10 +77,19 @@ class Outcome:
     reinstalled: list[str] = field(default_factory=list)
     counters_corrected: int = 0
     adoption: adopt.AdoptionReport | None = None  # what the adoption did
+    # Distributed on Citus in this run: that installed every object (their distributed
+    # variant), so the reinstall after it found nothing left to do.
+    distributed: bool = False
+
+    @property
+    def installed(self) -> int:
+        """How many functions, triggers and views this run installed or reinstalled."""
+        return len(model.OBJECTS) if self.distributed else len(self.reinstalled)
 
     @property
     def changed(self) -> bool:
-        return self.before != self.after or bool(self.reinstalled) or self.adoption is not None
+        return (self.before != self.after or bool(self.reinstalled) or self.adoption is not None
+                or self.distributed)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +100,7 @@ class Outcome:
             "applied": self.plan.revisions,
             "reinstalled": self.reinstalled,
             "counters_corrected": self.counters_corrected,
+            "distributed": self.distributed,
             "adoption": None if self.adoption is None else self.adoption.as_dict(),
         }
 
@@ -135,10 +145,12 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
         if planned.revisions:
             say(f"applying revisions: {', '.join(planned.revisions)}")
             await asyncio.to_thread(revisions.run_upgrade, dsn)
-        if planned.distribute or await citus.needs_distributing(connection):
+        distributing = planned.distribute or await citus.needs_distributing(connection)
+        if distributing:
             say(f"distributing the tables by {model.SHARD_KEY} on Citus (co-located)")
             await citus.distribute(connection)
-        outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption)
+        outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption,
+                          distributed=distributing)  # fmt: skip
         outcome.reinstalled, corrected = await settle(
             connection, recount=planned.recount, progress=say
         )

@@ -157,8 +157,12 @@ class Adoption:
         self.report = AdoptionReport(dry_run=False)
 
     def steps(self, cat: Catalog) -> list[Step]:
-        swap_sql = [sql("lock_for_swap"), sql("catch_up_user_id"), *cat.drop_original,
-                    sql("drop_original_view"), objects.install_sql()]  # fmt: skip
+        # The statements are what the dry run prints: a script psql can run as it stands
+        # (the swap in its own transaction; the back-fill's batches as a comment, the swap's
+        # catch-up fills every answer; the recount by the functions the swap installs).
+        swap_sql = ["BEGIN;", sql("lock_for_swap"), sql("catch_up_user_id"), *cat.drop_original,
+                    sql("drop_original_view"), objects.install_sql(), "COMMIT;"]  # fmt: skip
+        batches = "\n".join(f"--   {line}" for line in sql("backfill_user_id").splitlines())
         checks = [sql("add_counter_checks")]
         return [
             Step(
@@ -180,7 +184,7 @@ class Adoption:
             Step(
                 "back-fill user_id in batches",
                 not cat.swapped,
-                [sql("backfill_user_id")],
+                [f"-- in batches of {BACKFILL_BATCH} ids, each its own transaction:\n{batches}"],
                 self.backfill,
             ),
             Step(
@@ -206,7 +210,9 @@ class Adoption:
                 True,
                 [
                     sql("counter_defaults"),
-                    "-- health.repair(): lock rows in order, recount, write differences",
+                    "-- health.repair(): lock rows in order, recount, write differences; "
+                    "by hand, user by user:",
+                    sql("recount_by_hand"),
                 ],
                 self.recount,
             ),
@@ -220,7 +226,7 @@ class Adoption:
                 f"record our version in {SCHEMA}.{VERSION_TABLE} ({ADOPTED_REVISION}; "
                 "the later revisions follow)",
                 True,
-                ["-- alembic stamp head"],
+                ["-- alembic stamp head: run 'selfology-counters migrate' after a script"],
                 self.stamp,
             ),
         ]

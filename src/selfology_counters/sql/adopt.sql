@@ -141,6 +141,11 @@ SELECT format('DROP FUNCTION IF EXISTS %I.%I()', $1::text, $2::text)
 ALTER TABLE ${schema}.${c.table} ALTER COLUMN ${c.column} SET DEFAULT 0;
 % endfor
 
+-- name: recount_by_hand --
+-- The dry run's script only: every user check finds wrong, recounted by the function the
+-- swap installed (migrate itself runs health.repair, in short batches).
+SELECT count(*) AS users_recounted FROM ${schema}.validate_all_answer_counters()
+
 -- name: not_null_check_sql --
 -- The no-rewrite way to SET NOT NULL on a large live table: a CHECK added NOT VALID, then
 -- validated (no write lock), lets SET NOT NULL skip its scan. Returns the four statements.

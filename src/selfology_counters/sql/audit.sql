@@ -6,15 +6,17 @@ SET LOCAL search_path = pg_catalog
 
 -- name: installed_objects --
 -- Our functions and view by name, and every non-internal trigger on the counted tables
--- (ours, and anybody else's: another counter trigger would count twice).
+-- (ours, and anybody else's: another counter trigger would count twice); each definition's
+-- md5 (the stamps') and text (probe.py's, when a stamp cannot say).
 SELECT 'function' AS kind, p.proname AS name, NULL::text AS table_name, NULL::text AS enabled,
-       obj_description(p.oid, 'pg_proc') AS stamp, md5(pg_get_functiondef(p.oid)) AS definition
+       obj_description(p.oid, 'pg_proc') AS stamp, md5(pg_get_functiondef(p.oid)) AS definition,
+       pg_get_functiondef(p.oid) AS definition_text
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = $1 AND p.proname = ANY ($2::text[]) AND p.prokind = 'f'
 UNION ALL
 SELECT 'trigger', t.tgname, c.relname, t.tgenabled::text,
-       obj_description(t.oid, 'pg_trigger'), md5(pg_get_triggerdef(t.oid))
+       obj_description(t.oid, 'pg_trigger'), md5(pg_get_triggerdef(t.oid)), pg_get_triggerdef(t.oid)
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -30,7 +32,8 @@ SELECT 'trigger', t.tgname, c.relname, t.tgenabled::text,
                  OR (SELECT p.prosrc FROM pg_proc p WHERE p.oid = t.tgfoid)
                     ~ '${"|".join(c.column for c in model.COUNTERS)}')))
 UNION ALL
-SELECT 'view', c.relname, NULL, NULL, obj_description(c.oid, 'pg_class'), md5(pg_get_viewdef(c.oid))
+SELECT 'view', c.relname, NULL, NULL, obj_description(c.oid, 'pg_class'), md5(pg_get_viewdef(c.oid)),
+       pg_get_viewdef(c.oid)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relkind = 'v' AND c.relname = ANY ($4::text[])

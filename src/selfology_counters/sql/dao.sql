@@ -79,6 +79,22 @@ SELECT ${truth.exact_of(model.USER_STATS, "$1")}
 -- NULL when the user has no digital_personality row.
 SELECT ${truth.exact_of(model.PERSONALITY, "$1")}
 
+-- name: session_answer_count --
+-- NULL when there is no such session. On Citus $2 is the session's user (the shard key).
+% if distributed:
+SELECT ${truth.exact_of(model.SESSIONS, "$1", "$2")}
+% else:
+SELECT ${truth.exact_of(model.SESSIONS, "$1")}
+% endif
+
+-- name: create_personality --
+-- Only the key: the counter starts at the user's true count by itself (the BEFORE INSERT
+-- trigger init_personality), and every other column of the bot's table has a default. A row
+-- that exists is left as it is.
+INSERT INTO ${schema}.${model.PERSONALITY.table} (${model.PERSONALITY.key}) VALUES ($1)
+ON CONFLICT (${model.PERSONALITY.key}) DO NOTHING
+RETURNING ${model.PERSONALITY.key}
+
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at
   FROM ${schema}.user_answers_new
