@@ -10,6 +10,9 @@ from selfology_counters.config import DSN_FORMS, as_url, redact, scrub
 from selfology_counters.errors import DatabaseUnavailableError, InvalidDsnError, SchemaMissingError
 from selfology_counters.sqlfiles import SCHEMA, query
 
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+"""What PostgreSQL asks a transaction to retry: a deadlock victim, a serialization failure."""
+
 _UNAVAILABLE = (
     OSError,
     asyncpg.exceptions.InvalidCatalogNameError,

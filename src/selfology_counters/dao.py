@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from selfology_counters import validation
-from selfology_counters.connect import create_pool
+from selfology_counters.connect import RETRYABLE, create_pool
 from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import (
     DatabaseRefusedError,
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Write = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]]], Awaitable[Any]]
 Statement = Callable[[asyncpg.Connection], Awaitable[T]]
-RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
 @dataclass(frozen=True)

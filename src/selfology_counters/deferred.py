@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import model
-from selfology_counters.connect import connect, require_schema
+from selfology_counters.connect import RETRYABLE, connect, require_schema
 from selfology_counters.distributed import is_distributed
 from selfology_counters.errors import (
     DatabaseUnavailableError,
@@ -33,7 +33,6 @@ from selfology_counters.errors import (
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.sqlfiles import SCHEMA, query
 
-RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_stat_activity
 HELD_BACK_AFTER_S = 1.0
 DRAIN_AT = 10_000  # answers in one fold above which the worker folds again without waiting

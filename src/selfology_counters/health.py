@@ -20,13 +20,12 @@ import asyncpg
 
 from selfology_counters import distributed as citus
 from selfology_counters import model, objects
-from selfology_counters.connect import require_schema
+from selfology_counters.connect import RETRYABLE, require_schema
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.model import Counter
 from selfology_counters.objects import Audit, ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
-RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 BATCH_ATTEMPTS = 5
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+"""A plain lower-case SQL identifier: every name of the model, and a schema name."""
 
 VERSION = 1
 """The version suffix of every function, trigger and view name (``_v1``). A released body may
@@ -67,7 +68,7 @@ COUNTER_WRITES_SETTING = "selfology_counters.counter_writes"
 
 
 def _ident(name: str) -> str:
-    if not _IDENTIFIER.match(name):
+    if not IDENTIFIER.match(name):
         raise ValueError(f"not a plain identifier: {name!r}")
     return name
 

@@ -15,14 +15,12 @@ and print the statements that remove it (``sql/original.sql``); the adoption's c
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import asyncpg
 
+from selfology_counters.model import IDENTIFIER
 from selfology_counters.sqlfiles import SCHEMA, query
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class OriginalTrigger:
 
     def __post_init__(self) -> None:
         for identifier in (self.name, self.table, self.function):
-            if not _IDENTIFIER.match(identifier):
+            if not IDENTIFIER.match(identifier):
                 raise ValueError(f"not a plain identifier: {identifier!r}")
 
     def removal_sql(self, schema: str = SCHEMA) -> str:

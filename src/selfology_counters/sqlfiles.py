@@ -23,13 +23,12 @@ SCHEMA = "selfology"
 """The schema the bot's tables live in."""
 
 _NAME_LINE = re.compile(r"^-- name: (\w+) --\s*$", re.MULTILINE)
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def quote_ident(name: str) -> str:
     """Quote a schema name for use in SQL; only plain lower-case identifiers are accepted
     (anything else is :class:`InvalidInputError`, a ValueError)."""
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+    if not isinstance(name, str) or not model.IDENTIFIER.fullmatch(name):
         raise InvalidInputError(f"not a valid schema name: {name!r}")
     return f'"{name}"'
 
