@@ -271,6 +271,24 @@ def drop_sql(objects: Iterable[DbObject] = model.OBJECTS, schema: str = SCHEMA) 
     return render("drop_objects.sql", schema, objects=tuple(wanted))
 
 
+async def installed_rows(
+    connection: asyncpg.Connection, schema: str, never_acknowledged: list[str]
+) -> list[asyncpg.Record]:
+    """The model's functions and views in ``schema``, and the triggers on its counted tables
+    (``never_acknowledged``: trigger names an acknowledging comment does not hide), each with
+    its stamp and the md5 of its definition (audit.sql, installed_objects)."""
+    return list(
+        await connection.fetch(
+            query("audit.sql", "installed_objects"),
+            schema,
+            [f.name for f in model.FUNCTIONS],
+            list(model.COUNTED_TABLES),
+            [v.name for v in model.VIEWS],
+            never_acknowledged,
+        )
+    )
+
+
 async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     """Each object of the model: installed, enabled as its counter mode wants, current (and
     why not)."""
@@ -282,14 +300,7 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         distributed = await citus.is_distributed(connection, schema)
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
-        rows = await connection.fetch(
-            query("audit.sql", "installed_objects"),
-            schema,
-            [f.name for f in model.FUNCTIONS],
-            list(model.COUNTED_TABLES),
-            [v.name for v in model.VIEWS],
-            [t.name for t in original.TRIGGERS],
-        )
+        rows = await installed_rows(connection, schema, [t.name for t in original.TRIGGERS])
         disabled = await connection.fetch(
             query("audit.sql", "disabled_constraint_triggers"), schema, list(model.COUNTED_TABLES)
         )

@@ -70,7 +70,8 @@ async def matching(
 async def _rendered(
     connection: asyncpg.Connection, schema: str, distributed: bool
 ) -> dict[Key, str]:
-    from selfology_counters.objects import source_sql  # objects imports this module
+    # objects imports this module
+    from selfology_counters.objects import installed_rows, source_sql
 
     await connection.execute(query(_FILE, "copy_tables", schema))
     for obj in model.OBJECTS:
@@ -78,14 +79,7 @@ async def _rendered(
     await connection.execute(query(_FILE, "view_roundtrip_function"))
     temp = await connection.fetchval(query(_FILE, "temp_schema"))
     await connection.fetchval(query(_FILE, "shadowing_search_path"), schema)
-    rows = await connection.fetch(
-        query("audit.sql", "installed_objects"),
-        temp,
-        [f.name for f in model.FUNCTIONS],
-        list(model.COUNTED_TABLES),
-        [v.name for v in model.VIEWS],
-        [],
-    )
+    rows = await installed_rows(connection, temp, [])
     await connection.execute(query("audit.sql", "catalog_search_path"))
     return {
         (r["kind"], r["table_name"], r["name"]): _as_ours(r["definition_text"], temp, schema)
