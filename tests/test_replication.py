@@ -35,16 +35,23 @@ from selfology_counters.lifecycle import upgrade
 from tests.conftest import _admin
 from tests.logical_server import logical_server as start_logical_server
 from tests.rows import new_session
-from tests.truth import assert_exact, mismatches
+from tests.truth import assert_exact, assert_exact_reads, mismatches
 
 ALL_TABLES = model.COUNTED_TABLES
+# The documented recipe: the four tables and the mode row, whose horizon says which of the
+# answers the publisher's counters hold (deferred mode).
+WITH_MODE = (*ALL_TABLES, model.MODE_TABLE)
 # The answers, and the sessions their composite foreign key points at.
 ANSWERS_ONLY = (model.ANSWERS, model.SESSIONS.table)
 APPLY_DEADLINE_S = 30.0
 PARTIAL = (
     f"subscription {{name}} applies {model.ANSWERS} without every counter table: its apply "
     "worker fires no statement trigger (not even ENABLE ALWAYS ones), so those answers are "
-    "not counted here; replicate all four tables, or run repair"
+    f"not counted here; replicate all four tables and {model.MODE_TABLE}, or run repair"
+)
+PENDING = (
+    "SELECT count(*) FROM selfology.user_answers_new"
+    f" WHERE {model.XID} >= (SELECT horizon FROM selfology.{model.MODE_TABLE})"
 )
 TRIGGER_STATES = (
     "SELECT array_agg(tgenabled::text) FROM pg_trigger"
@@ -67,6 +74,7 @@ APPLIED = {
     model.PERSONALITY.table: (
         "SELECT user_id, total_answers_analyzed FROM selfology.digital_personality ORDER BY user_id"
     ),
+    model.MODE_TABLE: f"SELECT mode, horizon FROM selfology.{model.MODE_TABLE}",
 }
 
 
@@ -105,11 +113,13 @@ async def replicated(
     server: str,
     tables: tuple[str, ...],
     before: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, str]]:
     """A publisher and a subscriber database (both migrated) with ``tables`` replicated from
     the first to the second; yields (publisher, subscriber, subscription name). ``before``
     writes to the publisher before the subscription exists, which then copies those rows
-    (copy_data = true: the table sync workers COPY each table)."""
+    (copy_data = true: the table sync workers COPY each table); ``prepare`` readies the
+    subscriber for that copy."""
     name = f"sc_sub_{uuid.uuid4().hex[:12]}"  # generated, never input: names the slot too
     async with (
         _migrated_database(server) as (publisher, source),
@@ -120,6 +130,8 @@ async def replicated(
     ):
         if before is not None:
             await before(publisher)
+        if prepare is not None:
+            await prepare(subscriber)
         published = ", ".join(f"selfology.{table}" for table in tables)
         await publisher.execute(f"CREATE PUBLICATION {name} FOR TABLE {published}")
         # By hand: CREATE SUBSCRIPTION with create_slot = true on the same cluster waits for
@@ -165,6 +177,12 @@ async def wait_until_applied(
         await asyncio.sleep(0.02)
 
 
+async def make_way(subscriber: asyncpg.Connection) -> None:
+    """The documented step before a subscription copies the mode row: the subscriber's own
+    row (which ``migrate`` made) gives way to the publisher's."""
+    await subscriber.execute(f"DELETE FROM selfology.{model.MODE_TABLE}")
+
+
 async def write_every_kind(publisher: asyncpg.Connection) -> None:
     """Inserts, a delete, moves (to a session of the same and of another user, and a whole
     session to another user) and a cascaded session delete, each its own transaction."""
@@ -198,16 +216,16 @@ async def write_every_kind(publisher: asyncpg.Connection) -> None:
 async def test_all_four_tables_arrive_counted_and_are_not_counted_again(
     logical_server: str,
 ) -> None:
-    async with replicated(logical_server, ALL_TABLES) as (publisher, subscriber, name):
+    async with replicated(logical_server, WITH_MODE) as (publisher, subscriber, name):
         await publisher.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (1)")
         await write_every_kind(publisher)
-        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
         await assert_exact(publisher)
         # Our triggers stayed silent under the apply worker's replica role: were they not,
         # the counters here would hold every answer twice.
         await assert_exact(subscriber)
         found = await health.check(subscriber)
-        assert found.subscriptions == [f"{name}: {table}" for table in sorted(ALL_TABLES)]
+        assert found.subscriptions == [f"{name}: {table}" for table in sorted(WITH_MODE)]
         # A listed subscription is a note, not a failure: this is the documented setup.
         assert found.consistent and found.problems == [], found.as_dict()
         assert (await stats.collect(subscriber)).subscriptions == found.subscriptions
@@ -223,16 +241,16 @@ async def test_a_subscription_that_copies_existing_rows_arrives_exact(logical_se
         await publisher.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (1)")
         await write_every_kind(publisher)
 
-    async with replicated(logical_server, ALL_TABLES, before=existing) as (
+    async with replicated(logical_server, WITH_MODE, before=existing, prepare=make_way) as (
         publisher,
         subscriber,
         _name,
     ):
-        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
         assert await subscriber.fetchval("SELECT count(*) FROM selfology.user_answers_new") > 0
         await assert_exact(subscriber)
         await write_every_kind(publisher)
-        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
         await assert_exact(publisher)
         await assert_exact(subscriber)
         found = await health.check(subscriber)
@@ -252,10 +270,6 @@ async def test_answers_only_are_not_counted_on_the_subscriber_and_check_says_so(
                 await subscriber.execute(
                     f"ALTER TABLE selfology.{trigger.table} ENABLE ALWAYS TRIGGER {trigger.name}"
                 )
-            # A mode switch round trip keeps them so (for replica-role sessions, which do
-            # fire ENABLE ALWAYS statement triggers: test_deferred.py).
-            await deferred.set_mode(subscriber, model.DEFERRED)
-            await deferred.set_mode(subscriber, model.IMMEDIATE)
             assert set(
                 await subscriber.fetchval(TRIGGER_STATES, [t.name for t in model.TRIGGERS])
             ) == {"A"}
@@ -279,3 +293,89 @@ async def test_answers_only_are_not_counted_on_the_subscriber_and_check_says_so(
         await health.repair(subscriber)
         await assert_exact(subscriber)
         assert (await health.check(subscriber)).issues == []
+
+
+# Deferred mode (issue 19, item 3): the publisher's horizon travels with its answers.
+NO_MODE = (
+    f"subscription {{name}} applies {model.ANSWERS} without {model.MODE_TABLE}: answers its "
+    "publisher has not folded yet (deferred mode) are not counted here; add "
+    f"{model.MODE_TABLE} to the publication"
+)
+
+
+@pytest.mark.parametrize("subscriber_mode", [model.IMMEDIATE, model.DEFERRED])
+async def test_a_deferred_publisher_reads_exact_on_a_subscriber_of_either_mode(
+    logical_server: str, subscriber_mode: str
+) -> None:
+    """The documented recipe (the four tables and the mode row): the subscriber reads the
+    publisher's horizon with its answers, so its exact reads count what is pending there and
+    nothing twice; it neither folds nor switches (the publisher's fold and switch arrive)."""
+
+    async def subscriber_in_its_mode(subscriber: asyncpg.Connection) -> None:
+        await deferred.set_mode(subscriber, subscriber_mode)
+
+    async with replicated(logical_server, WITH_MODE, prepare=subscriber_in_its_mode) as (
+        publisher,
+        subscriber,
+        _name,
+    ):
+        await deferred.set_mode(publisher, model.DEFERRED)
+        await publisher.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (1)")
+        await write_every_kind(publisher)
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
+        assert await subscriber.fetchval(PENDING) > 0
+        await assert_exact_reads(subscriber)
+        found = await health.check(subscriber)
+        assert found.consistent and found.problems == [], found.as_dict()
+        # Folding or switching here would count the publisher's answers a second time.
+        with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="subscription"):
+            await deferred.fold_once(subscriber)
+        with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="publisher"):
+            await deferred.set_mode(subscriber, model.IMMEDIATE)
+        assert not (await deferred.fold_once(publisher)).busy
+        await write_every_kind(publisher)
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
+        await assert_exact_reads(subscriber)
+        await deferred.set_mode(publisher, model.IMMEDIATE)  # folds what is pending
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
+        await assert_exact(subscriber)
+        await assert_exact_reads(subscriber)
+        assert (await health.check(subscriber)).consistent
+
+
+async def test_a_copied_subscription_of_a_deferred_publisher_reads_exact(
+    logical_server: str,
+) -> None:
+    """copy_data = true: the subscriber's own mode row makes way for the publisher's (the
+    documented step), and what was pending there is read as pending here."""
+
+    async def existing(publisher: asyncpg.Connection) -> None:
+        await deferred.set_mode(publisher, model.DEFERRED)
+        await publisher.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (1)")
+        await write_every_kind(publisher)
+
+    async with replicated(logical_server, WITH_MODE, before=existing, prepare=make_way) as (
+        publisher,
+        subscriber,
+        _name,
+    ):
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
+        assert await subscriber.fetchval(PENDING) > 0
+        await assert_exact_reads(subscriber)
+        await write_every_kind(publisher)
+        assert not (await deferred.fold_once(publisher)).busy
+        await wait_until_applied(publisher, subscriber, WITH_MODE)
+        await assert_exact(subscriber)
+        await assert_exact_reads(subscriber)
+        found = await health.check(subscriber)
+        assert found.consistent and found.problems == [], found.as_dict()
+
+
+async def test_the_four_tables_without_the_mode_row_are_a_problem(logical_server: str) -> None:
+    """Exact today (the publisher counts immediately), wrong from the publisher's first
+    switch to deferred: said before that happens."""
+    async with replicated(logical_server, ALL_TABLES) as (publisher, subscriber, name):
+        await write_every_kind(publisher)
+        await wait_until_applied(publisher, subscriber, ALL_TABLES)
+        found = await health.check(subscriber)
+        assert found.problems == [NO_MODE.format(name=name)] and not found.consistent

@@ -37,6 +37,7 @@ APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_sta
 HELD_BACK_AFTER_S = 1.0
 DRAIN_AT = 10_000  # answers in one fold above which the worker folds again without waiting
 ONCE_GIVES_UP_AFTER_S = 10.0  # `worker --once`: how long a busy fold or an outage is retried
+PERMANENT_PAUSE_S = 5.0  # the long-running worker's wait after a permanent error: one line each
 # Errors that no retry mends: `worker --once` reports them at once (the long-running worker
 # logs them and keeps retrying, since an operator may fix them while it runs).
 PERMANENT = (
@@ -45,7 +46,8 @@ PERMANENT = (
     asyncpg.UndefinedTableError,
     asyncpg.UndefinedFunctionError,
     asyncpg.InvalidSchemaNameError,
-    asyncpg.ObjectNotInPrerequisiteStateError,  # a horizon from another cluster (a restore)
+    # A horizon from another cluster (a restore), or a subscriber (its publisher folds).
+    asyncpg.ObjectNotInPrerequisiteStateError,
 )
 
 
@@ -268,7 +270,8 @@ class Worker:
                     self.on_error(last_problem)
                     await _dropped(connection)
                     connection = None
-                    await _wait(stop, self.interval_s)
+                    lasts = isinstance(exc, PERMANENT)
+                    await _wait(stop, PERMANENT_PAUSE_S if lasts else self.interval_s)
                     continue
                 self._record(result)
                 if once and not result.busy:

@@ -136,6 +136,9 @@ class Audit:
     subscriptions: list[str] = field(default_factory=list)  # "subscription: table"
     # Subscriptions that apply answers but not every counter table: uncounted there.
     partial_subscriptions: list[str] = field(default_factory=list)
+    # Subscriptions that apply every counter table but not the mode row: answers pending on a
+    # deferred-mode publisher are not counted there.
+    modeless_subscriptions: list[str] = field(default_factory=list)
     distributed: bool = False  # the tables are distributed by Citus (distributed.py)
     partitioned: dict[str, int] = field(default_factory=dict)  # table: partitions holding rows
     overridden: list[OverriddenWrites] = field(default_factory=list)  # undone foreign writes
@@ -211,8 +214,15 @@ class Audit:
         found += [
             f"subscription {name} applies {model.ANSWERS} without every counter table: its "
             "apply worker fires no statement trigger (not even ENABLE ALWAYS ones), so those "
-            "answers are not counted here; replicate all four tables, or run repair"
+            "answers are not counted here; replicate all four tables and "
+            f"{model.MODE_TABLE}, or run repair"
             for name in self.partial_subscriptions
+        ]
+        found += [
+            f"subscription {name} applies {model.ANSWERS} without {model.MODE_TABLE}: answers "
+            "its publisher has not folded yet (deferred mode) are not counted here; add "
+            f"{model.MODE_TABLE} to the publication"
+            for name in self.modeless_subscriptions
         ]
         return found  # fmt: skip
 
@@ -308,15 +318,18 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
             r["applies_to"] for r in await connection.fetch(query("audit.sql", "replica_settings"))
         ]
         applied = await connection.fetch(
-            query("audit.sql", "subscriptions"), schema, list(model.COUNTED_TABLES)
+            query("audit.sql", "subscriptions"), schema, [*model.COUNTED_TABLES, model.MODE_TABLE]
         )
+        # A subscriber's mode row is its publisher's: so is the horizon (from the publisher's
+        # transaction ids), and its own triggers fire for none of the applied writes.
+        mode_applied = any(r["table_name"] == model.MODE_TABLE for r in applied)
         overridden = [
             OverriddenWrites(r["counter"], r["writes"], r["since"])
             for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
         ]
         xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
         beyond = None
-        if mode == model.DEFERRED and not distributed:
+        if mode == model.DEFERRED and not distributed and not mode_applied:
             beyond = await connection.fetchrow(query("audit.sql", "foreign_horizon", schema))
         copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
         stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
@@ -324,7 +337,8 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         partitioned = {r["table_name"]: r["partitions"] for r in await connection.fetch(
             partitions, schema, list(model.COUNTED_TABLES))}  # fmt: skip
         found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
-        statuses = [_status(obj, found.get(probe.key(obj)), schema, mode, distributed)
+        statuses = [_status(obj, found.get(probe.key(obj)), schema, mode, distributed,
+                            follows_publisher=mode_applied)
                     for obj in model.OBJECTS]  # fmt: skip
         statuses = await _rederived(connection, statuses, found, schema, distributed)
     ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
@@ -334,22 +348,28 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
     constraints = [DisabledConstraint(r["table_name"], r["name"], r["constraint_name"])
                    for r in disabled]  # fmt: skip
     subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in applied]
+    partial, modeless = _incomplete(applied)
     return Audit(
-        mode, statuses, foreign, constraints, replica, subscriptions, _partial(applied),
+        mode, statuses, foreign, constraints, replica, subscriptions, partial, modeless,
         distributed, partitioned, overridden, stale, xid_default,
         None if beyond is None else (beyond["horizon"], beyond["next_id"]),
     )  # fmt: skip
 
 
-def _partial(applied: list[asyncpg.Record]) -> list[str]:
-    """The subscriptions that apply the answers but not all counter tables. Logical
-    replication's apply worker fires row triggers only, and ours that count are statement
-    triggers: the counters of such a subscriber can only arrive counted, from the publisher."""
+def _incomplete(applied: list[asyncpg.Record]) -> tuple[list[str], list[str]]:
+    """The subscriptions that apply the answers but not all counter tables, and those that
+    apply all of them but not the mode row. Logical replication's apply worker fires row
+    triggers only, and ours that count are statement triggers: the counters of such a
+    subscriber can only arrive counted, from the publisher; and what is pending there (in
+    deferred mode) only the publisher's horizon, in its mode row, tells."""
     tables: dict[str, set[str]] = {}
     for row in applied:
         tables.setdefault(row["subscription"], set()).add(row["table_name"])
-    return sorted(name for name, have in tables.items()
-                  if model.ANSWERS in have and not set(model.COUNTED_TABLES) <= have)  # fmt: skip
+    answers = {name: have for name, have in tables.items() if model.ANSWERS in have}
+    partial = [name for name, have in answers.items() if not set(model.COUNTED_TABLES) <= have]
+    modeless = [name for name, have in answers.items()
+                if name not in partial and model.MODE_TABLE not in have]  # fmt: skip
+    return sorted(partial), sorted(modeless)
 
 
 async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> str:
@@ -362,12 +382,21 @@ async def current_mode(connection: asyncpg.Connection, schema: str = SCHEMA) -> 
 
 
 def _status(
-    obj: DbObject, row: asyncpg.Record | None, schema: str, mode: str, distributed: bool
+    obj: DbObject,
+    row: asyncpg.Record | None,
+    schema: str,
+    mode: str,
+    distributed: bool,
+    *,
+    follows_publisher: bool = False,
 ) -> ObjectStatus:
+    """``follows_publisher``: the mode row arrives by logical replication, and the apply
+    worker fires none of our triggers, so whether one is enabled here is nobody's concern."""
     wanted = mode in obj.modes
     if row is None:
         return ObjectStatus(obj, False, False, False, "not installed", wanted)
     enabled = row["enabled"] is None or row["enabled"] in ENABLED_STATES
+    wanted = enabled if follows_publisher else wanted
     reason = _why_not_current(obj, row["stamp"], row["definition"], schema, distributed)
     return ObjectStatus(obj, True, enabled, not reason, reason, wanted)
 

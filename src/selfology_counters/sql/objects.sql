@@ -97,6 +97,14 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
               ${horizon}, pg_snapshot_xmax(${snap})
               USING ERRCODE = 'object_not_in_prerequisite_state',
                     HINT = 'run: selfology-counters mode immediate; selfology-counters repair; selfology-counters mode deferred';</%def>
+## A subscriber of logical replication receives the answers with its publisher's mode row
+## (docs/COUNTER_ARCHITECTURE.md, "Logical replication"): the publisher's fold and switch
+## arrive there, so one run here would count the publisher's answers a second time.
+<%def name="refuse_on_subscriber(what)">
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel WHERE srrelid = '${answers}'::regclass) THEN
+        RAISE EXCEPTION 'this database applies ${model.ANSWERS} from a subscription: ${what} on the publisher, whose counters and mode arrive here'
+              USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;</%def>
 ## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
 ## when the function returns (a function with a SET clause restores what it SET LOCAL).
 <%def name="mark_counting()">    PERFORM set_config('${model.COUNTING_MARK}', 'on', true);</%def>
@@ -623,6 +631,7 @@ BEGIN
     RAISE EXCEPTION 'on Citus the fold runs shard by shard from the client: selfology-counters worker'
           USING ERRCODE = 'feature_not_supported';
 % else:
+${refuse_on_subscriber("fold (selfology-counters worker)")}
     IF m.mode <> '${model.DEFERRED}' THEN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
         RETURN;
@@ -704,6 +713,7 @@ BEGIN
     UPDATE ${mode} SET mode = wanted, switched_at = now();
     RETURN wanted;
 % else:
+${refuse_on_subscriber("switch the counter mode (selfology-counters mode)")}
     LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO m FROM ${mode} FOR UPDATE;
     IF m.mode = wanted THEN
