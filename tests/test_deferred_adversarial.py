@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -419,4 +421,90 @@ async def test_a_storm_of_deletes_does_not_starve_the_fold(
     assert len(folds) >= 10, f"{len(outcomes) - len(folds)} of {len(outcomes)} folds were busy"
     await deferred.fold_once(conn)
     assert await pending(conn) == 0
+    await assert_exact(conn)
+
+
+# A session's cascades (delete, or a move to another user) lock the session row first and the
+# answers after; a fold or a switch locks the answers' side first and the counter rows after.
+HOLD_SESSION = "UPDATE selfology.onboarding_sessions SET status = 'active' WHERE id = $1"
+CASCADES = {
+    "delete": "DELETE FROM selfology.onboarding_sessions WHERE id = $1",
+    "user-change": "UPDATE selfology.onboarding_sessions SET user_id = user_id + 100 WHERE id = $1",
+}
+
+
+async def _waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> None:
+    """Until backend ``pid`` waits for a lock (an event, not a time)."""
+    for _ in range(2000):
+        if await conn.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+# Long enough that a cycle lasting until the deadlock detector breaks it shows as a wait far
+# longer than the lock_timeout with which ours gives way.
+SLOW_DETECTOR_S = 20
+SLOW_DETECTOR = {"deadlock_timeout": f"{SLOW_DETECTOR_S}s"}
+
+
+async def _cascade_meets(
+    db: str, conn: asyncpg.Connection, cascade: str, ours: Callable[[asyncpg.Connection], Any]
+) -> Any:
+    """The bot's transaction holds a session row, our operation (``ours``, on a connection of
+    its own) comes to wait for that row, then the bot's cascade needs what ours holds: a
+    deadlock unless ours gives way. The bot's statements must all succeed, without waiting
+    for the deadlock detector."""
+    session = await conn.fetchval("SELECT min(id) FROM selfology.onboarding_sessions")
+    bot = await asyncpg.connect(db, server_settings=SLOW_DETECTOR)
+    operator = await asyncpg.connect(db, server_settings=SLOW_DETECTOR)
+    try:
+        tx = bot.transaction()
+        await tx.start()
+        await bot.execute(HOLD_SESSION, session)
+        running = asyncio.create_task(ours(operator))
+        await _waits_for_a_lock(conn, operator.get_server_pid())
+        started = time.perf_counter()
+        await bot.execute(CASCADES[cascade], session)
+        waited = time.perf_counter() - started
+        await tx.commit()
+        assert waited < SLOW_DETECTOR_S / 2, f"the bot's cascade waited {waited:.1f} s"
+        return await asyncio.wait_for(running, 60)
+    finally:
+        await bot.close()
+        await operator.close()
+
+
+@pytest.mark.parametrize("cascade", CASCADES)
+async def test_a_fold_gives_way_to_a_sessions_cascade(
+    db: str, conn: asyncpg.Connection, cascade: str
+) -> None:
+    await deferred.set_mode(conn, model.DEFERRED)
+    session = await new_session(conn, 1)
+    await conn.execute(BOT_INSERT, session, 3)
+    await deferred.fold_once(conn)
+    await conn.execute(BOT_INSERT, session, 2)  # pending: the fold must write the session
+    result = await _cascade_meets(db, conn, cascade, deferred.fold_once)
+    assert result.busy  # gave way after its lock_timeout; the next fold folds
+    assert not (await deferred.fold_once(conn)).busy
+    assert await pending(conn) == 0
+    await assert_exact(conn)
+
+
+@pytest.mark.parametrize("cascade", CASCADES)
+async def test_a_switch_to_immediate_gives_way_to_a_sessions_cascade(
+    db: str, conn: asyncpg.Connection, cascade: str
+) -> None:
+    await deferred.set_mode(conn, model.DEFERRED)
+    session = await new_session(conn, 1)
+    await conn.execute(BOT_INSERT, session, 3)  # pending: the switch folds them
+    await conn.execute(BOT_INSERT, await new_session(conn, 2), 2)
+
+    async def switch(operator: asyncpg.Connection) -> deferred.ModeState:
+        return await deferred.set_mode(operator, model.IMMEDIATE)
+
+    result = await _cascade_meets(db, conn, cascade, switch)
+    assert result.mode == model.IMMEDIATE  # retried until it got its locks
     await assert_exact(conn)
