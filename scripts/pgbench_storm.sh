@@ -8,7 +8,9 @@
 #   bash scripts/pgbench_storm.sh DSN [CLIENTS] [SECONDS]
 #
 # DSN names a database this script may fill (it runs `selfology-counters migrate` there and
-# replaces its answers and sessions); default 40 clients, 30 seconds.
+# replaces its answers and sessions); default 40 clients, 30 seconds. With ELSEWHERE set to
+# the DSN of another database of the same server, a transaction there holds a transaction id
+# open for the whole run (a fold must not wait for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dsn=${1:?usage: bash scripts/pgbench_storm.sh DSN [CLIENTS] [SECONDS]}
@@ -31,6 +33,9 @@ UNION ALL SELECT $clients + g, g FROM generate_series(1, $clients) g;
 INSERT INTO selfology.digital_personality (user_id) SELECT g FROM generate_series(1, $clients) g;
 SQL
 "$cli" mode deferred --dsn "$dsn" >/dev/null 2>&1
+if [ -n "${ELSEWHERE:-}" ]; then
+    psql "$ELSEWHERE" -qX -c "SELECT pg_current_xact_id(); SELECT pg_sleep($seconds + 5)" >/dev/null &
+fi
 for w in 1 2; do
     "$cli" worker --dsn "$dsn" --interval 0.2 --json >"$out/worker$w.json" 2>"$out/worker$w.log" &
 done

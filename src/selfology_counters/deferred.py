@@ -217,6 +217,7 @@ class WorkerSummary:
         return {
             "folds": self.folds, "folded": self.folded, "busy": self.busy,
             "errors": self.errors, "seconds": round(self.seconds, 3),
+            "p99_oldest_age_s": ages[min(len(ages) - 1, len(ages) * 99 // 100)] if ages else None,
             "max_oldest_age_s": ages[-1] if ages else None,
         }  # fmt: skip
 
