@@ -290,13 +290,13 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     selfology-counters check --json || alert
     """
     from selfology_counters import health, original, report, users
-    from selfology_counters.bench import scratch
+    from selfology_counters.leftovers import leftover_scratch_schemas
 
     async def work(
         connection: asyncpg.Connection,
     ) -> tuple[health.CheckResult, list[str], users.UserPresence | None]:
         result = await health.check(connection, user)
-        leftovers = await scratch.leftover_schemas(connection)
+        leftovers = await leftover_scratch_schemas(connection)
         found = None if user is None else await users.presence(connection, user)
         return result, leftovers, found
 

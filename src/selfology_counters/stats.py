@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import deferred, model, objects, original
-from selfology_counters.bench import scratch
 from selfology_counters.connect import require_schema
 from selfology_counters.deferred import ModeState
+from selfology_counters.leftovers import leftover_scratch_schemas
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
@@ -120,7 +120,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
             )
             for r in table_rows
         ],
-        leftover_scratch_schemas=await scratch.leftover_schemas(connection),
+        leftover_scratch_schemas=await leftover_scratch_schemas(connection),
     )  # fmt: skip
 
 

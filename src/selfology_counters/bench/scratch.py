@@ -19,10 +19,9 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import asyncpg
-
 from selfology_counters import objects
 from selfology_counters.connect import connect
+from selfology_counters.leftovers import leftover_scratch_schemas
 from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query
 
@@ -81,19 +80,13 @@ async def scratch_schema(
         await asyncio.shield(owner.close())
 
 
-async def leftover_schemas(connection: asyncpg.Connection) -> list[str]:
-    """Scratch schemas that no running benchmark or compare holds: left by a killed run."""
-    rows = await connection.fetch(query("bench.sql", "scratch_schemas"))
-    return [r["schema"] for r in rows if not r["in_use"]]
-
-
 async def drop_leftovers(dsn: str) -> list[str]:
     """Drop the scratch schemas no run holds (each claimed first, so a run that starts
     meanwhile keeps its own); returns their names."""
     connection = await connect(dsn)
     dropped = []
     try:
-        for schema in await leftover_schemas(connection):
+        for schema in await leftover_scratch_schemas(connection):
             if not _SCRATCH_NAME.match(schema):
                 continue  # not a name we make; leave it to a human
             async with connection.transaction():
