@@ -37,36 +37,28 @@ SELECT pid, database, state, age, gid FROM (
     # session of that id on its user's shard), and the second column stays 0.
     of_same_user = f" AND s.{K} = a.{K}" if distributed else ""
 %>
+## Answers that no counter rule can place, of every user or (``users``, a parameter) of some.
+<%def name="integrity(users=None)">
+SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+         WHERE ${f"a.user_id = ANY ({users}) AND " if users else ""}NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
+           AS answers_without_session,
+% if distributed:
+       0::bigint AS answers_with_another_user
+% else:
+       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE ${f"(a.user_id = ANY ({users}) OR s.user_id = ANY ({users})) AND " if users else ""}a.user_id <> s.user_id)
+           AS answers_with_another_user
+% endif
+</%def>
 -- name: integrity --
 -- Answers that no counter rule can place: with no session, or with another user than their
 -- session's (possible only while the foreign key is disabled, deferred or dropped).
-SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
-         WHERE NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
-                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
-           AS answers_without_session,
-% if distributed:
-       0::bigint AS answers_with_another_user
-% else:
-       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
-          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
-         WHERE a.user_id <> s.user_id) AS answers_with_another_user
-% endif
+${integrity()}
 
 -- name: integrity_users --
-SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
-         WHERE a.user_id = ANY ($1::bigint[])
-           AND NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
-                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
-           AS answers_without_session,
-% if distributed:
-       0::bigint AS answers_with_another_user
-% else:
-       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
-          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
-         WHERE (a.user_id = ANY ($1::bigint[]) OR s.user_id = ANY ($1::bigint[]))
-           AND a.user_id <> s.user_id)
-           AS answers_with_another_user
-% endif
+${integrity("$1::bigint[]")}
 
 ## check_all and check_users stay two statements (not `$1 IS NULL OR user_id = ANY ($1)`) so
 ## that a prepared check_users always plans with the user filter, which reaches the user_id
@@ -142,6 +134,14 @@ SELECT version() AS version,
 -- name: answers_last_hour --
 SELECT count(*) FROM ${schema}.${model.ANSWERS} WHERE answered_at > now() - interval '1 hour'
 
+## Whether backend ``pid`` holds or awaits a lock on a counted table ($1 schema, $2 tables)
+## of this database (a relation's oid alone may name a table of another database).
+<%def name="locks_a_counted_table(pid)">EXISTS (SELECT 1 FROM pg_locks l
+                 JOIN pg_class c ON c.oid = l.relation
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE l.pid = ${pid}
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))</%def>
 -- name: lock_waiters --
 -- Sessions waiting on a lock right now while holding or awaiting one on a counted table
 -- (a writer blocked on a counter row holds a lock on the table it writes). In this database
@@ -149,12 +149,7 @@ SELECT count(*) FROM ${schema}.${model.ANSWERS} WHERE answered_at > now() - inte
 SELECT a.pid, a.wait_event, now() - a.query_start AS waiting_for, left(a.query, 200) AS query
   FROM pg_stat_activity a
  WHERE a.wait_event_type = 'Lock' AND a.datname = current_database()
-   AND EXISTS (SELECT 1 FROM pg_locks l
-                 JOIN pg_class c ON c.oid = l.relation
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE l.pid = a.pid
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
+   AND ${locks_a_counted_table("a.pid")}
 
 -- name: table_stats --
 SELECT t.relname AS table_name,

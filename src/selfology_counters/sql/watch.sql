@@ -1,3 +1,4 @@
+<%namespace name="health" file="health.sql"/>
 -- What `watch` reads besides check (health.sql): where its quick check starts, and lock waits.
 
 -- name: last_answer_id --
@@ -20,9 +21,4 @@ SELECT count(*)::integer AS waiters,
            AS longest_seconds
   FROM pg_locks w
  WHERE NOT w.granted AND w.pid <> pg_backend_pid()
-   AND EXISTS (SELECT 1 FROM pg_locks l
-                 JOIN pg_class c ON c.oid = l.relation
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE l.pid = w.pid
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND n.nspname = $1 AND c.relname = ANY ($2::text[]))
+   AND ${health.locks_a_counted_table("w.pid")}
