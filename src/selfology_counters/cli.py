@@ -289,7 +289,7 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     disabled or outdated, 2 when the check could not run. Cron-friendly:
     selfology-counters check --json || alert
     """
-    from selfology_counters import health, original, report, users
+    from selfology_counters import health, report, users
     from selfology_counters.leftovers import leftover_scratch_schemas
 
     async def work(
@@ -303,9 +303,7 @@ def check(dsn: DsnOption = None, as_json: JsonOption = False, user: UserOption =
     result, leftovers, found = run(_on_our_schema(target_dsn(dsn), work))
     if as_json:
         extra = {} if found is None else {"user": found.as_dict()}
-        originals = original.as_dicts(result.foreign_triggers)
-        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra,
-                   "original_triggers": originals})  # fmt: skip
+        emit_json({**result.as_dict(), "leftover_scratch_schemas": leftovers, **extra})
     else:
         # Warnings only: neither changes the exit code, which is about the counters.
         shown = [report.check_text(result), *report.leftover_scratch_text(leftovers)]

@@ -18,12 +18,11 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import distributed as citus
 from selfology_counters import model, objects
 from selfology_counters.connect import RETRYABLE, require_schema
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.model import Counter
-from selfology_counters.objects import Audit, ObjectStatus
+from selfology_counters.objects import Audit, HoldsAudit, ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
 
 BATCH_ATTEMPTS = 5
@@ -48,22 +47,19 @@ class CounterIssue:
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    mode: str  # the counter mode: immediate or deferred
+class CheckResult(HoldsAudit):
+    """The counters against the truth, beside the audit of the objects that keep them (held,
+    not copied: what is installed, what stops the counting, what is only said)."""
+
     checked: dict[str, int]
     issues: list[CounterIssue]
-    objects: list[ObjectStatus]  # the model's functions, triggers and view as installed
-    foreign_triggers: list[str]  # other triggers on the counted tables (e.g. the original's)
     elapsed_s: float
-    problems: list[str] = field(default_factory=list)  # what stops or bends the counting
-    integrity: dict[str, int] = field(default_factory=dict)  # answers no rule can place
-    subscriptions: list[str] = field(default_factory=list)  # logical replication into ours
-    audit: Audit | None = None
+    integrity: dict[str, int]  # answers no rule can place
+    audit: Audit
 
     @property
-    def notes(self) -> list[str]:
-        """Said beside the result, never a failure (a partitioned answers table)."""
-        return self.audit.notes if self.audit else []
+    def mode(self) -> str:  # the counter mode: immediate or deferred
+        return self.audit.mode
 
     @property
     def counters_consistent(self) -> bool:
@@ -71,7 +67,7 @@ class CheckResult:
 
     @property
     def triggers_healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.problems
+        return self.audit.healthy
 
     @property
     def consistent(self) -> bool:
@@ -90,13 +86,9 @@ class CheckResult:
             "checked": self.checked,
             "consistency_rate": self.consistency_rate,
             "issues": [{**asdict(i), "drift": i.drift} for i in self.issues],
-            "objects": [o.as_dict() for o in self.objects],
-            "foreign_triggers": self.foreign_triggers,
-            "problems": self.problems,
+            **self.audit_dict(),
             "integrity": self.integrity,
-            "subscriptions": self.subscriptions,
-            "notes": self.notes,
-            "overridden_writes": [asdict(o) for o in self.audit.overridden] if self.audit else [],
+            "overridden_writes": [asdict(o) for o in self.audit.overridden],
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -131,17 +123,15 @@ async def check(
         issues += [CounterIssue(counter=row["counter"], **i) for i in json.loads(row["issues"])]
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
-    distributed = await citus.is_distributed(connection, schema)
     if user_ids is None:
-        integrity_sql = query("health.sql", "integrity", schema, distributed=distributed)
+        integrity_sql = query("health.sql", "integrity", schema, distributed=audit.distributed)
         integrity = await connection.fetchrow(integrity_sql)
     else:
-        integrity_sql = query("health.sql", "integrity_users", schema, distributed=distributed)
+        integrity_sql = query(
+            "health.sql", "integrity_users", schema, distributed=audit.distributed
+        )
         integrity = await connection.fetchrow(integrity_sql, list(user_ids))
-    return CheckResult(
-        audit.mode, checked, issues, audit.objects, audit.foreign_triggers,
-        time.perf_counter() - started, audit.problems, dict(integrity), audit.subscriptions, audit,
-    )  # fmt: skip
+    return CheckResult(checked, issues, time.perf_counter() - started, dict(integrity), audit)
 
 
 @dataclass(frozen=True)

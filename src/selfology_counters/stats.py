@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import asyncpg
 
-from selfology_counters import deferred, model, objects, original
+from selfology_counters import deferred, model, objects
 from selfology_counters.connect import require_schema
 from selfology_counters.deferred import ModeState
 from selfology_counters.leftovers import leftover_scratch_schemas
-from selfology_counters.objects import ObjectStatus
+from selfology_counters.objects import Audit, HoldsAudit
 from selfology_counters.sqlfiles import SCHEMA, query
 
 TRACK_FUNCTIONS_HINT = (
@@ -51,17 +51,13 @@ class TableStats:
 
 
 @dataclass(frozen=True)
-class StatsResult:
+class StatsResult(HoldsAudit):
     server_version: str
     database: str
     synchronous_commit: str
     track_functions: str
     mode: ModeState  # the counter mode, deferred mode's backlog and its last fold
-    objects: list[ObjectStatus]
-    foreign_triggers: list[str]
-    problems: list[str]  # what stops or bends the counting (see objects.Audit.problems)
-    subscriptions: list[str]
-    notes: list[str]  # said, never a failure (a partitioned answers table)
+    audit: Audit  # the objects, what stops or bends the counting, what is only said
     functions: list[FunctionStats]
     answers_last_hour: int
     lock_waiters: list[dict[str, Any]]
@@ -72,19 +68,14 @@ class StatsResult:
     def hints(self) -> list[str]:
         return [TRACK_FUNCTIONS_HINT] if self.track_functions == "none" else []
 
-    @property
-    def healthy(self) -> bool:
-        return all(o.healthy for o in self.objects) and not self.problems
-
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["objects"] = [o.as_dict() for o in self.objects]
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "audit"}
+        data["functions"] = [asdict(f) for f in self.functions]
+        data.update(self.audit_dict())
         data["mode"] = self.mode.as_dict()
         data["tables"] = [{**asdict(t), "hot_ratio": t.hot_ratio} for t in self.tables]
         data["hints"] = self.hints
         data["healthy"] = self.healthy
-        # The original system's counter triggers among the foreign ones: each counts twice.
-        data["original_triggers"] = original.as_dicts(self.foreign_triggers)
         return data
 
 
@@ -101,11 +92,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         synchronous_commit=settings["synchronous_commit"],
         track_functions=settings["track_functions"],
         mode=await deferred.state(connection, schema),
-        objects=audit.objects,
-        foreign_triggers=audit.foreign_triggers,
-        problems=audit.problems,
-        subscriptions=audit.subscriptions,
-        notes=audit.notes,
+        audit=audit,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)
