@@ -22,7 +22,7 @@ import asyncpg
 
 from selfology_counters import validation
 from selfology_counters.connect import RETRYABLE, create_pool
-from selfology_counters.distributed import is_distributed
+from selfology_counters.context import Counters, bind
 from selfology_counters.errors import (
     DatabaseRefusedError,
     DatabaseUnavailableError,
@@ -83,10 +83,10 @@ class OnboardingDAO:
         self.max_retries = max_retries
         self._schema = schema
         self._sql = {name: query("dao.sql", name, schema) for name in _QUERIES}
-        # Citus (tables distributed by user_id): found out on the first answer. There an
-        # answer's INSERT names its session's user, which never changes on Citus, so the
-        # user of each session is remembered (bounded) instead of looked up every time.
-        self._distributed: bool | None = None
+        # The variant (Citus: tables distributed by user_id) is bound on the first answer.
+        # There an answer's INSERT names its session's user, which never changes on Citus, so
+        # the user of each session is remembered (bounded) instead of looked up every time.
+        self._counters: Counters | None = None
         self._owners: dict[int, int] = {}
         self._insert_one: Write = self._write
         self._insert_many: Write = self._write
@@ -233,16 +233,13 @@ class OnboardingDAO:
     async def _session_owner(self, session_id: int) -> tuple[int, ...]:
         """On Citus, ``(user_id,)`` of the session (the extra argument of the distributed
         inserts); elsewhere ``()``. :class:`UnknownSessionError` for no such session."""
-        if self._distributed is None:
+        if self._counters is None:
             with _typed_database_errors():
                 async with self._pool.acquire() as connection:
-                    self._distributed = await is_distributed(connection, self._schema)
-            if self._distributed:
-                self._sql = {
-                    name: query("dao.sql", name, self._schema, distributed=True)
-                    for name in _QUERIES
-                }
-        if not self._distributed:
+                    counters = await bind(connection, self._schema)
+            self._sql = {name: counters.sql("dao.sql", name) for name in _QUERIES}
+            self._counters = counters
+        if not self._counters.distributed:
             return ()
         owner = self._owners.get(session_id)
         if owner is None:

@@ -23,7 +23,7 @@ import asyncpg
 
 from selfology_counters import model
 from selfology_counters.connect import RETRYABLE, connect, require_schema
-from selfology_counters.distributed import is_distributed
+from selfology_counters.context import Counters, Where, bind
 from selfology_counters.errors import (
     DatabaseUnavailableError,
     FoldStalledError,
@@ -31,7 +31,7 @@ from selfology_counters.errors import (
     SchemaMissingError,
 )
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
-from selfology_counters.sqlfiles import SCHEMA, query
+from selfology_counters.sqlfiles import SCHEMA
 
 APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_stat_activity
 HELD_BACK_AFTER_S = 1.0
@@ -84,16 +84,14 @@ class FoldResult:
     seconds: float
 
 
-async def state(connection: asyncpg.Connection, schema: str = SCHEMA) -> ModeState:
-    await require_schema(connection, schema)
-    row = await connection.fetchrow(query("health.sql", "mode", schema))
-    on_citus = await is_distributed(connection, schema)
-    backlog = await connection.fetchrow(
-        query("health.sql", "backlog", schema, distributed=on_citus)
-    )
+async def state(connection: asyncpg.Connection, where: Where = SCHEMA) -> ModeState:
+    counters = await bind(connection, where)
+    await require_schema(connection, counters.schema)
+    row = await connection.fetchrow(counters.sql("health.sql", "mode"))
+    backlog = await connection.fetchrow(counters.sql("health.sql", "backlog"))
     held = None
-    if not on_citus:  # Citus: no horizon, so no transaction holds the fold back
-        writer = await connection.fetchrow(query("health.sql", "oldest_writer", schema))
+    if not counters.distributed:  # Citus: no horizon, so no transaction holds the fold back
+        writer = await connection.fetchrow(counters.sql("health.sql", "oldest_writer"))
         if writer is not None and (_seconds(writer["age"]) or 0) > HELD_BACK_AFTER_S:
             held = {**dict(writer), "age": _seconds(writer["age"])}
     return ModeState(
@@ -108,7 +106,7 @@ async def state(connection: asyncpg.Connection, schema: str = SCHEMA) -> ModeSta
     )
 
 
-async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHEMA) -> ModeState:
+async def set_mode(connection: asyncpg.Connection, mode: str, where: Where = SCHEMA) -> ModeState:
     """Switch to ``mode`` (immediate or deferred), live; a no-op when it is the mode already.
 
     Writers of answers wait for the switch (one short transaction); nothing is lost or
@@ -117,7 +115,8 @@ async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHE
         raise InvalidInputError(
             f"unknown counter mode {mode!r}: use one of {', '.join(model.MODES)}"
         )
-    await require_schema(connection, schema)
+    counters = await bind(connection, where)
+    await require_schema(connection, counters.schema)
 
     async def switch() -> None:
         # Writers queue behind the switch's lock on the answers: a short lock_timeout lets
@@ -125,31 +124,32 @@ async def set_mode(connection: asyncpg.Connection, mode: str, schema: str = SCHE
         # move), and the switch is retried (lifecycle.ddl.retrying) instead.
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            await connection.fetchval(query("deferred.sql", "set_mode", schema), mode)
+            await connection.fetchval(counters.sql("deferred.sql", "set_mode"), mode)
 
     await retrying(lambda: _retrying(switch))
-    if mode == model.IMMEDIATE and await is_distributed(connection, schema):
-        await _fold_what_is_left(connection, schema)
-    return await state(connection, schema)
+    if mode == model.IMMEDIATE and counters.distributed:
+        await _fold_what_is_left(connection, counters)
+    return await state(connection, counters)
 
 
-async def _fold_what_is_left(connection: asyncpg.Connection, schema: str) -> None:
+async def _fold_what_is_left(connection: asyncpg.Connection, counters: Counters) -> None:
     """On Citus a switch to immediate leaves what was pending to a fold after it (the switch
     holds no lock a fold's shards could wait for): fold until nothing is. No answer becomes
     pending any more, so this ends; a worker folding meanwhile only makes it end sooner."""
-    pending = query("health.sql", "backlog", schema, distributed=True)
+    pending = counters.sql("health.sql", "backlog")
     for _ in range(1000):  # bounded: a shard whose fold keeps failing is left to the worker
         if not (await connection.fetchrow(pending))["pending"]:
             return
-        if (await fold_once(connection, schema)).busy:
+        if (await fold_shard_by_shard(connection, counters)).busy:
             await asyncio.sleep(0.01)  # another worker's fold is running: it folds them
 
 
-async def fold_once(connection: asyncpg.Connection, schema: str = SCHEMA) -> FoldResult:
+async def fold_once(connection: asyncpg.Connection, where: Where = SCHEMA) -> FoldResult:
     """Fold every answer that is final (one transaction; a killed worker loses nothing).
     On Citus, one transaction per shard (:func:`fold_shard_by_shard`)."""
-    if await is_distributed(connection, schema):
-        return await fold_shard_by_shard(connection, schema)
+    counters = await bind(connection, where)
+    if counters.distributed:
+        return await fold_shard_by_shard(connection, counters)
     started = time.perf_counter()
 
     async def fold() -> asyncpg.Record | None:
@@ -158,7 +158,7 @@ async def fold_once(connection: asyncpg.Connection, schema: str = SCHEMA) -> Fol
         # short lock_timeout and is busy this time; the next fold tries again.
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            return await connection.fetchrow(query("deferred.sql", "fold", schema))
+            return await connection.fetchrow(counters.sql("deferred.sql", "fold"))
 
     try:
         row = await _retrying(fold)
@@ -170,31 +170,29 @@ async def fold_once(connection: asyncpg.Connection, schema: str = SCHEMA) -> Fol
     return FoldResult(row["folded"], _seconds(row["oldest_age"]), False, seconds)
 
 
-async def fold_shard_by_shard(connection: asyncpg.Connection, schema: str = SCHEMA) -> FoldResult:
+async def fold_shard_by_shard(connection: asyncpg.Connection, counters: Counters) -> FoldResult:
     """Citus: clear the pending marks one shard at a time, each shard's users in one routed
     statement (its own transaction on its node; the update trigger there counts what it
     clears). A shard whose statement fails (a deadlock with a DELETE) keeps its answers
     pending for the next fold; a worker killed between shards loses and doubles nothing."""
     started = time.perf_counter()
-    if not await connection.fetchval(query("deferred.sql", "fold_turn", schema)):
+    if not await connection.fetchval(counters.sql("deferred.sql", "fold_turn")):
         return FoldResult(0, None, True, time.perf_counter() - started)
     folded, ages = 0, []
     try:
-        for group in await connection.fetch(
-            query("deferred.sql", "pending_users_by_shard", schema)
-        ):
+        for group in await connection.fetch(counters.sql("deferred.sql", "pending_users_by_shard")):
             try:
                 row = await connection.fetchrow(
-                    query("deferred.sql", "fold_users", schema), group["users"]
+                    counters.sql("deferred.sql", "fold_users"), group["users"]
                 )
             except RETRYABLE:
                 continue
             folded += row["folded"]
             if row["oldest_age"] is not None:
                 ages.append(row["oldest_age"].total_seconds())
-        await connection.execute(query("deferred.sql", "fold_recorded", schema), folded)
+        await connection.execute(counters.sql("deferred.sql", "fold_recorded"), folded)
     finally:
-        await connection.fetchval(query("deferred.sql", "fold_turn_end", schema))
+        await connection.fetchval(counters.sql("deferred.sql", "fold_turn_end"))
     age = max(ages) if ages else None
     return FoldResult(folded, age, False, time.perf_counter() - started)
 
@@ -249,6 +247,7 @@ class Worker:
         ``ONCE_GIVES_UP_AFTER_S`` raises :class:`FoldStalledError`."""
         started = time.perf_counter()
         connection: asyncpg.Connection | None = None
+        counters: Counters | None = None  # bound once per connection
         last_problem = ""
         fatal = PERMANENT if once else ()
         try:
@@ -261,7 +260,8 @@ class Worker:
                     connection = connection or await connect(
                         self.dsn, server_settings={"application_name": APPLICATION_NAME}
                     )
-                    result = await fold_once(connection, self.schema)
+                    counters = counters or await bind(connection, self.schema)
+                    result = await fold_once(connection, counters)
                 except fatal:
                     raise
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -270,7 +270,7 @@ class Worker:
                     last_problem = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
                     self.on_error(last_problem)
                     await _dropped(connection)
-                    connection = None
+                    connection, counters = None, None
                     lasts = isinstance(exc, PERMANENT)
                     await _wait(stop, PERMANENT_PAUSE_S if lasts else self.interval_s)
                     continue

@@ -9,6 +9,7 @@ import asyncpg
 
 from selfology_counters import deferred, model, objects
 from selfology_counters.connect import require_schema
+from selfology_counters.context import Counters
 from selfology_counters.deferred import ModeState
 from selfology_counters.leftovers import leftover_scratch_schemas
 from selfology_counters.objects import Audit, HoldsAudit
@@ -91,7 +92,7 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         database=settings["database"],
         synchronous_commit=settings["synchronous_commit"],
         track_functions=settings["track_functions"],
-        mode=await deferred.state(connection, schema),
+        mode=await deferred.state(connection, Counters(schema, audit.distributed)),
         audit=audit,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
