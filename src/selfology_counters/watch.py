@@ -33,6 +33,7 @@ from prometheus_client import start_http_server
 
 from selfology_counters import deferred, health, model
 from selfology_counters.connect import connect, require_schema
+from selfology_counters.context import Counters
 from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.sqlfiles import SCHEMA, query
@@ -182,7 +183,8 @@ class Watch:
             self._marks = (last, last)
         found = await health.check(connection, schema=self.schema, user_ids=users)
         await self._sample_lock_waits(connection)
-        self.metrics.deferred_backlog(await deferred.state(connection, self.schema))
+        bound = Counters(self.schema, found.audit.distributed)  # the check's audit knows
+        self.metrics.deferred_backlog(await deferred.state(connection, bound))
         self.metrics.checked_counters(scope.value, found)
         self.log(
             "check", scope=scope.value, ok=True, users=None if users is None else len(users),
