@@ -175,12 +175,8 @@ class DbObject:
 
     @property
     def label(self) -> str:
-        """How reports name it: ``table.trigger`` for a trigger, ``name()`` for a function."""
-        if self.kind == "trigger":
-            return f"{self.table}.{self.name}"
-        if self.kind == "function":
-            return f"{self.name}({self.signature})"
-        return self.name
+        """How reports name it: ``table.trigger`` for a trigger, its name otherwise."""
+        return f"{self.table}.{self.name}" if self.table else self.name
 
 
 def _function(short: str, signature: str = "") -> DbObject:

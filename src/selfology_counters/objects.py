@@ -83,7 +83,7 @@ class ObjectStatus:
 
     @property
     def label(self) -> str:
-        return f"{self.table}.{self.name}" if self.table else self.name
+        return self.obj.label
 
     def as_dict(self) -> dict[str, Any]:
         return {
