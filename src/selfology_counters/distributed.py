@@ -4,7 +4,7 @@ On Citus the four counted tables are distributed by ``model.SHARD_KEY`` and co-l
 an answer, its session and its user's counter rows share a shard; the counter triggers fire
 on the shards and every counter write in them names the shard key, which keeps it on that
 shard (``objects.sql`` renders that variant when ``distributed`` is true). Distributing an
-existing database is ``lifecycle/citus.py``; docs/SCALING.md says when and how.
+existing database is ``lifecycle/distribute.py``; docs/SCALING.md says when and how.
 """
 
 from __future__ import annotations

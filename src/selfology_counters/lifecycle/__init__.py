@@ -19,7 +19,7 @@ import asyncpg
 
 from selfology_counters import distributed, health, model, objects, original
 from selfology_counters.connect import connect
-from selfology_counters.lifecycle import adopt, citus, revisions
+from selfology_counters.lifecycle import adopt, distribute, revisions
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.objects import ObjectStatus
 from selfology_counters.sqlfiles import SCHEMA, query
@@ -145,10 +145,10 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
         if planned.revisions:
             say(f"applying revisions: {', '.join(planned.revisions)}")
             await asyncio.to_thread(revisions.run_upgrade, dsn)
-        distributing = planned.distribute or await citus.needs_distributing(connection)
+        distributing = planned.distribute or await distribute.needs_distributing(connection)
         if distributing:
             say(f"distributing the tables by {model.SHARD_KEY} on Citus (co-located)")
-            await citus.distribute(connection)
+            await distribute.distribute(connection)
         outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption,
                           distributed=distributing)  # fmt: skip
         outcome.reinstalled, corrected = await settle(
@@ -189,10 +189,10 @@ async def _plan(connection: asyncpg.Connection, dsn: str) -> Plan:
         if audit.xid_default != objects.XID_DEFAULT:
             reinstall.append(_xid_default_status(audit.xid_default))
     pending = revisions.pending_revisions(at)
-    distribute = await distributed.citus_installed(connection) and (
-        state is DatabaseState.EMPTY or await citus.needs_distributing(connection)
+    distributing = await distributed.citus_installed(connection) and (
+        state is DatabaseState.EMPTY or await distribute.needs_distributing(connection)
     )
-    return Plan(state, at, pending, reinstall, None, distribute)
+    return Plan(state, at, pending, reinstall, None, distributing)
 
 
 def _original_status(trigger: original.OriginalTrigger) -> ObjectStatus:
