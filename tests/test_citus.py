@@ -1030,3 +1030,48 @@ async def wait_until_gone(connection: asyncpg.Connection, pid: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"backend {pid} still there")
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+async def test_the_exact_reads_work_inside_queries_on_the_distributed_tables(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, mode: str
+) -> None:
+    users = await users_on_both_workers(coordinator)
+    sessions = {u: await dao.start_session(u) for u in users}
+    await coordinator.execute(
+        "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])", users
+    )
+    for user in users:
+        await dao.save_answers(sessions[user], [("q1", "x"), ("q2", "y")])
+    await set_mode(coordinator, mode)
+    try:
+        for user in users:  # pending in deferred mode: the reads add them
+            await dao.save_answer(sessions[user], "q3", "z")
+        for user in users:
+            # The call runs in the query on the user's shard, on a worker.
+            assert tuple(
+                await coordinator.fetchrow(
+                    """SELECT selfology.answers_of_user(user_id),
+                              selfology.answers_analyzed_of_user(user_id)
+                         FROM selfology.user_stats WHERE user_id = $1""",
+                    user,
+                )
+            ) == (3, 3)
+            assert await coordinator.fetchval(
+                """SELECT selfology.answers_of_session(id) FROM selfology.onboarding_sessions
+                    WHERE user_id = $1 AND id = $2""",
+                user, sessions[user],
+            ) == 3  # fmt: skip
+            # Called alone from the coordinator: delegated to the user's node.
+            assert await coordinator.fetchval("SELECT selfology.answers_of_user($1)", user) == 3
+        # Several users at once: each call on its own user's shard, on both workers.
+        rows = await coordinator.fetch(
+            """SELECT user_id, selfology.answers_of_user(user_id) AS n
+                 FROM selfology.digital_personality WHERE user_id = ANY ($1::bigint[])""",
+            users,
+        )
+        assert {r["user_id"]: r["n"] for r in rows} == dict.fromkeys(users, 3)
+        await assert_exact_reads(coordinator, users)
+    finally:
+        await set_mode(coordinator, model.IMMEDIATE)
+    await assert_exact(coordinator)

@@ -773,8 +773,17 @@ ${owner_only("set_mode")}
 -- a SQL function with sub-selects is not inlined and is planned again on every call (about
 -- 0.5 ms); PL/pgSQL keeps the plan for the session. It stays executable by PUBLIC: it writes
 -- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.
+% if distributed:
+-- Distributed (Citus): called in a query on a distributed table (`SELECT
+-- answers_of_user(user_id) FROM user_stats WHERE user_id = 5`), the call runs inside the
+-- query on the shard, on a worker, where Citus refuses a nested distributed query unless
+-- allowed. Allowed for this function's own statements only: a key's reads name its user,
+-- the shard key, so they go to the co-located shard on the same node, which Citus reads in
+-- the same backend and transaction (local execution). Called with another row's user (on
+-- another node), a read would go out on a connection of its own, outside this transaction.
+% endif
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE ${runs_as_owner()} AS $$
+LANGUAGE plpgsql STABLE ${runs_as_owner()}${" SET citus.allow_nested_distributed_execution = on" if distributed else ""} AS $$
 % if distributed and c.source != K:
 -- Distributed: the session's user first (it never changes on Citus), so that the read
 -- names the shard key and Citus sends it to that one shard, in one snapshot.
@@ -788,6 +797,13 @@ BEGIN
 % endif
 END;
 $$;
+% if distributed and c.source == K:
+-- Distributed: a call from the coordinator (`SELECT answers_of_user(5)`) is sent whole to
+-- the node that holds the user's shards (Citus delegates it: one round trip, not one per
+-- statement of the function).
+SELECT create_distributed_function('${schema}.${c.reader}(bigint)', '$1',
+                                   colocate_with := '${schema}.${c.table}');
+% endif
 
 % endfor
 -- name: trigger_fill_insert --
