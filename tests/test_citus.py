@@ -72,10 +72,14 @@ async def _single_node_database(dsn: str) -> None:
         await connection.execute(
             "INSERT INTO selfology.digital_personality (user_id) VALUES ($1)", EXISTING_USERS[0]
         )
-        await connection.execute(
-            "UPDATE selfology.user_stats SET total_answers_lifetime = 7 WHERE user_id = $1",
-            EXISTING_USERS[1],
-        )
+        async with (
+            connection.transaction()
+        ):  # drift on purpose: marked, or the keep trigger undoes it
+            await connection.execute("SELECT set_config('selfology_counters.counting', 'on', true)")
+            await connection.execute(
+                "UPDATE selfology.user_stats SET total_answers_lifetime = 7 WHERE user_id = $1",
+                EXISTING_USERS[1],
+            )
     finally:
         await connection.close()
 
@@ -455,6 +459,16 @@ async def test_a_shard_moves_to_the_other_worker_under_writes(
     await assert_exact(coordinator)
 
 
+async def write_counters_by_hand(connection: asyncpg.Connection, sql: str, *args: object) -> None:
+    """Drift made on purpose, as tests/truth.py makes it on one node: ``sql`` in a transaction
+    marked as the owner's own counter work, the mark sent to the workers (where the keep
+    triggers fire) with a propagated SET LOCAL. Unmarked, the write is undone."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+        await connection.execute("SET LOCAL selfology_counters.counting = 'on'")
+        await connection.execute(sql, *args)
+
+
 async def test_check_finds_and_repair_fixes_drift_one_user_at_a_time(
     coordinator: asyncpg.Connection, dao: OnboardingDAO
 ) -> None:
@@ -462,12 +476,14 @@ async def test_check_finds_and_repair_fixes_drift_one_user_at_a_time(
     sessions = {u: await dao.start_session(u) for u in users}
     for user in users:
         await dao.save_answers(sessions[user], [("q1", "x"), ("q2", "y")])
-    await coordinator.execute(
+    await write_counters_by_hand(
+        coordinator,
         """UPDATE selfology.user_stats SET total_answers_lifetime = 40
             WHERE user_id = ANY ($1::bigint[])""",
         users[:3],
     )
-    await coordinator.execute(
+    await write_counters_by_hand(
+        coordinator,
         "UPDATE selfology.onboarding_sessions SET questions_answered = 9 WHERE id = $1",
         sessions[users[4]],
     )
@@ -478,6 +494,142 @@ async def test_check_finds_and_repair_fixes_drift_one_user_at_a_time(
     }
     repaired = await health.repair(coordinator, found=found)
     assert len(repaired.changes) == 4
+    await assert_exact(coordinator)
+    # The original's repair function, which marks its writes inside the function.
+    await write_counters_by_hand(
+        coordinator,
+        "UPDATE selfology.onboarding_sessions SET questions_answered = 9 WHERE id = $1",
+        sessions[users[5]],
+    )
+    await write_counters_by_hand(
+        coordinator,
+        "UPDATE selfology.user_stats SET total_answers_lifetime = 9 WHERE user_id = $1",
+        users[5],
+    )
+    assert not (await health.check(coordinator)).consistent
+    assert (
+        await coordinator.fetchval("SELECT selfology.recalculate_answer_count($1)", users[5]) == 2
+    )
+    await assert_exact(coordinator)
+
+
+# The bot's own counter writes (docs/ADOPTING.md), from the coordinator as the bot sends them.
+BOT_PLUS_ONE = """UPDATE selfology.onboarding_sessions
+                     SET questions_answered = questions_answered + 1
+                   WHERE id = $1 AND user_id = $2"""
+BOT_ANALYZED = (
+    "UPDATE selfology.digital_personality SET total_answers_analyzed = $1 WHERE user_id = $2"
+)
+
+
+async def overridden(connection: asyncpg.Connection) -> dict[str, int]:
+    """The undone writes per counter, as check reports them (every node's, added up)."""
+    found = await health.check(connection)
+    assert found.audit is not None
+    return {o.counter: o.writes for o in found.audit.overridden}
+
+
+async def users_on_both_workers(connection: asyncpg.Connection) -> list[int]:
+    users = fresh_users(40)
+    ports = {u: await worker_of(connection, "onboarding_sessions", u) for u in users}
+    return [users[0], next(u for u in users if ports[u] != ports[users[0]])]
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+async def test_the_bots_own_counter_writes_are_undone_and_counted_on_citus(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, mode: str
+) -> None:
+    users = await users_on_both_workers(coordinator)
+    before = await overridden(coordinator)
+    await set_mode(coordinator, mode)
+    try:
+        sessions = {u: await dao.start_session(u) for u in users}
+        await coordinator.execute(
+            "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])",
+            users,
+        )
+        for user in users:
+            await dao.save_answers(sessions[user], [("q1", "x"), ("q2", "y"), ("q3", "z")])
+            for _ in range(2):  # the bot's save_user_answer, after each INSERT
+                assert await coordinator.execute(BOT_PLUS_ONE, sessions[user], user) == "UPDATE 1"
+            # The bot's update_personality: a read, then the read value + 1 written back.
+            read = await coordinator.fetchval(
+                "SELECT total_answers_analyzed FROM selfology.digital_personality"
+                " WHERE user_id = $1",
+                user,
+            )
+            assert await coordinator.execute(BOT_ANALYZED, read + 1, user) == "UPDATE 1"
+            folded = 3 if mode == model.IMMEDIATE else 0  # deferred: the answers are pending
+            assert await stored(coordinator, user) == (folded, folded)
+            assert await coordinator.fetchval(
+                "SELECT questions_answered FROM selfology.onboarding_sessions WHERE id = $1",
+                sessions[user],
+            ) == folded  # fmt: skip
+        await assert_exact_reads(coordinator, users)
+        found = await health.check(coordinator)
+        assert found.consistent, (found.issues, found.problems)
+        after = {o.counter: o.writes for o in found.audit.overridden} if found.audit else {}
+        assert {c: after[c] - before[c] for c in after} == {
+            model.SESSIONS.name: 4,
+            model.USER_STATS.name: 0,
+            model.PERSONALITY.name: 2,
+        }
+        for counter in (model.SESSIONS.name, model.PERSONALITY.name):
+            assert any(f"the application wrote {counter} {after[counter]} times" in n
+                       for n in found.notes), found.notes  # fmt: skip
+    finally:
+        await set_mode(coordinator, model.IMMEDIATE)
+    assert {await stored(coordinator, u) for u in users} == {(3, 3)}
+    await assert_exact(coordinator)
+
+
+APP_ROLE = "selfology_citus_test_app"
+
+
+@pytest.fixture
+async def refusing_app(coordinator: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of an application role (not the tables' owner) whose counter writes are
+    refused: ``selfology_counters.counter_writes = 'refuse'`` set for the role (Citus sends
+    ALTER ROLE ... SET to the workers)."""
+    if not await coordinator.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", APP_ROLE):
+        await coordinator.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+    await coordinator.execute(f"GRANT USAGE ON SCHEMA selfology TO {APP_ROLE}")
+    await coordinator.execute(
+        f"GRANT SELECT, UPDATE ON selfology.onboarding_sessions, selfology.digital_personality"
+        f" TO {APP_ROLE}"
+    )
+    await coordinator.execute(
+        f"ALTER ROLE {APP_ROLE} SET selfology_counters.counter_writes = 'refuse'"
+    )
+    connection = await asyncpg.connect(CITUS_DSN, user=APP_ROLE)
+    yield connection
+    await connection.close()
+
+
+async def test_refuse_makes_the_bots_counter_writes_fail_on_citus(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, refusing_app: asyncpg.Connection
+) -> None:
+    users = await users_on_both_workers(coordinator)
+    before = await overridden(coordinator)
+    for user in users:
+        session = await dao.start_session(user)
+        await coordinator.execute(
+            "INSERT INTO selfology.digital_personality (user_id) VALUES ($1)", user
+        )
+        await dao.save_answers(session, [("q1", "x"), ("q2", "y")])
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="may not write it"):
+            await refusing_app.execute(BOT_PLUS_ONE, session, user)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="may not write it"):
+            await refusing_app.execute(BOT_ANALYZED, 99, user)
+        # The application role cannot pass its write off as ours: the mark, sent to the
+        # workers as our repair sends it, is honoured only for the tables' owner.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="may not write it"):
+            async with refusing_app.transaction():
+                await refusing_app.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                await refusing_app.execute("SET LOCAL selfology_counters.counting = 'on'")
+                await refusing_app.execute(BOT_PLUS_ONE, session, user)
+        assert await stored(coordinator, user) == (2, 2)
+    assert await overridden(coordinator) == before  # refused, not undone
     await assert_exact(coordinator)
 
 
@@ -662,7 +814,8 @@ async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_f
     await assert_exact_reads(coordinator, users)
     assert (await health.check(coordinator)).consistent  # stored + pending = COUNT(*)
     # check finds drift beside pending answers, and repair recounts the folded part alone.
-    await coordinator.execute(
+    await write_counters_by_hand(
+        coordinator,
         """UPDATE selfology.user_stats SET total_answers_lifetime = total_answers_lifetime + 40
             WHERE user_id = $1""",
         users[6],
@@ -877,3 +1030,48 @@ async def wait_until_gone(connection: asyncpg.Connection, pid: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"backend {pid} still there")
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+async def test_the_exact_reads_work_inside_queries_on_the_distributed_tables(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, mode: str
+) -> None:
+    users = await users_on_both_workers(coordinator)
+    sessions = {u: await dao.start_session(u) for u in users}
+    await coordinator.execute(
+        "INSERT INTO selfology.digital_personality (user_id) SELECT unnest($1::bigint[])", users
+    )
+    for user in users:
+        await dao.save_answers(sessions[user], [("q1", "x"), ("q2", "y")])
+    await set_mode(coordinator, mode)
+    try:
+        for user in users:  # pending in deferred mode: the reads add them
+            await dao.save_answer(sessions[user], "q3", "z")
+        for user in users:
+            # The call runs in the query on the user's shard, on a worker.
+            assert tuple(
+                await coordinator.fetchrow(
+                    """SELECT selfology.answers_of_user(user_id),
+                              selfology.answers_analyzed_of_user(user_id)
+                         FROM selfology.user_stats WHERE user_id = $1""",
+                    user,
+                )
+            ) == (3, 3)
+            assert await coordinator.fetchval(
+                """SELECT selfology.answers_of_session(id) FROM selfology.onboarding_sessions
+                    WHERE user_id = $1 AND id = $2""",
+                user, sessions[user],
+            ) == 3  # fmt: skip
+            # Called alone from the coordinator: delegated to the user's node.
+            assert await coordinator.fetchval("SELECT selfology.answers_of_user($1)", user) == 3
+        # Several users at once: each call on its own user's shard, on both workers.
+        rows = await coordinator.fetch(
+            """SELECT user_id, selfology.answers_of_user(user_id) AS n
+                 FROM selfology.digital_personality WHERE user_id = ANY ($1::bigint[])""",
+            users,
+        )
+        assert {r["user_id"]: r["n"] for r in rows} == dict.fromkeys(users, 3)
+        await assert_exact_reads(coordinator, users)
+    finally:
+        await set_mode(coordinator, model.IMMEDIATE)
+    await assert_exact(coordinator)

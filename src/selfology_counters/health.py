@@ -337,7 +337,10 @@ async def _repair_batch_once(
         async with connection.transaction():
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
                 created = await _create_missing_rows(connection, counter, keys, schema)
-            await connection.execute(query("health.sql", "mark_counting", schema))
+            if distributed:  # the mark must reach the shards, where the keep triggers fire
+                await connection.execute(query("distributed.sql", "propagate_set_local"))
+            mark = query("health.sql", "mark_counting", schema, distributed=distributed)
+            await connection.execute(mark)
             await connection.execute(query("health.sql", "lock_mode", schema))
             lock = query("health.sql", f"lock_{counter.short}", schema, distributed=distributed)
             await connection.execute(lock, keys, *by_user)

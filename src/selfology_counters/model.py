@@ -105,6 +105,12 @@ class Counter:
         """The sequence that counts writes to the column that were not ours (undone)."""
         return f"{PREFIX}overridden_{self.short}"
 
+    @property
+    def overridden_on_node(self) -> str:
+        """On Citus, the view of how many writes this node's shards undid (the sequence has
+        a copy on every node; check adds the nodes up)."""
+        return f"{self.overridden_sequence}_on_node"
+
 
 SESSIONS = Counter(
     short="sessions",

@@ -366,7 +366,9 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         mode_applied = any(r["table_name"] == model.MODE_TABLE for r in applied)
         overridden = [
             OverriddenWrites(r["counter"], r["writes"], r["since"])
-            for r in await connection.fetch(query("audit.sql", "overridden_writes"), schema)
+            for r in await connection.fetch(
+                query("audit.sql", "overridden_writes", distributed=distributed), schema
+            )
         ]
         xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
         beyond = None

@@ -96,7 +96,13 @@ LOCK TABLE ${schema}.${model.ANSWERS} IN SHARE ROW EXCLUSIVE MODE
 -- name: mark_counting --
 -- This transaction's counter writes are ours (the keep triggers, objects.sql, let them
 -- through); undone at its end.
+% if context.get("distributed", False):
+-- Distributed (Citus): a SET LOCAL, which Citus sends to the workers, where the keep
+-- triggers fire (after distributed.sql's propagate_set_local).
+SET LOCAL ${model.COUNTING_MARK} = 'on'
+% else:
 SELECT set_config('${model.COUNTING_MARK}', 'on', true)
+% endif
 
 -- name: lock_mode --
 SELECT horizon FROM ${schema}.${model.MODE_TABLE} FOR SHARE

@@ -107,7 +107,18 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
     END IF;</%def>
 ## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
 ## when the function returns (a function with a SET clause restores what it SET LOCAL).
-<%def name="mark_counting()">    PERFORM set_config('${model.COUNTING_MARK}', 'on', true);</%def>
+## Distributed (Citus): the keep triggers fire on the shards, in the workers' sessions, where
+## set_config in the coordinator's is not seen; Citus sends a SET LOCAL to every node this
+## transaction writes on, now and later, when told to (citus.propagate_set_commands), but
+## only from a transaction block or a DO block: not from a function called by a statement
+## outside a transaction block (`SELECT recalculate_answer_count(5)`), hence the DO.
+<%def name="mark_counting()">${capture(mark_counting_on_citus) if context.get("distributed", False) else f"    PERFORM set_config('{model.COUNTING_MARK}', 'on', true);"}</%def>
+<%def name="mark_counting_on_citus()">    DO $mark$
+    BEGIN
+        SET LOCAL citus.propagate_set_commands = 'local';
+        SET LOCAL ${model.COUNTING_MARK} = 'on';
+    END;
+    $mark$;</%def>
 ## The horizon for a DELETE or UPDATE of answers: only answers below it are in the stored
 ## counters, so only those are taken out of them (a pending answer simply stops being
 ## pending). In deferred mode the row is read FOR SHARE: a fold moving the horizon finishes
@@ -481,17 +492,22 @@ BEGIN
         GRANT USAGE ON SEQUENCE ${schema}.${c.overridden_sequence} TO PUBLIC;
         EXECUTE format('COMMENT ON SEQUENCE ${schema}.${c.overridden_sequence} IS %L', now()::text);
     END IF;
+% if distributed:
+    -- Distributed (Citus): the trigger fires on the shards, so the sequence must exist on
+    -- every node. A view over it makes it a dependency of an object Citus distributes: Citus
+    -- creates both on every node, and on every node added later; each node counts the undone
+    -- writes of its shards, and check adds the nodes' views up (audit.sql). A worker's copy
+    -- starts at its own value (Citus gives each node a range), hence the count from the start.
+    CREATE OR REPLACE VIEW ${schema}.${c.overridden_on_node} AS
+    SELECT CASE WHEN s.is_called THEN s.last_value - q.seqstart + 1 ELSE 0 END AS writes
+      FROM ${schema}.${c.overridden_sequence} s, pg_catalog.pg_sequence q
+     WHERE q.seqrelid = '${schema}.${c.overridden_sequence}'::regclass;
+% endif
 END;
 $keep$;
 CREATE OR REPLACE FUNCTION ${fn[f"keep_{c.short}"]}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-% if distributed:
-    -- Distributed (Citus): the trigger fires on the shard, where neither the mark of our
-    -- repair (a setting of the coordinator's session) nor the sequence is seen; undoing there
-    -- would undo repair too. Not kept yet on Citus: writes pass (check still reports drift).
-    RETURN NEW;
-% else:
     IF current_setting('${model.COUNTING_MARK}', true) = 'on'
        AND pg_has_role(current_user, (SELECT t.relowner FROM pg_class t WHERE t.oid = TG_RELID), 'MEMBER') THEN
         RETURN NEW;
@@ -510,7 +526,6 @@ BEGIN
     PERFORM nextval('${schema}.${c.overridden_sequence}');
     NEW.${c.column} := OLD.${c.column};
     RETURN NEW;
-% endif
 END;
 $$;
 ${owner_only(f"keep_{c.short}")}
@@ -758,8 +773,17 @@ ${owner_only("set_mode")}
 -- a SQL function with sub-selects is not inlined and is planned again on every call (about
 -- 0.5 ms); PL/pgSQL keeps the plan for the session. It stays executable by PUBLIC: it writes
 -- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.
+% if distributed:
+-- Distributed (Citus): called in a query on a distributed table (`SELECT
+-- answers_of_user(user_id) FROM user_stats WHERE user_id = 5`), the call runs inside the
+-- query on the shard, on a worker, where Citus refuses a nested distributed query unless
+-- allowed. Allowed for this function's own statements only: a key's reads name its user,
+-- the shard key, so they go to the co-located shard on the same node, which Citus reads in
+-- the same backend and transaction (local execution). Called with another row's user (on
+-- another node), a read would go out on a connection of its own, outside this transaction.
+% endif
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE ${runs_as_owner()} AS $$
+LANGUAGE plpgsql STABLE ${runs_as_owner()}${" SET citus.allow_nested_distributed_execution = on" if distributed else ""} AS $$
 % if distributed and c.source != K:
 -- Distributed: the session's user first (it never changes on Citus), so that the read
 -- names the shard key and Citus sends it to that one shard, in one snapshot.
@@ -773,6 +797,13 @@ BEGIN
 % endif
 END;
 $$;
+% if distributed and c.source == K:
+-- Distributed: a call from the coordinator (`SELECT answers_of_user(5)`) is sent whole to
+-- the node that holds the user's shards (Citus delegates it: one round trip, not one per
+-- statement of the function).
+SELECT create_distributed_function('${schema}.${c.reader}(bigint)', '$1',
+                                   colocate_with := '${schema}.${c.table}');
+% endif
 
 % endfor
 -- name: trigger_fill_insert --
