@@ -832,6 +832,32 @@ async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_f
     assert await stored(coordinator, users[4]) == (0, None)
 
 
+async def test_an_answer_a_writer_marks_folded_itself_is_counted_in_deferred_mode(
+    coordinator: asyncpg.Connection, dao: OnboardingDAO, deferred_mode: None
+) -> None:
+    """pending = false in the INSERT itself: no fold would ever take it, so the insert
+    trigger, on in both modes on Citus, counts it at once (issue 19, item 14)."""
+    users = await users_on_both_workers(coordinator)
+    for user in users:
+        session = await dao.start_session(user)
+        await coordinator.execute(
+            "INSERT INTO selfology.digital_personality (user_id) VALUES ($1)", user
+        )
+        await coordinator.execute(
+            f"""INSERT INTO selfology.user_answers_new
+                    (session_id, user_id, question_json_id, raw_answer, {model.PENDING})
+                VALUES ($1, $2, 'q1', 'marked folded', false),
+                       ($1, $2, 'q2', 'default', DEFAULT)""",
+            session, user,
+        )  # fmt: skip
+    await assert_exact_reads(coordinator, users)
+    assert await fold(coordinator) >= len(users)  # the pending ones only
+    await assert_exact_reads(coordinator, users)
+    await assert_exact(coordinator)
+    found = await health.check(coordinator)
+    assert found.consistent, found.as_dict()
+
+
 async def test_the_cli_switches_modes_and_shows_the_backlog_on_citus(
     coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str
 ) -> None:

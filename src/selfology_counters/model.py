@@ -159,7 +159,8 @@ class DbObject:
     ``block`` names its definition in ``sql/objects.sql`` (a named block rendered from this
     model); ``table`` is the table a trigger is on; ``signature`` a function's argument types.
     A ``public`` object keeps its short name (the bot calls it); the others carry the prefix
-    and the version. ``modes``: the counter modes in which a trigger is enabled.
+    and the version. ``modes``: the counter modes in which a trigger is enabled;
+    ``distributed_modes``: the same on Citus, where it differs.
     """
 
     kind: str  # function | trigger | view
@@ -168,6 +169,13 @@ class DbObject:
     signature: str = ""
     public: bool = False
     modes: tuple[str, ...] = MODES
+    distributed_modes: tuple[str, ...] | None = None
+
+    def enabled_in(self, mode: str, *, distributed: bool = False) -> bool:
+        """Whether it is enabled in counter mode ``mode`` (on Citus: ``distributed``)."""
+        if distributed and self.distributed_modes is not None:
+            return mode in self.distributed_modes
+        return mode in self.modes
 
     @property
     def name(self) -> str:
@@ -189,8 +197,13 @@ def _function(short: str, signature: str = "") -> DbObject:
     return DbObject("function", short, signature=signature)
 
 
-def _trigger(short: str, table: str, modes: tuple[str, ...] = MODES) -> DbObject:
-    return DbObject("trigger", short, table=table, modes=modes)
+def _trigger(
+    short: str,
+    table: str,
+    modes: tuple[str, ...] = MODES,
+    distributed_modes: tuple[str, ...] | None = None,
+) -> DbObject:
+    return DbObject("trigger", short, table=table, modes=modes, distributed_modes=distributed_modes)
 
 
 FUNCTIONS = (
@@ -218,7 +231,9 @@ TRIGGERS = (
     _trigger("fill_update", ANSWERS),
     # Deferred mode's whole write path is this trigger being off: an INSERT does no counter
     # work, and the fold counts the rows later.
-    _trigger("insert", ANSWERS, modes=(IMMEDIATE,)),
+    # On Citus it stays on in deferred mode too, where it counts only an answer inserted
+    # with pending = false (the pending column's default marks every other): set_mode.
+    _trigger("insert", ANSWERS, modes=(IMMEDIATE,), distributed_modes=MODES),
     _trigger("delete", ANSWERS),
     _trigger("update", ANSWERS),
     _trigger("truncate", ANSWERS),

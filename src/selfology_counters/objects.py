@@ -435,7 +435,7 @@ def _status(
 ) -> ObjectStatus:
     """``follows_publisher``: the mode row arrives by logical replication, and the apply
     worker fires none of our triggers, so whether one is enabled here is nobody's concern."""
-    wanted = mode in obj.modes
+    wanted = obj.enabled_in(mode, distributed=distributed)
     if row is None:
         return ObjectStatus(obj, False, False, False, "not installed", wanted)
     enabled = row["enabled"] is None or row["enabled"] in ENABLED_STATES

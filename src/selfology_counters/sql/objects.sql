@@ -699,18 +699,18 @@ BEGIN
         RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
     END IF;
 % if distributed:
-    -- Distributed (Citus): trigger DDL on the answers needs the unsafe-trigger setting, and
-    -- Citus allows DDL after other distributed work in a transaction on one connection per
-    -- node; both for this transaction only.
-    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- Distributed (Citus): Citus allows DDL after other distributed work in a transaction on
+    -- one connection per node; for this transaction only.
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     -- No horizon to move. The fold's turn first: a fold holds it while its shards wait for
     -- writers' session locks, and those writers may wait for the lock below, so a fold must
     -- end before that lock is taken (and none starts meanwhile). Then the answers: Citus takes
     -- the lock on every node's copy of the table, where every write to it takes its own, so
-    -- no insert is mid-statement while the insert trigger and the pending column's default
-    -- change together: a new answer is either marked pending (deferred) or counted by the
-    -- insert trigger (immediate). A default, not a trigger, marks it: a shard moved to another
+    -- no insert is mid-statement while the pending column's default changes: a new answer is
+    -- either marked pending (deferred) or not (immediate). The insert trigger stays on in
+    -- both modes and counts the answers inserted not pending: all of them in immediate mode,
+    -- and in deferred mode one that a writer marked folded itself (pending = false), which
+    -- no fold would ever count. A default, not a trigger, marks it: a shard moved to another
     -- node is copied with its values, so a folded answer stays folded there.
     -- Nothing else happens under that lock: what was pending before a switch to immediate
     -- is folded after it, shard by shard (deferred.set_mode does), and read exactly meanwhile.
@@ -720,9 +720,6 @@ BEGIN
         RETURN wanted;
     END IF;
     LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
-    EXECUTE format('ALTER TABLE %s %s TRIGGER %I', '${answers}',
-                   CASE WHEN wanted = '${model.DEFERRED}' THEN 'DISABLE' ELSE 'ENABLE' END,
-                   '${tg['insert']}');
     EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', '${answers}',
                    '${model.PENDING}', wanted = '${model.DEFERRED}');
     UPDATE ${mode} SET mode = wanted, switched_at = now();
