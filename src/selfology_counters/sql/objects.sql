@@ -105,8 +105,10 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
         RAISE EXCEPTION 'this database applies ${model.ANSWERS} from a subscription: ${what} on the publisher, whose counters and mode arrive here'
               USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;</%def>
-## Our counter writes outside a trigger, for the keep triggers (function_keep_*): undone
-## when the function returns (a function with a SET clause restores what it SET LOCAL).
+## Our counter writes outside a trigger, for the keep triggers (function_keep_*). The mark
+## lasts to the end of the transaction, past the function's return (a function's SET clause
+## restores only the settings it names); it is honoured only for the tables' owner, so what
+## it lets through afterwards is that role's own writes, never the application's.
 ## Distributed (Citus): the keep triggers fire on the shards, in the workers' sessions, where
 ## set_config in the coordinator's is not seen; Citus sends a SET LOCAL to every node this
 ## transaction writes on, now and later, when told to (citus.propagate_set_commands), but
