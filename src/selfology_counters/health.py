@@ -274,10 +274,7 @@ async def _set_trigger_states(
             fresh = (await objects.audit(connection, schema)).objects
             for trigger in fresh:
                 if _flip_wanted(trigger):
-                    verb = "enable_trigger_sql" if trigger.wanted_enabled else "disable_trigger_sql"
-                    sql = await connection.fetchval(
-                        query("audit.sql", verb), schema, trigger.table, trigger.name
-                    )
+                    sql = objects.toggle_sql(trigger.obj, trigger.wanted_enabled, schema)
                     await connection.execute(sql)
             return _flip_labels(fresh)
 

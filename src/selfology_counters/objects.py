@@ -285,8 +285,12 @@ def source_digest(obj: DbObject, schema: str = SCHEMA, *, distributed: bool = Fa
 
 def _stamp_sql(obj: DbObject, schema: str, distributed: bool) -> str:
     stamp = f"selfology-counters source={source_digest(obj, schema, distributed=distributed)}"
-    text = render(_STAMP_FILE, schema, obj=obj, source=stamp)
-    return text.split(f"-- name: {obj.kind} --", 1)[1].split("-- name:", 1)[0].strip()
+    return query(_STAMP_FILE, obj.kind, schema, obj=obj, source=stamp)
+
+
+def toggle_sql(obj: DbObject, enable: bool, schema: str = SCHEMA) -> str:
+    """The statement that turns trigger ``obj`` on (``enable``) or off."""
+    return query("toggle.sql", "enable" if enable else "disable", schema, obj=obj)
 
 
 def install_statements(

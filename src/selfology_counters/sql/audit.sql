@@ -38,12 +38,6 @@ SELECT 'view', c.relname, NULL, NULL, obj_description(c.oid, 'pg_class'), md5(pg
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relkind = 'v' AND c.relname = ANY ($4::text[])
 
--- name: enable_trigger_sql --
-SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::text)
-
--- name: disable_trigger_sql --
-SELECT format('ALTER TABLE %I.%I DISABLE TRIGGER %I', $1::text, $2::text, $3::text)
-
 -- name: disabled_constraint_triggers --
 -- A foreign key whose internal triggers are disabled (ALTER TABLE ... DISABLE TRIGGER ALL)
 -- no longer keeps each answer's user equal to its session's.
@@ -79,6 +73,8 @@ SELECT s.subname AS subscription, c.relname AS table_name
  ORDER BY 1, 2
 
 -- name: enable_internal_trigger_sql --
+-- A foreign key's internal trigger: its name is the catalog's, not the model's, so it is
+-- quoted by the server.
 SELECT format('ALTER TABLE %I.%I ENABLE TRIGGER %I', $1::text, $2::text, $3::text)
 
 -- name: partitioned_tables --
