@@ -12,8 +12,18 @@ import json
 import asyncpg
 
 SERVER_SETTINGS = {"search_path": "selfology"}
-LAYERS = ("identity", "interests", "goals", "barriers", "relationships", "values",
-          "current_state", "skills", "experiences", "health")  # fmt: skip
+LAYERS = (
+    "identity",
+    "interests",
+    "goals",
+    "barriers",
+    "relationships",
+    "values",
+    "current_state",
+    "skills",
+    "experiences",
+    "health",
+)
 TRAITS = json.dumps({"version": "2.0", "big_five": {"openness": 0.5}, "timestamp": "now"})
 
 # The cron script's queries, per flag (--recalculate runs two).
@@ -52,8 +62,11 @@ async def save_user_answer(conn: asyncpg.Connection, session_id: int, question: 
     answer: int = await conn.fetchval(
         "INSERT INTO user_answers_new (session_id, question_json_id, raw_answer, answer_length)"
         " VALUES ($1, $2, $3, $4) RETURNING id",
-        session_id, question, text, len(text),
-    )  # fmt: skip
+        session_id,
+        question,
+        text,
+        len(text),
+    )
     await conn.execute(
         "UPDATE onboarding_sessions SET questions_answered = questions_answered + 1 WHERE id = $1",
         session_id,
@@ -66,8 +79,9 @@ async def analyse(conn: asyncpg.Connection, answer_id: int) -> None:
     await conn.execute(
         "INSERT INTO answer_analysis (user_answer_id, trait_scores, ai_model_used)"
         " VALUES ($1, $2, 'test')",
-        answer_id, TRAITS,
-    )  # fmt: skip
+        answer_id,
+        TRAITS,
+    )
     await conn.execute(
         "UPDATE user_answers_new SET analysis_status = 'analyzed' WHERE id = $1", answer_id
     )
@@ -106,16 +120,20 @@ async def update_personality(conn: asyncpg.Connection, user_id: int) -> None:
             f"INSERT INTO selfology.digital_personality (user_id, {', '.join(LAYERS)},"
             " total_answers_analyzed, last_updated, personality_version, completeness_score)"
             f" VALUES ($1, {values}, 1, NOW(), '1.0', 0.1) RETURNING id",
-            user_id, *layers,
-        )  # fmt: skip
+            user_id,
+            *layers,
+        )
         return
     sets = ", ".join(f"{layer} = ${i}" for i, layer in enumerate(LAYERS, start=2))
     n = len(LAYERS) + 2
     await conn.execute(
         f"UPDATE selfology.digital_personality SET {sets}, total_answers_analyzed = ${n},"
         f" last_updated = NOW(), completeness_score = ${n + 1} WHERE user_id = $1",
-        user_id, *layers, row["total_answers_analyzed"] + 1, 0.5,
-    )  # fmt: skip
+        user_id,
+        *layers,
+        row["total_answers_analyzed"] + 1,
+        0.5,
+    )
 
 
 async def recalculate(conn: asyncpg.Connection, user_id: int) -> int:

@@ -99,9 +99,16 @@ def _versioned_server(bindir: Path) -> Iterator[str]:
     try:
         run(str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust")
         run(
-            str(bindir / "pg_ctl"), "-D", str(pgdata), "-w", "-l", str(parent / "log"),
-            "-o", f"-p {port} -k {parent} -c listen_addresses=127.0.0.1 {options}", "start",
-        )  # fmt: skip
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-l",
+            str(parent / "log"),
+            "-o",
+            f"-p {port} -k {parent} -c listen_addresses=127.0.0.1 {options}",
+            "start",
+        )
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:

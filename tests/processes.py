@@ -56,9 +56,17 @@ class WatchProcess:
     async def start(cls, dsn: str, *args: str) -> WatchProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
         process = await asyncio.create_subprocess_exec(
-            CLI, "watch", "--dsn", dsn, "--port", "0", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
+            CLI,
+            "watch",
+            "--dsn",
+            dsn,
+            "--port",
+            "0",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
         return cls(process)
 
     async def _read(self) -> None:
@@ -113,10 +121,14 @@ class PrometheusProcess:
         log = workdir / "prometheus.log"
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
-                binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                stdout=out, stderr=out,
-            )  # fmt: skip
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+                stdout=out,
+                stderr=out,
+            )
         server = cls(process, port, log)
         await server.until(server._ready, "prometheus to be ready")
         return server

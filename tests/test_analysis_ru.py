@@ -106,9 +106,12 @@ def test_a_broken_russian_analysis_stops_compare_before_it_measures(tmp_path: Pa
     env = {**os.environ, "SELFOLOGY_DSN": "postgresql://nobody@127.0.0.1:1/none"}
     cli = str(Path(sys.executable).parent / "selfology-counters")
     result = subprocess.run(
-        [cli, "compare", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+        [cli, "compare", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
     assert result.returncode == 2, result.stderr
     assert "generated: NAME" in result.stderr and "database:" not in result.stderr
     assert not (tmp_path / compare_report.REPORT_NAME).exists()
@@ -116,8 +119,14 @@ def test_a_broken_russian_analysis_stops_compare_before_it_measures(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("n", "expected"),
-    [(1, "1 писатель"), (3, "3 писателя"), (12, "12 писателей"), (22, "22 писателя"),
-     (100, "100 писателей"), (1000, "1\u00a0000 писателей")],
-)  # fmt: skip
+    [
+        (1, "1 писатель"),
+        (3, "3 писателя"),
+        (12, "12 писателей"),
+        (22, "22 писателя"),
+        (100, "100 писателей"),
+        (1000, "1\u00a0000 писателей"),
+    ],
+)
 def test_numbers_agree_with_their_nouns(n: int, expected: str) -> None:
     assert compare_ru.plural(n, compare_ru.WRITERS) == expected

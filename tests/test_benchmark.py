@@ -104,8 +104,7 @@ def test_benchmark_by_default_also_runs_the_concurrent_and_bulk_tests(db: str) -
 
 def test_a_count_that_would_run_for_days_is_refused_at_once() -> None:
     # It ran until stopped. The DSN answers nowhere: refusing N must come before connecting.
-    result = cli("benchmark", "99999999999999999999999",
-                 dsn="postgresql://nobody@127.0.0.1:1/none")  # fmt: skip
+    result = cli("benchmark", "99999999999999999999999", dsn="postgresql://nobody@127.0.0.1:1/none")
     assert result.returncode == 2
     [line] = [line for line in result.stderr.splitlines() if "error" in line]
     assert "1000000" in line and "connect" not in line, line
@@ -124,5 +123,6 @@ def test_no_progress_bar_lines_into_a_pipe(db: str) -> None:
     result = cli("benchmark", "60", "--concurrency", "0", "--bulk", "0", dsn=db)
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip() == "benchmark"] == []
-    assert all(line.startswith(("database:", "benchmark:")) for line in
-               result.stderr.splitlines()), result.stderr  # fmt: skip
+    assert all(
+        line.startswith(("database:", "benchmark:")) for line in result.stderr.splitlines()
+    ), result.stderr

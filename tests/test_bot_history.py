@@ -93,9 +93,9 @@ async def bot_traffic(dsn: str, seed: int, users: range) -> None:
         hot = users[0]
         writers = [await bot.connect(dsn) for _ in range(20)]
         try:
-            await asyncio.gather(*(
-                bot.save_user_answer(w, sessions[hot], f"hot{i}") for i, w in enumerate(writers)
-            ))  # fmt: skip
+            await asyncio.gather(
+                *(bot.save_user_answer(w, sessions[hot], f"hot{i}") for i, w in enumerate(writers))
+            )
             await asyncio.gather(*(bot.update_personality(w, hot) for w in writers[:5]))
         finally:
             await asyncio.gather(*(w.close() for w in writers))
@@ -107,13 +107,15 @@ async def bot_traffic(dsn: str, seed: int, users: range) -> None:
         await conn.execute(  # a move within the hot user, and one to another user's session
             "UPDATE user_answers_new SET session_id = $2 WHERE id IN"
             " (SELECT id FROM user_answers_new WHERE session_id = $1 LIMIT 2)",
-            sessions[hot], later,
-        )  # fmt: skip
+            sessions[hot],
+            later,
+        )
         await conn.execute(
             "UPDATE user_answers_new SET session_id = $2 WHERE id ="
             " (SELECT max(id) FROM user_answers_new WHERE session_id = $1)",
-            later, sessions[users[1]],
-        )  # fmt: skip
+            later,
+            sessions[users[1]],
+        )
         await conn.execute("DELETE FROM onboarding_sessions WHERE id = $1", sessions[users[2]])
     finally:
         await conn.close()
@@ -211,8 +213,9 @@ async def test_the_cron_scripts_repairs_fix_drift_like_repair(history: str) -> N
         )
         critical = await admin.fetch(bot.CRON["fix_critical"])
         assert sorted((r["user_id"], r["old_count"] - r["new_count"]) for r in critical) == [
-            (1, 5), (2, 5)
-        ]  # fmt: skip
+            (1, 5),
+            (2, 5),
+        ]
         validated = await admin.fetch(bot.CRON["validate_all"])
         assert [(r["user_id"], r["drift"], r["corrected"]) for r in validated] == [(3, 0, True)]
         assert await wrong(admin) == {}
@@ -284,8 +287,12 @@ async def test_check_fails_while_an_original_trigger_remains_and_migrate_removes
 ) -> None:
     plan = await adopt.plan(history)
     listed = " ".join(plan.original_triggers)
-    for name in ("update_all_answer_counters_trigger", "sync_answer_counter_insert",
-                 "sync_answer_counter_delete", "sync_answer_counter_update"):  # fmt: skip
+    for name in (
+        "update_all_answer_counters_trigger",
+        "sync_answer_counter_insert",
+        "sync_answer_counter_delete",
+        "sync_answer_counter_update",
+    ):
         assert name in listed
     assert any("recalculate_answer_count(integer)" in s for s in plan.plan_sql)
     admin = await asyncpg.connect(history)

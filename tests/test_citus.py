@@ -143,8 +143,11 @@ async def mismatches(connection: asyncpg.Connection) -> list[tuple[str, int, int
     stats = dict(
         await connection.fetch("SELECT user_id, total_answers_lifetime FROM selfology.user_stats")
     )
-    personality = dict(await connection.fetch(
-        "SELECT user_id, total_answers_analyzed FROM selfology.digital_personality"))  # fmt: skip
+    personality = dict(
+        await connection.fetch(
+            "SELECT user_id, total_answers_analyzed FROM selfology.digital_personality"
+        )
+    )
     wrong = [
         ("sessions", k, v, per_session.get(k, 0))
         for k, v in sessions.items()
@@ -155,10 +158,14 @@ async def mismatches(connection: asyncpg.Connection) -> list[tuple[str, int, int
         for k in stats.keys() | per_user.keys()
         if stats.get(k) != per_user.get(k, 0)
     ]
-    wrong += [("personality", k, v, per_user.get(k, 0))
-              for k, v in personality.items() if v != per_user.get(k, 0)]  # fmt: skip
-    wrong += [("answers without session", k, None, n)
-              for k, n in per_session.items() if k not in sessions]  # fmt: skip
+    wrong += [
+        ("personality", k, v, per_user.get(k, 0))
+        for k, v in personality.items()
+        if v != per_user.get(k, 0)
+    ]
+    wrong += [
+        ("answers without session", k, None, n) for k, n in per_session.items() if k not in sessions
+    ]
     return wrong
 
 
@@ -182,10 +189,14 @@ async def stored(connection: asyncpg.Connection, user: int) -> tuple[int, int | 
 
 async def worker_of(connection: asyncpg.Connection, table: str, user: int) -> int:
     """The port of the worker holding ``user``'s shard of ``table``."""
-    return int(await connection.fetchval(
-        """SELECT nodeport FROM citus_shards
+    return int(
+        await connection.fetchval(
+            """SELECT nodeport FROM citus_shards
             WHERE shardid = get_shard_id_for_distribution_column($1, $2::bigint)""",
-        f"selfology.{table}", user))  # fmt: skip
+            f"selfology.{table}",
+            user,
+        )
+    )
 
 
 async def test_an_existing_single_node_database_keeps_its_answers_and_exact_counts(
@@ -239,10 +250,11 @@ async def insert_every_way(
         users,
     )
     await coordinator.copy_records_to_table(
-        "user_answers_new", schema_name="selfology",
+        "user_answers_new",
+        schema_name="selfology",
         columns=["session_id", "user_id", "question_json_id", "raw_answer"],
         records=[(sessions[u][1], u, "copied", "c") for u in users],
-    )  # fmt: skip
+    )
     # INSERT ... SELECT from the answers themselves.
     await coordinator.execute(
         """INSERT INTO selfology.user_answers_new
@@ -265,8 +277,9 @@ async def test_every_change_kind_keeps_every_counter_exact(
     # Moves within a user, one answer and many (the user's counters stay, the sessions' move).
     await coordinator.execute(
         "UPDATE selfology.user_answers_new SET session_id = $1 WHERE session_id = $2",
-        sessions[a][1], sessions[a][0],
-    )  # fmt: skip
+        sessions[a][1],
+        sessions[a][0],
+    )
     await coordinator.execute(
         """UPDATE selfology.user_answers_new a SET session_id = s.id
              FROM selfology.onboarding_sessions s
@@ -317,8 +330,10 @@ async def test_what_citus_forbids_is_refused_and_nothing_changes(
     with pytest.raises(asyncpg.FeatureNotSupportedError, match="stays with its user"):
         await coordinator.execute(
             "UPDATE selfology.user_answers_new SET session_id = $1 WHERE id = $2 AND user_id = $3",
-            theirs, answer, a,
-        )  # fmt: skip
+            theirs,
+            answer,
+            a,
+        )
     with pytest.raises(asyncpg.FeatureNotSupportedError, match=r"TRUNCATE .* refused on Citus"):
         await coordinator.execute("TRUNCATE selfology.user_answers_new")
     assert await stored(coordinator, a) == (2, None)
@@ -445,8 +460,10 @@ async def test_a_shard_moves_to_the_other_worker_under_writes(
         await asyncio.sleep(0.01)
     await coordinator.execute(
         "SELECT citus_move_shard_placement($1, '127.0.0.1', $2, '127.0.0.1', $3)",
-        shard, source, target,
-    )  # fmt: skip
+        shard,
+        source,
+        target,
+    )
     after_move = written[moved_user]
     while written[moved_user] < after_move + 5:
         await asyncio.sleep(0.01)
@@ -561,10 +578,13 @@ async def test_the_bots_own_counter_writes_are_undone_and_counted_on_citus(
             assert await coordinator.execute(BOT_ANALYZED, read + 1, user) == "UPDATE 1"
             folded = 3 if mode == model.IMMEDIATE else 0  # deferred: the answers are pending
             assert await stored(coordinator, user) == (folded, folded)
-            assert await coordinator.fetchval(
-                "SELECT questions_answered FROM selfology.onboarding_sessions WHERE id = $1",
-                sessions[user],
-            ) == folded  # fmt: skip
+            assert (
+                await coordinator.fetchval(
+                    "SELECT questions_answered FROM selfology.onboarding_sessions WHERE id = $1",
+                    sessions[user],
+                )
+                == folded
+            )
         await assert_exact_reads(coordinator, users)
         found = await health.check(coordinator)
         assert found.consistent, (found.issues, found.problems)
@@ -575,8 +595,9 @@ async def test_the_bots_own_counter_writes_are_undone_and_counted_on_citus(
             model.PERSONALITY.name: 2,
         }
         for counter in (model.SESSIONS.name, model.PERSONALITY.name):
-            assert any(f"the application wrote {counter} {after[counter]} times" in n
-                       for n in found.notes), found.notes  # fmt: skip
+            assert any(
+                f"the application wrote {counter} {after[counter]} times" in n for n in found.notes
+            ), found.notes
     finally:
         await set_mode(coordinator, model.IMMEDIATE)
     assert {await stored(coordinator, u) for u in users} == {(3, 3)}
@@ -681,16 +702,24 @@ async def test_mixed_multi_shard_load_keeps_counters_exact_through_cancelled_dea
                 if step % 3 == 0:
                     await dao.save_answer(sessions[mine][step % 2], f"c{index}-{step}", "new")
                 elif step % 3 == 1:  # the oldest answer of two users on any shards: 2PC
-                    await retried(connection, """
+                    await retried(
+                        connection,
+                        """
                         DELETE FROM selfology.user_answers_new WHERE id IN (
                             SELECT min(id) FROM selfology.user_answers_new
                              WHERE user_id = ANY ($1::bigint[]) GROUP BY user_id)""",
-                        [mine, other])  # fmt: skip
+                        [mine, other],
+                    )
                 else:  # every answer of one user to its other session
-                    await retried(connection, """
+                    await retried(
+                        connection,
+                        """
                         UPDATE selfology.user_answers_new SET session_id = $1
                          WHERE user_id = $2 AND session_id = $3""",
-                        sessions[mine][1], mine, sessions[mine][0])  # fmt: skip
+                        sessions[mine][1],
+                        mine,
+                        sessions[mine][0],
+                    )
         finally:
             await connection.close()
 
@@ -779,8 +808,9 @@ async def test_every_change_kind_in_deferred_mode_reads_exact_before_and_after_f
     )
     await coordinator.execute(  # moves within a user, folded and pending answers
         "UPDATE selfology.user_answers_new SET session_id = $1 WHERE session_id = $2",
-        sessions[a][1], sessions[a][0],
-    )  # fmt: skip
+        sessions[a][1],
+        sessions[a][0],
+    )
     await coordinator.execute(
         """UPDATE selfology.user_answers_new a SET session_id = s.id
              FROM selfology.onboarding_sessions s
@@ -848,8 +878,9 @@ async def test_an_answer_a_writer_marks_folded_itself_is_counted_in_deferred_mod
                     (session_id, user_id, question_json_id, raw_answer, {model.PENDING})
                 VALUES ($1, $2, 'q1', 'marked folded', false),
                        ($1, $2, 'q2', 'default', DEFAULT)""",
-            session, user,
-        )  # fmt: skip
+            session,
+            user,
+        )
     await assert_exact_reads(coordinator, users)
     assert await fold(coordinator) >= len(users)  # the pending ones only
     await assert_exact_reads(coordinator, users)
@@ -977,8 +1008,10 @@ async def test_a_shard_moves_under_writes_in_deferred_mode(
         await asyncio.sleep(0.01)
     await coordinator.execute(
         "SELECT citus_move_shard_placement($1, '127.0.0.1', $2, '127.0.0.1', $3)",
-        shard, source, target,
-    )  # fmt: skip
+        shard,
+        source,
+        target,
+    )
     after_move, folded = written[moved_user], worker.summary.folded
     while written[moved_user] < after_move + 5 or worker.summary.folded == folded:
         await asyncio.sleep(0.01)
@@ -997,9 +1030,12 @@ async def test_a_shard_moves_under_writes_in_deferred_mode(
 
 @pytest.mark.parametrize("how", ["kill -9 the worker", "terminate its backend"])
 async def test_a_worker_killed_mid_fold_on_citus_loses_and_doubles_nothing(
-    coordinator: asyncpg.Connection, dao: OnboardingDAO, citus_dsn: str, deferred_mode: None,
+    coordinator: asyncpg.Connection,
+    dao: OnboardingDAO,
+    citus_dsn: str,
+    deferred_mode: None,
     how: str,
-) -> None:  # fmt: skip
+) -> None:
     users = fresh_users(50)
     sessions = [await dao.start_session(u) for u in users]
     await coordinator.execute(
@@ -1083,11 +1119,15 @@ async def test_the_exact_reads_work_inside_queries_on_the_distributed_tables(
                     user,
                 )
             ) == (3, 3)
-            assert await coordinator.fetchval(
-                """SELECT selfology.answers_of_session(id) FROM selfology.onboarding_sessions
+            assert (
+                await coordinator.fetchval(
+                    """SELECT selfology.answers_of_session(id) FROM selfology.onboarding_sessions
                     WHERE user_id = $1 AND id = $2""",
-                user, sessions[user],
-            ) == 3  # fmt: skip
+                    user,
+                    sessions[user],
+                )
+                == 3
+            )
             # Called alone from the coordinator: delegated to the user's node.
             assert await coordinator.fetchval("SELECT selfology.answers_of_user($1)", user) == 3
         # Several users at once: each call on its own user's shard, on both workers.

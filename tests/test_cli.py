@@ -146,9 +146,17 @@ def test_check_repair_stats_through_the_console_script(db: str) -> None:
     assert report["consistent"] is False
     assert report["checked"] == {"sessions": 1, "users": 1, "personalities": 0}
     assert report["issues"] == [
-        {"counter": "user_stats.total_answers_lifetime", "key": 1, "user_id": 1, "stored": 9,
-         "actual": 3, "status": "INCONSISTENT", "pending": 0, "drift": 6}
-    ]  # fmt: skip
+        {
+            "counter": "user_stats.total_answers_lifetime",
+            "key": 1,
+            "user_id": 1,
+            "stored": 9,
+            "actual": 3,
+            "status": "INCONSISTENT",
+            "pending": 0,
+            "drift": 6,
+        }
+    ]
     assert {"kind", "name", "state", "installed", "enabled", "current"} <= set(report["objects"][0])
     assert "database:" in found.stderr and "database:" not in found.stdout
 
@@ -232,9 +240,12 @@ def test_an_empty_dsn_is_an_error_naming_where_it_came_from(empty_db: str) -> No
         assert f"${var} is set but empty" in assert_one_line_error(result)
     # An empty SELFOLOGY_DSN is an error even when DATABASE_URL would name a database.
     both = subprocess.run(
-        [CLI, "check"], env={**os.environ, "SELFOLOGY_DSN": "", "DATABASE_URL": empty_db},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [CLI, "check"],
+        env={**os.environ, "SELFOLOGY_DSN": "", "DATABASE_URL": empty_db},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "$SELFOLOGY_DSN is set but empty" in assert_one_line_error(both)
 
 
@@ -372,8 +383,9 @@ def test_every_command_takes_json(tmp_path: Path) -> None:
     for command in every_command():
         assert "--json" in cli(*command, "--help").stdout, command
     env = {**os.environ, "SELFOLOGY_EMBEDDED_DIR": str(tmp_path / "pgdata")}
-    where = subprocess.run([CLI, "embedded", "path", "--json"], env=env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+    where = subprocess.run(
+        [CLI, "embedded", "path", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert where.returncode == 0, where.stderr
     assert json.loads(where.stdout) == {"data_dir": str(tmp_path / "pgdata")}
     # watch logs JSON lines; with --json, what stops it is a JSON object on stdout too.
@@ -390,8 +402,11 @@ def test_demo_in_deferred_mode_labels_its_figures_exact_reads(db: str) -> None:
     assert "deferred mode: exact reads" in shown.stdout
     assert json.loads(cli("demo", "--yes", "--json", dsn=db).stdout)["mode"] == "deferred"
     assert cli("mode", "immediate", dsn=db).returncode == 0
-    header = next(line for line in cli("demo", "--yes", dsn=db).stdout.splitlines()
-                  if line.startswith("counter "))  # fmt: skip
+    header = next(
+        line
+        for line in cli("demo", "--yes", dsn=db).stdout.splitlines()
+        if line.startswith("counter ")
+    )
     assert header.split() == ["counter", "stored", "COUNT(*)"]
 
 
@@ -404,8 +419,10 @@ def test_the_readmes_command_table_names_every_option() -> None:
     from selfology_counters.cli import app
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    rows = {m.group(1): m.group(0) for m in re.finditer(
-        r"^\| `selfology-counters ([a-z]+)[^`]*` \|.*$", readme, re.MULTILINE)}  # fmt: skip
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"^\| `selfology-counters ([a-z]+)[^`]*` \|.*$", readme, re.MULTILINE)
+    }
     missing = []
     for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
         for sub in getattr(command, "commands", {None: command}).values():

@@ -58,12 +58,15 @@ ANSWERS = "SELECT count(*) FROM user_answers_new WHERE user_id = $1"
 
 EXPECTED_TRIGGERS = {
     "ours": [
-        "selfology_counters_delete_v1", "selfology_counters_fill_insert_v1",
-        "selfology_counters_fill_update_v1", "selfology_counters_insert_v1",
-        "selfology_counters_truncate_v1", "selfology_counters_update_v1",
+        "selfology_counters_delete_v1",
+        "selfology_counters_fill_insert_v1",
+        "selfology_counters_fill_update_v1",
+        "selfology_counters_insert_v1",
+        "selfology_counters_truncate_v1",
+        "selfology_counters_update_v1",
     ],
     "trigger_007": ["update_all_answer_counters_trigger"],
-}  # fmt: skip
+}
 EXPECTED_TRIGGERS["ours_deferred"] = EXPECTED_TRIGGERS["ours"]  # the insert one disabled
 EXTRA_RELATIONS = {
     "matview": ("user_answer_totals", "m"),
@@ -110,7 +113,7 @@ async def check_counts(connection: asyncpg.Connection, strategy: Strategy) -> No
     accounting and by the oracle alike; for the manual strategies an answer written without
     its UPDATE shows up as lost: the accounting reads the counter, not the answers."""
     await connection.execute("SELECT set_config('search_path', $1, false)", strategy.schema)
-    (session, user), = await strategy.setup_users(connection, [42])  # fmt: skip
+    ((session, user),) = await strategy.setup_users(connection, [42])
     before = await strategy.reflected(connection, [user])
     for k in range(5):
         await strategy.write(connection, session, user, f"q{k}")
@@ -153,9 +156,12 @@ async def test_same_user_races_lose_counts_only_where_the_design_does(db: str) -
 
 # What one forced overlap of two answers of one user costs each strategy (see below).
 FORCED_LOSSES = {
-    Migration007: 1, ManualReadModifyWrite: 1, Ours: 0, ManualSameTransaction: 0,
+    Migration007: 1,
+    ManualReadModifyWrite: 1,
+    Ours: 0,
+    ManualSameTransaction: 0,
     ManualAutocommit: 0,
-}  # fmt: skip
+}
 
 
 async def test_a_forced_overlap_loses_a_count_only_where_the_design_does(db: str) -> None:
@@ -169,9 +175,10 @@ async def test_a_forced_overlap_loses_a_count_only_where_the_design_does(db: str
         for connection in (first, second, observer):
             stack.push_async_callback(connection.close)
         for cls, expected in FORCED_LOSSES.items():
-            strategy = cls(await stack.enter_async_context(
-                scratch_schema(db, cls.install, label=cls.key)))  # fmt: skip
-            (session, user), = await strategy.setup_users(observer, [7])  # fmt: skip
+            strategy = cls(
+                await stack.enter_async_context(scratch_schema(db, cls.install, label=cls.key))
+            )
+            ((session, user),) = await strategy.setup_users(observer, [7])
             before = await strategy.reflected(observer, [user]) or 0
             async with first.transaction():
                 await strategy.write(first, session, user, "q1")
@@ -307,8 +314,11 @@ def test_out_without_matplotlib_fails_at_once_naming_the_extra(tmp_path: Path) -
     env = {**os.environ, "SELFOLOGY_DSN": "postgresql://nobody@127.0.0.1:1/none"}
     result = subprocess.run(
         [sys.executable, "-c", hide_matplotlib, str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     # The hint is a command that works here (the package is on no index: naming it fails).
     assert result.stderr.splitlines() == [
@@ -325,8 +335,14 @@ def test_out_that_cannot_be_written_fails_at_once(tmp_path: Path) -> None:
     # file cannot be made (as root too); the DSN answers nowhere, so measuring would fail on
     # the connection instead of naming the directory.
     (tmp_path / "a-file").write_text("x")
-    result = cli("compare", "--json", "--out", str(tmp_path / "a-file" / "out"),
-                 "--dsn", "postgresql://nobody@127.0.0.1:1/none")  # fmt: skip
+    result = cli(
+        "compare",
+        "--json",
+        "--out",
+        str(tmp_path / "a-file" / "out"),
+        "--dsn",
+        "postgresql://nobody@127.0.0.1:1/none",
+    )
     assert result.returncode == 2, result.stderr
     error = json.loads(result.stdout)["error"]
     assert error.startswith(f"cannot write the report into {tmp_path / 'a-file' / 'out'}")
@@ -341,10 +357,24 @@ def test_without_the_compare_extra_the_chart_tests_skip(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     root = Path(__file__).resolve().parent.parent
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "chart", "-q", "-rs", "-p", "no:cacheprovider",
-         "tests"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "chart",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     summary = run.stdout.strip().splitlines()[-1]
     skipped = re.search(r"(\d+) skipped", summary)

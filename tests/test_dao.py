@@ -87,8 +87,13 @@ async def test_a_database_without_our_schema_is_a_typed_error(empty_db: str) -> 
 
 
 async def test_bad_settings_are_typed_errors_before_anything_opens(pool: asyncpg.Pool) -> None:
-    for settings in ({"max_retries": -1}, {"max_answer_length": 0}, {"schema": "Bad Name"},
-                     {"metrics": "yes"}, {"max_retries": "3"}):  # fmt: skip
+    for settings in (
+        {"max_retries": -1},
+        {"max_answer_length": 0},
+        {"schema": "Bad Name"},
+        {"metrics": "yes"},
+        {"max_retries": "3"},
+    ):
         with pytest.raises(InvalidInputError):
             OnboardingDAO(pool, **settings)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="pool_size"):

@@ -54,13 +54,17 @@ async def test_every_change_kind_reads_exact_before_and_after_folding(
     await step(BOT_INSERT, s1, 1)  # single-row, user_id filled in by the database
     await step(BOT_INSERT, s2, 5)  # multi-row
     await conn.copy_records_to_table(
-        "user_answers_new", schema_name="selfology",
+        "user_answers_new",
+        schema_name="selfology",
         records=[(s3, 2, "copy", "a", 1)] * 3,
         columns=["session_id", "user_id", "question_json_id", "raw_answer", "answer_length"],
-    )  # fmt: skip
+    )
     await assert_exact_reads(conn)
-    await step("DELETE FROM selfology.user_answers_new WHERE id = (SELECT max(id) FROM "
-               "selfology.user_answers_new WHERE session_id = $1)", s2)  # fmt: skip
+    await step(
+        "DELETE FROM selfology.user_answers_new WHERE id = (SELECT max(id) FROM "
+        "selfology.user_answers_new WHERE session_id = $1)",
+        s2,
+    )
     move = (
         "UPDATE selfology.user_answers_new SET session_id = $2 WHERE id = (SELECT max(id)"
         " FROM selfology.user_answers_new WHERE session_id = $1)"
@@ -190,9 +194,14 @@ async def test_writers_on_one_user_while_workers_fold_and_the_mode_flips(db: str
     async def reader() -> None:
         async with pool.acquire() as connection:
             while not stop.is_set():
-                reads.append(tuple(await connection.fetchrow(
-                    "SELECT selfology.answers_of_user(1), (SELECT count(*) FROM"
-                    " selfology.user_answers_new WHERE user_id = 1)")))  # fmt: skip
+                reads.append(
+                    tuple(
+                        await connection.fetchrow(
+                            "SELECT selfology.answers_of_user(1), (SELECT count(*) FROM"
+                            " selfology.user_answers_new WHERE user_id = 1)"
+                        )
+                    )
+                )
                 await asyncio.sleep(0)
 
     async def flipper() -> None:

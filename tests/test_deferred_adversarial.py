@@ -56,8 +56,9 @@ async def test_a_transaction_older_than_a_switch_is_refused_or_counted_right(
             await old.execute(
                 "UPDATE selfology.user_answers_new SET session_id = $2 WHERE id ="
                 " (SELECT min(id) FROM selfology.user_answers_new WHERE session_id = $1)",
-                s1, s2,
-            )  # fmt: skip
+                s1,
+                s2,
+            )
             await old.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (2)")
             await tx.commit()
         except asyncpg.SerializationError:
@@ -126,8 +127,10 @@ async def test_a_prepared_transaction_holding_the_fold_is_named(
     holder = await asyncpg.connect(db)
     gid = f"sc_held_{holder.get_server_pid()}"
     try:
-        await holder.execute(f"BEGIN; {BOT_INSERT.replace('$1', str(session)).replace('$2', '2')};"
-                             f" PREPARE TRANSACTION '{gid}'")  # fmt: skip
+        await holder.execute(
+            f"BEGIN; {BOT_INSERT.replace('$1', str(session)).replace('$2', '2')};"
+            f" PREPARE TRANSACTION '{gid}'"
+        )
         await asyncio.sleep(1.1)
         state = await deferred.state(conn)
         assert state.held_back_by is not None and state.held_back_by["gid"] == gid

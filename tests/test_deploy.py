@@ -29,8 +29,21 @@ UNIT = ROOT / "deploy" / "systemd" / "selfology-counters-watch.service"
 
 PROMTOOL, needs_promtool = prometheus_binary("promtool")
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-             "unless", "bool", "offset", "inf", "nan"}  # fmt: skip
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -131,8 +144,11 @@ def test_the_systemd_unit_runs_watch_with_options_it_has() -> None:
     assert exec_start.split()[1:] == ["watch"]
     help_text = subprocess.run(
         [str(Path(exec_start.split()[0]).name), "watch", "--help"],
-        capture_output=True, text=True, timeout=60, env={"COLUMNS": "300", "PATH": _venv_bin()},
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "300", "PATH": _venv_bin()},
+    ).stdout
     for variable in re.findall(r"^Environment=(SELFOLOGY_\w+)=", unit, re.MULTILINE):
         assert variable in help_text
     assert "KillSignal=SIGTERM" in unit and "Restart=on-failure" in unit

@@ -79,8 +79,10 @@ def test_status_path_and_stop(data_dir: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", USE_SERVER + "; import sys; sys.stdin.read()"],
         env={**os.environ, "SELFOLOGY_EMBEDDED_DIR": str(data_dir)},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().startswith("postgresql")
         state = status(data_dir)
@@ -112,8 +114,7 @@ def test_an_empty_data_directory_variable_is_an_error_not_the_default(tmp_path: 
     env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
     env |= {"SELFOLOGY_EMBEDDED_DIR": "", "HOME": str(tmp_path), "XDG_DATA_HOME": ""}
     for args in (("embedded", "path"), ("embedded", "status"), ("check",)):
-        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True,
-                                timeout=120)  # fmt: skip
+        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         [line] = [line for line in result.stderr.splitlines() if "error" in line]
         assert "$SELFOLOGY_EMBEDDED_DIR is set but empty" in line

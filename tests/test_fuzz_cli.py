@@ -68,11 +68,16 @@ def commands() -> dict[tuple[str, ...], list[Param]]:
                 walk(sub, (*path, name))
             return
         found[path] = [
-            Param(None if p.param_type_name == "argument" else p.opts[0],
-                  bool(getattr(p, "is_flag", False)), p.type_descriptor.annotation,
-                  p.min, p.max, p.required)
+            Param(
+                None if p.param_type_name == "argument" else p.opts[0],
+                bool(getattr(p, "is_flag", False)),
+                p.type_descriptor.annotation,
+                p.min,
+                p.max,
+                p.required,
+            )
             for p in command.params  # type: ignore[attr-defined]
-        ]  # fmt: skip
+        ]
 
     walk(typer.main.get_command(app), ())
     return found
@@ -89,10 +94,28 @@ def values(password: str, dsn: str) -> st.SearchStrategy[str]:
         st.integers(-(2**70), 2**70).map(str),
         st.integers(-3, 30).map(str),
         st.floats(allow_nan=True).map(str),
-        st.sampled_from(["", " ", "immediate", "deferred", "0", "0.001", "1e9", "nan", "-inf",
-                         "127.0.0.1", "::1", "--json", "--help", "-", password, dsn]),
+        st.sampled_from(
+            [
+                "",
+                " ",
+                "immediate",
+                "deferred",
+                "0",
+                "0.001",
+                "1e9",
+                "nan",
+                "-inf",
+                "127.0.0.1",
+                "::1",
+                "--json",
+                "--help",
+                "-",
+                password,
+                dsn,
+            ]
+        ),
         WORD,
-    )  # fmt: skip
+    )
 
 
 PASSWORDS = st.lists(st.sampled_from(SEPARATORS), min_size=2, max_size=2).map(
@@ -150,8 +173,9 @@ def invocations(draw: st.DrawFn, url: str, small: bool = False) -> tuple[list[st
     anything = values(password, dsn)
     path = draw(st.sampled_from(sorted(COMMANDS)))
     args = list(path)
-    chosen = draw(st.lists(st.sampled_from(COMMANDS[path]), unique=True)
-                  if COMMANDS[path] else st.just([]))  # fmt: skip
+    chosen = draw(
+        st.lists(st.sampled_from(COMMANDS[path]), unique=True) if COMMANDS[path] else st.just([])
+    )
     # A required option left out is one usage error, tried often enough by chance: include it.
     chosen += [p for p in COMMANDS[path] if p.required and p not in chosen]
     smallest = small and path[0] in SMALLEST
@@ -186,9 +210,14 @@ def run(args: list[str], env: dict[str, str], home: Path) -> tuple[int, str, str
     full_env = {k: v for k, v in os.environ.items() if k not in ("SELFOLOGY_DSN", "DATABASE_URL")}
     full_env |= {"SELFOLOGY_EMBEDDED_DIR": str(home / "pgdata"), **env}
     process = subprocess.Popen(
-        [CLI, *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, cwd=home,  # compare --out writes where it is told
-    )  # fmt: skip
+        [CLI, *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=home,  # compare --out writes where it is told
+    )
     out: list[str] = []
     err: list[str] = []
     running = threading.Event()
@@ -199,8 +228,10 @@ def run(args: list[str], env: dict[str, str], home: Path) -> tuple[int, str, str
             if any(marker in line for marker in RUNNING):
                 running.set()
 
-    readers = [threading.Thread(target=read, args=(pipe, into), daemon=True)
-               for pipe, into in ((process.stdout, out), (process.stderr, err))]  # fmt: skip
+    readers = [
+        threading.Thread(target=read, args=(pipe, into), daemon=True)
+        for pipe, into in ((process.stdout, out), (process.stderr, err))
+    ]
     for reader in readers:
         reader.start()
     stopped = False
@@ -279,8 +310,9 @@ def test_an_argument_holding_the_password_is_not_echoed_back(
 ) -> None:
     # Found by the fuzz: compare names the --out directory it wrote, in its text, its JSON and
     # its reports; a password typed there (or a DSN typed in the wrong place) was shown back.
-    assert_well_behaved(["compare", "--json", "--smoke", "--out", PASSWORD, "--dsn", reachable],
-                        {}, tmp_path)  # fmt: skip
+    assert_well_behaved(
+        ["compare", "--json", "--smoke", "--out", PASSWORD, "--dsn", reachable], {}, tmp_path
+    )
     reports = list((tmp_path / PASSWORD).glob("*.md"))  # written all the same, where told
     assert {report.name for report in reports} >= {"COUNTER_DECISION_MATRIX.md"}
     assert all(PASSWORD not in report.read_text(encoding="utf-8") for report in reports)
@@ -289,6 +321,15 @@ def test_an_argument_holding_the_password_is_not_echoed_back(
 def test_the_fuzz_reaches_every_command() -> None:
     # Not a count: the names, so that a command that cannot be parsed shows here.
     assert {path[0] for path in COMMANDS} >= {
-        "migrate", "demo", "check", "repair", "stats", "mode", "worker", "benchmark",
-        "compare", "watch", "embedded",
-    }  # fmt: skip
+        "migrate",
+        "demo",
+        "check",
+        "repair",
+        "stats",
+        "mode",
+        "worker",
+        "benchmark",
+        "compare",
+        "watch",
+        "embedded",
+    }

@@ -92,9 +92,12 @@ def valid_text(value: object, limit: int) -> bool:
 
 def valid_pairs(value: object) -> bool:
     return isinstance(value, list) and all(
-        isinstance(p, tuple) and len(p) == 2 and valid_text(p[0], 255)
-        and valid_text(p[1], MAX_ANSWER) for p in value
-    )  # fmt: skip
+        isinstance(p, tuple)
+        and len(p) == 2
+        and valid_text(p[0], 255)
+        and valid_text(p[1], MAX_ANSWER)
+        for p in value
+    )
 
 
 def valid(call: tuple) -> bool:
@@ -134,8 +137,12 @@ class World:
         completed = await self.dao.start_session(78)
         await self.dao.complete_session(completed)
         answer = await self.pool.fetchval("SELECT max(id) FROM selfology.user_answers_new")
-        return {"ACTIVE_SESSION": active, "COMPLETED_SESSION": completed, "ANSWER": answer,
-                "USER": 77}  # fmt: skip
+        return {
+            "ACTIVE_SESSION": active,
+            "COMPLETED_SESSION": completed,
+            "ANSWER": answer,
+            "USER": 77,
+        }
 
 
 @pytest.fixture
@@ -200,14 +207,19 @@ def dsns(db: str) -> st.SearchStrategy[object]:
     good = urlunsplit(parts._replace(netloc=netloc))
     closed = f"postgresql://someone:{PASSWORD}@127.0.0.1:1/nowhere"
     broken = [
-        closed, closed.replace(":1/", ":99999/"), closed.replace(":1/", ":port/"),
-        closed.replace("postgresql", "mysql"), closed.replace("127.0.0.1", "[::1"),
+        closed,
+        closed.replace(":1/", ":99999/"),
+        closed.replace(":1/", ":port/"),
+        closed.replace("postgresql", "mysql"),
+        closed.replace("127.0.0.1", "[::1"),
         f"host=127.0.0.1 port=1 user=someone password={PASSWORD} dbname=x",
         f"host=127.0.0.1 port=1 password='{PASSWORD} x' dbname=x",
         f"host=127.0.0.1 port=1 password={PASSWORD} dbname",
-        good.replace(PASSWORD, PASSWORD + "%zz"), good + "&sslmode=bogus", "",
+        good.replace(PASSWORD, PASSWORD + "%zz"),
+        good + "&sslmode=bogus",
+        "",
         good.rsplit("/", 1)[0] + "/no_such_database",
-    ]  # fmt: skip
+    ]
     return st.one_of(
         st.just(good),
         st.sampled_from(broken),
@@ -230,11 +242,15 @@ def well_formed(dsn: object, options: dict[str, Any]) -> bool:
 
     schema = options.get("schema", "selfology")
     return (
-        isinstance(dsn, str) and bool(dsn.strip())
-        and count("pool_size", 1, 10_000) and count("max_answer_length", 1, 2**31 - 1)
-        and count("max_retries", 0, 100) and isinstance(options.get("metrics", False), bool)
-        and isinstance(schema, str) and re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema) is not None
-    )  # fmt: skip
+        isinstance(dsn, str)
+        and bool(dsn.strip())
+        and count("pool_size", 1, 10_000)
+        and count("max_answer_length", 1, 2**31 - 1)
+        and count("max_retries", 0, 100)
+        and isinstance(options.get("metrics", False), bool)
+        and isinstance(schema, str)
+        and re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema) is not None
+    )
 
 
 def valid_options(options: dict[str, Any]) -> bool:
@@ -244,10 +260,12 @@ def valid_options(options: dict[str, Any]) -> bool:
 
     metrics = options.get("metrics", False)
     return (
-        count("pool_size", 1) and count("max_answer_length", 1) and count("max_retries", 0)
+        count("pool_size", 1)
+        and count("max_answer_length", 1)
+        and count("max_retries", 0)
         and options.get("schema", "selfology") == "selfology"  # no other schema has our tables
         and (isinstance(metrics, bool))
-    )  # fmt: skip
+    )
 
 
 async def connect_and_check(db: str, dsn: object, options: dict[str, Any]) -> None:
@@ -276,8 +294,10 @@ async def connect_and_check(db: str, dsn: object, options: dict[str, Any]) -> No
 )
 @given(data=st.data(), options=OPTIONS)
 def test_connect_with_any_dsn_and_options_raises_typed_errors_without_the_password(
-    db: str, dsn_strategy: st.SearchStrategy[object], data: st.DataObject,
+    db: str,
+    dsn_strategy: st.SearchStrategy[object],
+    data: st.DataObject,
     options: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     dsn = data.draw(dsn_strategy)
     asyncio.run(connect_and_check(db, dsn, options))

@@ -35,8 +35,9 @@ def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     # As a shell in another directory runs it: no source tree or pytest path in the way.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SELFOLOGY_DSN")}
     env.pop("DATABASE_URL", None)
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "src", source / "src", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", where / "dist",
-                source, cwd=where)  # fmt: skip
+    built = run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        where / "dist",
+        source,
+        cwd=where,
+    )
     assert built.returncode == 0, built.stderr
     [found] = (where / "dist").glob("selfology_counters-*-py3-none-any.whl")
     return found
@@ -82,8 +93,9 @@ def test_installed_from_the_wheel_the_dao_and_check_work(
     venv: Path, empty_db: str, tmp_path: Path
 ) -> None:
     python, command = venv / "bin" / "python", venv / "bin" / "selfology-counters"
-    where = run(python, "-c", "import selfology_counters; print(selfology_counters.__file__)",
-                cwd=tmp_path)  # fmt: skip
+    where = run(
+        python, "-c", "import selfology_counters; print(selfology_counters.__file__)", cwd=tmp_path
+    )
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
     # The bot's install stays free of the chart's dependencies.
     assert run(python, "-c", "import matplotlib", cwd=tmp_path).returncode != 0
@@ -102,8 +114,15 @@ def test_installed_from_the_wheel_the_dao_and_check_work(
 )
 def test_compare_says_a_command_that_installs_the_chart_there(venv: Path, tmp_path: Path) -> None:
     command = venv / "bin" / "selfology-counters"
-    refused = run(command, "compare", "--out", tmp_path / "out", "--dsn",
-                  "postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path)  # fmt: skip
+    refused = run(
+        command,
+        "compare",
+        "--out",
+        tmp_path / "out",
+        "--dsn",
+        "postgresql://nobody@127.0.0.1:1/none",
+        cwd=tmp_path,
+    )
     assert refused.returncode == 2
     hint = refused.stderr.strip().split("install it: ", 1)[1]
     assert run(*shlex.split(hint), cwd=tmp_path).returncode == 0  # the hint works as printed

@@ -156,11 +156,13 @@ def test_two_migrates_at_once_on_a_fresh_database_both_succeed(empty_db: str) ->
     command = [CLI, "migrate", "--json"]
     runs = [
         subprocess.Popen(
-            [*command, "--dsn", empty_db], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [*command, "--dsn", empty_db],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     results = sorted((json.loads(out)["changed"] for out, _err in outputs), reverse=True)

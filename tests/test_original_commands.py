@@ -241,13 +241,15 @@ def test_the_original_views_query_finds_the_drifted_users(db: str) -> None:
     # One row per drifted counter, each carrying its user's figures as the original's did:
     # user_stats_count and personality_count as stored (NULL: no row), actual_answer_count
     # the truth; the missing user_stats row of user 5 is MISSING_ROW, not INCONSISTENT.
-    assert {r["user_id"]: (r["user_stats_count"], r["actual_answer_count"],
-                           r["personality_count"]) for r in rows} == {
+    assert {
+        r["user_id"]: (r["user_stats_count"], r["actual_answer_count"], r["personality_count"])
+        for r in rows
+    } == {
         1: (4, 4, 4),
         2: (1, 4, 4),
         3: (4, 4, 9),
         4: (7, 4, None),
-    }  # fmt: skip
+    }
     assert len(rows) == 4 and all(r["drift"] != 0 for r in rows)
 
 
@@ -260,12 +262,19 @@ def test_the_original_views_columns_follow_ours(db: str) -> None:
     )
     # Ours first (their released prefix is test_model's to hold), the original's three last.
     assert [tuple(c) for c in columns][-3:] == [
-        ("user_stats_count", "bigint"), ("actual_answer_count", "bigint"),
+        ("user_stats_count", "bigint"),
+        ("actual_answer_count", "bigint"),
         ("personality_count", "bigint"),
-    ]  # fmt: skip
+    ]
     assert [c["column_name"] for c in columns][:7] == [
-        "counter", "key", "user_id", "stored", "actual", "drift", "status",
-    ]  # fmt: skip
+        "counter",
+        "key",
+        "user_id",
+        "stored",
+        "actual",
+        "drift",
+        "status",
+    ]
 
 
 def test_no_command_runs_check_as_the_original_did(db: str) -> None:
@@ -300,15 +309,17 @@ def test_plain_python_runs_it_with_the_checkout_venv_or_says_what_to_do(
     env["SELFOLOGY_DSN"] = db
     checkout_python = Path(SCRIPT).parent.parent / ".venv" / "bin" / "python"
     if checkout_python.exists():  # the README's set-up: run again with .venv's Python
-        ran = subprocess.run([python, SCRIPT, "check"], env=env, capture_output=True,
-                             text=True, timeout=180)  # fmt: skip
+        ran = subprocess.run(
+            [python, SCRIPT, "check"], env=env, capture_output=True, text=True, timeout=180
+        )
         assert ran.returncode == 0 and "CONSISTENT" in ran.stdout, ran.stderr
     # Elsewhere (the script copied into the bot's repository, say): one line saying how.
     elsewhere = tmp_path / "scripts" / "counter_health_check.py"
     elsewhere.parent.mkdir()
     shutil.copy(SCRIPT, elsewhere)
-    lost = subprocess.run([python, str(elsewhere), "check"], env=env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    lost = subprocess.run(
+        [python, str(elsewhere), "check"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert lost.returncode == 2 and lost.stdout == ""
     [line] = lost.stderr.splitlines()
     assert ".venv/bin/python scripts/counter_health_check.py" in line

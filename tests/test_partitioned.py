@@ -73,17 +73,20 @@ async def test_every_write_through_a_partitioned_answers_table_is_counted(
     async with await OnboardingDAO.connect(db, pool_size=1) as dao:
         await dao.save_answers(two, [("q2", "b"), ("q3", "c")])
     await conn.copy_records_to_table(
-        "user_answers_new", schema_name="selfology", records=[(one, 1, "q4", "d", 1)],
+        "user_answers_new",
+        schema_name="selfology",
+        records=[(one, 1, "q4", "d", 1)],
         columns=["session_id", "user_id", "question_json_id", "raw_answer", "answer_length"],
-    )  # fmt: skip
+    )
     await assert_exact(conn)
     # An UPDATE that moves rows between partitions, and one that moves them between users.
     await conn.execute("UPDATE selfology.user_answers_new SET answered_at = '2020-06-01'")
     await conn.execute(
         "UPDATE selfology.user_answers_new SET session_id = $1, user_id = 2"
         " WHERE session_id = $2 AND question_json_id = 'q'",
-        two, one,
-    )  # fmt: skip
+        two,
+        one,
+    )
     await assert_exact(conn)
     await conn.execute("DELETE FROM selfology.onboarding_sessions WHERE id = $1", one)
     await assert_exact(conn)

@@ -112,31 +112,45 @@ async def test_every_change_kind_keeps_the_immvs_exact(
         ("another", INSERT, (s1, u1, 1)),
         ("a multi-row insert", INSERT, (s2, u2, 7)),
         ("a delete", f"DELETE FROM user_answers_new WHERE id = {FIRST_OF_SESSION}", (s1,)),
-        ("a move to another session of the user",
-         f"UPDATE user_answers_new SET session_id = $2 WHERE id = {FIRST_OF_SESSION}",
-         (s1, s3)),
-        ("a move to another user's session",
-         f"UPDATE user_answers_new SET session_id = $2, user_id = $3 WHERE id = "
-         f"{FIRST_OF_SESSION}", (s2, s1, u1)),
-        ("a session moved to another user (its answers follow)",
-         "UPDATE onboarding_sessions SET user_id = 3 WHERE id = $1", (s3,)),
-        ("a personality row deleted", "DELETE FROM digital_personality WHERE user_id = $1",
-         (u2,)),
-        ("a personality row added late", "INSERT INTO digital_personality (user_id) VALUES (3)",
-         ()),
-        ("a session deleted (its answers cascade)",
-         "DELETE FROM onboarding_sessions WHERE id = $1", (s2,)),
+        (
+            "a move to another session of the user",
+            f"UPDATE user_answers_new SET session_id = $2 WHERE id = {FIRST_OF_SESSION}",
+            (s1, s3),
+        ),
+        (
+            "a move to another user's session",
+            f"UPDATE user_answers_new SET session_id = $2, user_id = $3 WHERE id = "
+            f"{FIRST_OF_SESSION}",
+            (s2, s1, u1),
+        ),
+        (
+            "a session moved to another user (its answers follow)",
+            "UPDATE onboarding_sessions SET user_id = 3 WHERE id = $1",
+            (s3,),
+        ),
+        ("a personality row deleted", "DELETE FROM digital_personality WHERE user_id = $1", (u2,)),
+        (
+            "a personality row added late",
+            "INSERT INTO digital_personality (user_id) VALUES (3)",
+            (),
+        ),
+        (
+            "a session deleted (its answers cascade)",
+            "DELETE FROM onboarding_sessions WHERE id = $1",
+            (s2,),
+        ),
         ("TRUNCATE", "TRUNCATE user_answers_new", ()),
         ("an insert after TRUNCATE", INSERT, (s1, u1, 4)),
-    ]  # fmt: skip
+    ]
     for step, statement, args in steps:
         status = await c.execute(statement, *args)
         assert not status.endswith(" 0"), f"{step} changed nothing: {status}"
         await assert_immvs_exact(c, step)
     await c.copy_records_to_table(
-        "user_answers_new", records=[(s1, u1, f"c{k}", "a", 1) for k in range(5)],
+        "user_answers_new",
+        records=[(s1, u1, f"c{k}", "a", 1) for k in range(5)],
         columns=["session_id", "user_id", "question_json_id", "raw_answer", "answer_length"],
-    )  # fmt: skip
+    )
     await assert_immvs_exact(c, "COPY")
     assert await c.fetchval(ANSWERS) == 9
 

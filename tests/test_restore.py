@@ -37,8 +37,10 @@ async def _major(dsn: str) -> int:
 
 
 def _tool_major(tool: Path) -> int | None:
-    found = re.search(r"(\d+)", subprocess.run(
-        [str(tool), "--version"], capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    found = re.search(
+        r"(\d+)",
+        subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=True).stdout,
+    )
     return int(found.group(1)) if found else None
 
 
@@ -55,12 +57,18 @@ def bindir(server_dsn: str) -> Path:
 
 def dump_and_restore(bindir: Path, source: str, target: str, tmp: Path, *flags: str) -> None:
     archive = tmp / "selfology.dump"
-    subprocess.run([str(bindir / "pg_dump"), "-Fc", "-f", str(archive), source],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [str(bindir / "pg_dump"), "-Fc", "-f", str(archive), source],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     restored = subprocess.run(
         [str(bindir / "pg_restore"), "--exit-on-error", *flags, "-d", target, str(archive)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert restored.returncode == 0, restored.stderr
 
 

@@ -71,8 +71,12 @@ def setup(server_dsn: str, template_db: str, fresh_roles: roles.RoleNames) -> It
     password = secrets.token_urlsafe(16)
     with _database(server_dsn, "sc_roles", template_db) as admin:
         asyncio.run(_apply(admin, fresh_roles, dict.fromkeys(fresh_roles.all, password)))
-        yield Setup(admin, fresh_roles, password,
-                    *(as_role(admin, role, password) for role in fresh_roles.all))  # fmt: skip
+        yield Setup(
+            admin,
+            fresh_roles,
+            password,
+            *(as_role(admin, role, password) for role in fresh_roles.all),
+        )
 
 
 async def _apply(dsn: str, names: roles.RoleNames, passwords: dict[str, str]) -> roles.RolesResult:
@@ -128,9 +132,12 @@ def test_roles_are_created_checked_and_applying_again_changes_nothing(
 async def test_the_bot_the_dao_and_deletes_are_counted_as_the_application_role(
     setup: Setup, admin: asyncpg.Connection, app: asyncpg.Connection
 ) -> None:
-    s1, s2 = [await app.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user)
-        for user in (7, 8)]  # fmt: skip
+    s1, s2 = [
+        await app.fetchval(
+            "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user
+        )
+        for user in (7, 8)
+    ]
     await app.execute("INSERT INTO selfology.digital_personality (user_id) VALUES (7)")
     await app.execute(BOT_INSERT, s1, "the bot's own INSERT, user_id filled in")
     await app.execute(  # one statement, two sessions of two users
@@ -257,9 +264,12 @@ async def test_objects_shadowing_ours_on_the_application_roles_search_path_chang
     # public schema that PUBLIC may create in (the default before PostgreSQL 15).
     await app.execute("GRANT USAGE ON SCHEMA shadow TO PUBLIC")
     await app.execute("SET search_path = shadow, pg_catalog, selfology")
-    s1, s2 = [await app.fetchval(
-        "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user)
-        for user in (7, 8)]  # fmt: skip
+    s1, s2 = [
+        await app.fetchval(
+            "INSERT INTO selfology.onboarding_sessions (user_id) VALUES ($1) RETURNING id", user
+        )
+        for user in (7, 8)
+    ]
     text = "eleven char"
     await app.execute(BOT_INSERT, s1, text)  # the fill trigger computes answer_length
     await app.execute(  # several keys: the path through apply (its own unnest qualified)
@@ -369,11 +379,21 @@ async def test_check_reports_every_privilege_too_many_and_apply_takes_it_back(
     found = await roles.check(admin, setup.names)
     described = "\n".join(d.what for d in found.differences)
     assert {d.kind for d in found.differences} == {
-        "extra", "missing", "membership", "attribute", "owner"}  # fmt: skip
-    for part in (f"UPDATE on table {stats}.{model.USER_STATS.column}", "TRUNCATE on table",
-                 f"PUBLIC holds SELECT on table {stats}", "acts as", "createrole",
-                 f"lacks SELECT on table selfology.{model.SESSIONS.table}",
-                 f"INSERT on table selfology.{model.ANSWERS}"):  # fmt: skip
+        "extra",
+        "missing",
+        "membership",
+        "attribute",
+        "owner",
+    }
+    for part in (
+        f"UPDATE on table {stats}.{model.USER_STATS.column}",
+        "TRUNCATE on table",
+        f"PUBLIC holds SELECT on table {stats}",
+        "acts as",
+        "createrole",
+        f"lacks SELECT on table selfology.{model.SESSIONS.table}",
+        f"INSERT on table selfology.{model.ANSWERS}",
+    ):
         assert part in described
     checked = cli("roles", "--check", "--json", *_names_args(setup.names), dsn=setup.admin)
     assert checked.returncode == 1, checked.stderr
@@ -402,11 +422,20 @@ def test_the_command_sets_passwords_without_ever_printing_them(
 
     password = "pw-" + secrets.token_hex(8)
     with _database(server_dsn, "sc_roles", template_db) as dsn:
-        env = {**os.environ, "SELFOLOGY_DSN": dsn, "SELFOLOGY_APP_PASSWORD": password,
-               "SELFOLOGY_READONLY_PASSWORD": password}  # fmt: skip
+        env = {
+            **os.environ,
+            "SELFOLOGY_DSN": dsn,
+            "SELFOLOGY_APP_PASSWORD": password,
+            "SELFOLOGY_READONLY_PASSWORD": password,
+        }
         for args in (["roles"], ["roles", "--json"], ["roles", "--check"]):
-            done = subprocess.run([CLI, *args, *_names_args(fresh_roles)], env=env,
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            done = subprocess.run(
+                [CLI, *args, *_names_args(fresh_roles)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             assert password not in done.stdout + done.stderr
         stored = asyncio.run(_stored_password(dsn, fresh_roles.app))
@@ -418,8 +447,9 @@ def test_the_command_sets_passwords_without_ever_printing_them(
 async def _stored_password(dsn: str, role: str) -> str:
     connection = await asyncpg.connect(dsn)
     try:
-        return str(await connection.fetchval(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role))  # fmt: skip
+        return str(
+            await connection.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
+        )
     finally:
         await connection.close()
 
@@ -510,8 +540,13 @@ def test_a_password_it_cannot_hash_as_a_client_would_is_refused_before_anything(
     from tests.test_cli import CLI
 
     env = {**os.environ, "SELFOLOGY_DSN": db, "SELFOLOGY_APP_PASSWORD": "pässwörd"}
-    done = subprocess.run([CLI, "roles", *_names_args(fresh_roles)], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [CLI, "roles", *_names_args(fresh_roles)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = assert_one_line_error(done)
     assert "ASCII" in line and "pässwörd" not in done.stdout + done.stderr
     assert asyncio.run(_role_count(db, fresh_roles)) == 0

@@ -111,8 +111,9 @@ async def test_a_full_check_sets_every_gauge_and_logs_one_line(
     assert sample(m, "counter_database_up") == 1
     assert sample(m, "counter_consistency_rate", scope="full") == 1
     assert set(inconsistent(m, "full").values()) == {0}
-    checked = {c.name: sample(m, "counters_checked", scope="full", counter=c.name)
-               for c in model.COUNTERS}  # fmt: skip
+    checked = {
+        c.name: sample(m, "counters_checked", scope="full", counter=c.name) for c in model.COUNTERS
+    }
     assert checked == dict.fromkeys(checked, 4)
     for obj in model.OBJECTS:
         labels = {"kind": obj.kind, "name": obj.name, "table": obj.table or ""}
@@ -366,8 +367,10 @@ def test_a_taken_port_is_one_line_and_exit_2(db: str) -> None:
         port = str(taken.getsockname()[1])
         result = subprocess.run(
             [CLI, "watch", "--dsn", db, "--port", port],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2, result.stderr
     [error] = [line for line in result.stderr.splitlines() if "error" in line]
     assert f"127.0.0.1:{port}" in error and "Traceback" not in result.stderr

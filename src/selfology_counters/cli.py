@@ -156,8 +156,11 @@ def migrate(
     if dry_run:
         planned = run(lifecycle.plan(url))
         note(f"database kind: {planned.state.value}")
-        typer.echo(json.dumps({"dry_run": True, **planned.as_dict()}, indent=2) if as_json
-                   else report.plan_text(planned))  # fmt: skip
+        typer.echo(
+            json.dumps({"dry_run": True, **planned.as_dict()}, indent=2)
+            if as_json
+            else report.plan_text(planned)
+        )
         return
     try:
         outcome = run(lifecycle.apply(url, progress=note))
@@ -165,8 +168,7 @@ def migrate(
         raise
     except Exception as exc:  # a migration's SQL failed: one line, no traceback
         fail(f"migration failed: {first_line(exc)}")
-    typer.echo(json.dumps(outcome.as_dict(), indent=2) if as_json
-               else report.outcome_text(outcome))  # fmt: skip
+    typer.echo(json.dumps(outcome.as_dict(), indent=2) if as_json else report.outcome_text(outcome))
 
 
 @app.command()
@@ -192,8 +194,10 @@ def demo(
 
     embedded = config.explicit_dsn(dsn) is None
     if not yes and not embedded:
-        fail("demo writes answers for user 424242 and leaves them; on a database named by "
-             "a DSN it needs --yes")  # fmt: skip
+        fail(
+            "demo writes answers for user 424242 and leaves them; on a database named by "
+            "a DSN it needs --yes"
+        )
     # The embedded server is the tool's own: a fresh one is migrated first. A database named
     # by a DSN is the operator's, migrated by them.
     result = run(run_demo(target_dsn(dsn), migrate_empty=embedded, progress=note))
@@ -225,8 +229,9 @@ def demo(
         # exact reads (stored + pending), and labelled so.
         read = "stored" if result.mode == model.IMMEDIATE else "exact"
         if result.mode != model.IMMEDIATE:
-            typer.echo(f"{result.mode} mode: exact reads (stored + not yet folded), not the "
-                       "stored columns")  # fmt: skip
+            typer.echo(
+                f"{result.mode} mode: exact reads (stored + not yet folded), not the stored columns"
+            )
         typer.echo(f"{'counter':45} {read:>8} {'COUNT(*)':>9}")
         for name, stored, actual in rows:
             shown = "no row" if stored is None else stored
@@ -338,13 +343,20 @@ def repair(
         found = await health.check(connection, user)
         with progress_bar(len(found.issues), "repairing") as advance:
             return found, await health.repair(
-                connection, dry_run=dry_run, batch_size=batch_size, user_id=user,
-                progress=advance, found=found,
-            )  # fmt: skip
+                connection,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                user_id=user,
+                progress=advance,
+                found=found,
+            )
 
     found, result = run(_on_our_schema(target_dsn(dsn), work))
-    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json
-               else report.repair_text(result, found.foreign_triggers))  # fmt: skip
+    typer.echo(
+        json.dumps(result.as_dict(), indent=2)
+        if as_json
+        else report.repair_text(result, found.foreign_triggers)
+    )
     pending = dry_run and (result.changes or result.triggers_enabled or result.triggers_disabled)
     raise typer.Exit(EXIT_PROBLEM if result.unfixable or pending else EXIT_OK)
 
@@ -360,8 +372,11 @@ def stats(dsn: DsnOption = None, as_json: JsonOption = False) -> None:
     from selfology_counters import stats as stats_module
 
     result = run(_on_our_schema(target_dsn(dsn), stats_module.collect))
-    typer.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json
-               else report.stats_text(result))  # fmt: skip
+    typer.echo(
+        json.dumps(result.as_dict(), indent=2, default=str)
+        if as_json
+        else report.stats_text(result)
+    )
     raise typer.Exit(EXIT_OK if result.healthy else EXIT_PROBLEM)
 
 
@@ -506,9 +521,11 @@ def worker(
     if as_json:
         emit_json(summary.as_dict())
     else:
-        typer.echo(f"folded {plural(summary.folded, 'answer')} in "
-                   f"{plural(summary.folds, 'fold')} over {summary.seconds:.1f} s "
-                   f"({plural(summary.errors, 'error')})")  # fmt: skip
+        typer.echo(
+            f"folded {plural(summary.folded, 'answer')} in "
+            f"{plural(summary.folds, 'fold')} over {summary.seconds:.1f} s "
+            f"({plural(summary.errors, 'error')})"
+        )
 
 
 MAX_BENCHMARK_INSERTS = 1_000_000  # about 200 rounds a second: a larger N runs for hours
@@ -571,15 +588,21 @@ def benchmark(
         fail(f"unknown counter mode {counter_mode!r}: use one of {', '.join(model.MODES)}")
     if counter_mode == model.DEFERRED:
         total += inserts  # the exact read, timed against SELECT 1
-    note(f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of {len(SERIES)} "
-         f"inserts, one per series ({', '.join(SERIES)}; on Citus without bot_insert)")  # fmt: skip
+    note(
+        f"benchmark: {WARMUP} warm-up rounds, then {inserts} rounds of {len(SERIES)} "
+        f"inserts, one per series ({', '.join(SERIES)}; on Citus without bot_insert)"
+    )
     with progress_bar(total, "benchmark") as advance:
         result = run(
             run_benchmark(
-                url, inserts, concurrency=concurrency, bulk_rows=bulk, mode=counter_mode,
+                url,
+                inserts,
+                concurrency=concurrency,
+                bulk_rows=bulk,
+                mode=counter_mode,
                 progress=lambda _phase, n: advance(n),
             )
-        )  # fmt: skip
+        )
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else bench_module.text(result))
     raise typer.Exit(EXIT_OK if result.consistent and result.lost_counts == 0 else EXIT_PROBLEM)
 
@@ -624,8 +647,10 @@ def compare(
     # Checked first: a report without its chart after minutes of measuring helps nobody.
     if out is not None and not compare_chart.can_draw():
         extra, hint = compare_chart.EXTRA, compare_chart.install_hint()
-        fail(f"--out draws a chart and matplotlib is not installed (the package's '{extra}' "
-             f"extra); install it: {hint}")  # fmt: skip
+        fail(
+            f"--out draws a chart and matplotlib is not installed (the package's '{extra}' "
+            f"extra); install it: {hint}"
+        )
     if out is not None and (problem := compare_ru.problems(out / compare_ru.DOC_NAME)):
         fail(problem)
     if out is not None and (problem := compare_report.unwritable(out)):
@@ -646,8 +671,10 @@ def compare(
     if config.explicit_dsn(dsn) is None:
         command += " (embedded server)"
     expected = compare_results.estimated_seconds(sizes)
-    note(f"compare: {sizes.name} run, expected to take about {expected:.0f} s "
-         f"on a 2-core machine; {sizes.describe()}")  # fmt: skip
+    note(
+        f"compare: {sizes.name} run, expected to take about {expected:.0f} s "
+        f"on a 2-core machine; {sizes.describe()}"
+    )
     with progress_bar(compare_results.planned_units(sizes), "compare") as advance:
         measuring = comparison.run_compare(
             url, sizes, progress=lambda _phase, n: advance(n), command=command
@@ -843,9 +870,11 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
         code = EXIT_CANNOT_RUN
     except typer.TyperException as exc:  # click's usage errors, in typer's copy of click
         say_error(
-            one_line(exc.format_message()), EXIT_CANNOT_RUN, as_json=_json_requested(args),
+            one_line(exc.format_message()),
+            EXIT_CANNOT_RUN,
+            as_json=_json_requested(args),
             args=args,
-        )  # fmt: skip
+        )
         code = EXIT_CANNOT_RUN
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
@@ -859,8 +888,10 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
         say_error(
             f"{INTERNAL_ERROR} ({first_line(exc)}); please report it, with the traceback that "
             f"{DEBUG_VARIABLE}=1 shows",
-            EXIT_CANNOT_RUN, as_json=_json_requested(args), args=args,
-        )  # fmt: skip
+            EXIT_CANNOT_RUN,
+            as_json=_json_requested(args),
+            args=args,
+        )
         code = EXIT_CANNOT_RUN
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 

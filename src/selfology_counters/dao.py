@@ -109,9 +109,12 @@ class OnboardingDAO:
         _check_options(None, max_answer_length, max_retries, schema, metrics)
         pool = await create_pool(dsn, max_size=pool_size)
         dao = cls(
-            pool, max_answer_length=max_answer_length, max_retries=max_retries, schema=schema,
+            pool,
+            max_answer_length=max_answer_length,
+            max_retries=max_retries,
+            schema=schema,
             metrics=metrics,
-        )  # fmt: skip
+        )
         dao._owns_pool = True
         return dao
 
@@ -143,8 +146,15 @@ class OnboardingDAO:
         validation.check_answer(raw_answer, self.max_answer_length)
         owner = await self._session_owner(session_id)
         sql = self._sql["insert_answer"]
-        answer_id = await self._insert_one(self._if_active(session_id, owner, lambda c: c.fetchval(
-            sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner)))  # fmt: skip
+        answer_id = await self._insert_one(
+            self._if_active(
+                session_id,
+                owner,
+                lambda c: c.fetchval(
+                    sql, session_id, question_json_id, raw_answer, len(raw_answer), *owner
+                ),
+            )
+        )
         if answer_id is None:
             await self._raise_session_refused(session_id)
         return int(answer_id)
@@ -158,8 +168,13 @@ class OnboardingDAO:
         lengths = [len(text) for text in texts]
         owner = await self._session_owner(session_id)
         sql = self._sql["insert_answers"]
-        rows = await self._insert_many(self._if_active(session_id, owner, lambda c: c.fetch(
-            sql, session_id, question_ids, texts, lengths, *owner)))  # fmt: skip
+        rows = await self._insert_many(
+            self._if_active(
+                session_id,
+                owner,
+                lambda c: c.fetch(sql, session_id, question_ids, texts, lengths, *owner),
+            )
+        )
         if not rows:
             await self._raise_session_refused(session_id)
         # Ids come from one sequence, drawn in insertion order within the statement.

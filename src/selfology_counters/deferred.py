@@ -213,11 +213,14 @@ class WorkerSummary:
     def as_dict(self) -> dict[str, Any]:
         ages = sorted(self.oldest_ages_s)
         return {
-            "folds": self.folds, "folded": self.folded, "busy": self.busy,
-            "errors": self.errors, "seconds": round(self.seconds, 3),
+            "folds": self.folds,
+            "folded": self.folded,
+            "busy": self.busy,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
             "p99_oldest_age_s": ages[min(len(ages) - 1, len(ages) * 99 // 100)] if ages else None,
             "max_oldest_age_s": ages[-1] if ages else None,
-        }  # fmt: skip
+        }
 
 
 FoldCallback = Callable[[FoldResult], None]
@@ -230,9 +233,14 @@ class Worker:
     not fatal; the fold in progress when ``stop`` is set finishes first."""
 
     def __init__(
-        self, dsn: str, *, interval_s: float = 0.2, schema: str = SCHEMA,
-        on_fold: FoldCallback | None = None, on_error: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        dsn: str,
+        *,
+        interval_s: float = 0.2,
+        schema: str = SCHEMA,
+        on_fold: FoldCallback | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.dsn = dsn
         self.interval_s = interval_s
         self.schema = schema
@@ -264,8 +272,12 @@ class Worker:
                     result = await fold_once(connection, counters)
                 except fatal:
                     raise
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                        DatabaseUnavailableError) as exc:  # fmt: skip
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    DatabaseUnavailableError,
+                ) as exc:
                     self.summary.errors += 1
                     last_problem = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
                     self.on_error(last_problem)

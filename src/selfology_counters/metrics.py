@@ -99,17 +99,20 @@ class WatchMetrics:
         )
         self.last_fold = gauge(WORKER_LAST_FOLD, "Unix time of a worker's last fold (0: never).")
         self.check_failures = Counter(
-            CHECK_FAILURES, "Checks that could not run (database away, schema missing).",
-            scope, registry=self.registry,
-        )  # fmt: skip
+            CHECK_FAILURES,
+            "Checks that could not run (database away, schema missing).",
+            scope,
+            registry=self.registry,
+        )
         self.check_duration = gauge(
             CHECK_DURATION, "Seconds the last successful check took.", scope
         )
         self.last_check = gauge(LAST_CHECK, "Unix time of the last successful check.", scope)
         self.consistency_rate = gauge(
             CONSISTENCY_RATE,
-            "Share of the counters the last check compared that equal COUNT(*) (1 = all).", scope,
-        )  # fmt: skip
+            "Share of the counters the last check compared that equal COUNT(*) (1 = all).",
+            scope,
+        )
         self.inconsistent = gauge(
             INCONSISTENT_COUNTERS, "Counters that differ from COUNT(*) at the last check.", counter
         )
@@ -152,9 +155,10 @@ class WatchMetrics:
             LAST_REPAIR, "Unix time of the last automatic repair watch completed (0: none)."
         )
         self.repaired = Counter(
-            REPAIRED_COUNTERS, "Counters corrected by watch's automatic repair.",
+            REPAIRED_COUNTERS,
+            "Counters corrected by watch's automatic repair.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.limit_exceeded = gauge(
             AUTO_REPAIR_LIMIT_EXCEEDED,
             "1 when the last check found more wrong counters than --auto-repair-max allows "

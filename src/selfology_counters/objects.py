@@ -224,7 +224,7 @@ class Audit:
             f"{model.MODE_TABLE} to the publication"
             for name in self.modeless_subscriptions
         ]
-        return found  # fmt: skip
+        return found
 
     @property
     def healthy(self) -> bool:
@@ -381,26 +381,48 @@ async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
         copies = await connection.fetch(query("audit.sql", "stale_copies"), schema)
         stale = [f"{r['table_name']}.{r['column_name']}" for r in copies]
         partitions = query("audit.sql", "partitioned_tables")
-        partitioned = {r["table_name"]: r["partitions"] for r in await connection.fetch(
-            partitions, schema, list(model.COUNTED_TABLES))}  # fmt: skip
+        partitioned = {
+            r["table_name"]: r["partitions"]
+            for r in await connection.fetch(partitions, schema, list(model.COUNTED_TABLES))
+        }
         found = {(r["kind"], r["table_name"], r["name"]): r for r in rows}
-        statuses = [_status(obj, found.get(probe.key(obj)), schema, mode, distributed,
-                            follows_publisher=mode_applied)
-                    for obj in model.OBJECTS]  # fmt: skip
+        statuses = [
+            _status(
+                obj,
+                found.get(probe.key(obj)),
+                schema,
+                mode,
+                distributed,
+                follows_publisher=mode_applied,
+            )
+            for obj in model.OBJECTS
+        ]
         statuses = await _rederived(connection, statuses, found, schema, distributed)
     ours = {(obj.kind, obj.table, obj.name) for obj in model.OBJECTS}
     foreign = sorted(
         f"{table}.{name}" for kind, table, name in found if (kind, table, name) not in ours
     )
-    constraints = [DisabledConstraint(r["table_name"], r["name"], r["constraint_name"])
-                   for r in disabled]  # fmt: skip
+    constraints = [
+        DisabledConstraint(r["table_name"], r["name"], r["constraint_name"]) for r in disabled
+    ]
     subscriptions = [f"{r['subscription']}: {r['table_name']}" for r in applied]
     partial, modeless = _incomplete(applied)
     return Audit(
-        mode, statuses, foreign, constraints, replica, subscriptions, partial, modeless,
-        distributed, partitioned, overridden, stale, xid_default,
+        mode,
+        statuses,
+        foreign,
+        constraints,
+        replica,
+        subscriptions,
+        partial,
+        modeless,
+        distributed,
+        partitioned,
+        overridden,
+        stale,
+        xid_default,
         None if beyond is None else (beyond["horizon"], beyond["next_id"]),
-    )  # fmt: skip
+    )
 
 
 def _incomplete(applied: list[asyncpg.Record]) -> tuple[list[str], list[str]]:
@@ -414,8 +436,11 @@ def _incomplete(applied: list[asyncpg.Record]) -> tuple[list[str], list[str]]:
         tables.setdefault(row["subscription"], set()).add(row["table_name"])
     answers = {name: have for name, have in tables.items() if model.ANSWERS in have}
     partial = [name for name, have in answers.items() if not set(model.COUNTED_TABLES) <= have]
-    modeless = [name for name, have in answers.items()
-                if name not in partial and model.MODE_TABLE not in have]  # fmt: skip
+    modeless = [
+        name
+        for name, have in answers.items()
+        if name not in partial and model.MODE_TABLE not in have
+    ]
     return sorted(partial), sorted(modeless)
 
 
@@ -483,8 +508,10 @@ async def _rederived(
         return [replace(s, reason=s.reason + note) if s.obj in doubtful else s for s in statuses]
     differs = "; and it is not this release's definition"
     return [
-        s if s.obj not in doubtful
-        else replace(s, current=True, reason="") if s.obj in same
+        s
+        if s.obj not in doubtful
+        else replace(s, current=True, reason="")
+        if s.obj in same
         else replace(s, reason=s.reason + differs)
         for s in statuses
-    ]  # fmt: skip
+    ]

@@ -33,8 +33,10 @@ def check_text(result: CheckResult) -> str:
     lines += objects_text(result.objects, result.problems)
     wrong = {name: n for name, n in result.integrity.items() if n}
     lines += [f"{name.replace('_', ' ')}: {n}" for name, n in wrong.items()]
-    lines += [f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
-              for entry in result.subscriptions]  # fmt: skip
+    lines += [
+        f"note: logical replication applies into {entry}: see docs/COUNTER_ARCHITECTURE.md"
+        for entry in result.subscriptions
+    ]
     lines += [f"note: {note}" for note in result.notes]
     lines += original_text(result.foreign_triggers, result.issues)
     lines.append("CONSISTENT" if result.consistent else "PROBLEMS FOUND")
@@ -61,8 +63,9 @@ def original_text(
             )
         else:
             lines.append("  no counter is above COUNT(*) yet: the next answer will be")
-    lines.append("  what to do: remove it (our triggers already count every answer it does), "
-                 "then repair:")  # fmt: skip
+    lines.append(
+        "  what to do: remove it (our triggers already count every answer it does), then repair:"
+    )
     lines += [f"    {sql}" for t in found for sql in t.removal_sql().splitlines()]
     lines.append("    selfology-counters repair   (or: counter_health_check.py repair)")
     return lines
@@ -72,12 +75,17 @@ def objects_text(statuses: list[ObjectStatus], problems: list[str]) -> list[str]
     """The audit of the installed functions, triggers and view: only what is wrong, or a
     one-line all-clear."""
     bad = [o for o in statuses if not o.healthy]
-    lines = [f"{o.kind} {o.label}: {o.state.value.upper()}"
-             + (f" ({o.reason})" if o.reason and o.installed else "") for o in bad]  # fmt: skip
+    lines = [
+        f"{o.kind} {o.label}: {o.state.value.upper()}"
+        + (f" ({o.reason})" if o.reason and o.installed else "")
+        for o in bad
+    ]
     lines += problems
     if not lines:
-        lines.append(f"objects: all {len(statuses)} functions, triggers and views installed, "
-                     "enabled and current")  # fmt: skip
+        lines.append(
+            f"objects: all {len(statuses)} functions, triggers and views installed, "
+            "enabled and current"
+        )
     return lines
 
 
@@ -92,8 +100,10 @@ def repair_text(result: RepairResult, foreign_triggers: list[str] | None = None)
     verb = "would enable" if result.dry_run else "enabled"
     lines += [f"{verb} trigger {name}" for name in result.triggers_enabled]
     verb = "would disable" if result.dry_run else "disabled"
-    lines += [f"{verb} trigger {name} (the counter mode wants it off)"
-              for name in result.triggers_disabled]  # fmt: skip
+    lines += [
+        f"{verb} trigger {name} (the counter mode wants it off)"
+        for name in result.triggers_disabled
+    ]
     lines += [f"cannot fix: {problem}" for problem in result.unfixable]
     lines += original_text(foreign_triggers or [])
     return "\n".join(lines)

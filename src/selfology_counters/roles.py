@@ -28,11 +28,15 @@ from selfology_counters.lifecycle.revisions import VERSION_TABLE
 from selfology_counters.sqlfiles import SCHEMA, query
 
 DEFAULT_OWNER, DEFAULT_APP, DEFAULT_READONLY = (
-    "selfology_owner", "selfology_app", "selfology_readonly",
-)  # fmt: skip
+    "selfology_owner",
+    "selfology_app",
+    "selfology_readonly",
+)
 PASSWORD_VARIABLES = (
-    "SELFOLOGY_OWNER_PASSWORD", "SELFOLOGY_APP_PASSWORD", "SELFOLOGY_READONLY_PASSWORD",
-)  # fmt: skip
+    "SELFOLOGY_OWNER_PASSWORD",
+    "SELFOLOGY_APP_PASSWORD",
+    "SELFOLOGY_READONLY_PASSWORD",
+)
 """Where the CLI reads each role's new password (owner, app, read-only): never an option,
 which would show in ``ps`` and the shell's history."""
 _SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
@@ -183,16 +187,23 @@ async def _differences(
     if any(d.kind == "role" for d in found):
         return found  # privileges of a role that does not exist cannot be read
     for row in await connection.fetch(_sql("wrong_owners"), schema, names.owner):
-        found.append(Difference("owner", f"{row['what']} is owned by {row['owner']}",
-                                row["statement"]))  # fmt: skip
+        found.append(
+            Difference("owner", f"{row['what']} is owned by {row['owner']}", row["statement"])
+        )
     wanted = await connection.fetch(_sql("wanted_privileges"), schema, names.app, names.readonly)
     held = await connection.fetch(_sql("held_privileges"), schema, names.app, names.readonly)
     have = {_privilege_key(row) for row in held}
     should = {_privilege_key(row) for row in wanted}
-    found += [Difference("missing", f"{row['grantee']} lacks {_describe(row)}", row["statement"])
-              for row in wanted if _privilege_key(row) not in have]  # fmt: skip
-    found += [Difference("extra", f"{row['grantee']} holds {_describe(row)}", row["statement"])
-              for row in held if _privilege_key(row) not in should]  # fmt: skip
+    found += [
+        Difference("missing", f"{row['grantee']} lacks {_describe(row)}", row["statement"])
+        for row in wanted
+        if _privilege_key(row) not in have
+    ]
+    found += [
+        Difference("extra", f"{row['grantee']} holds {_describe(row)}", row["statement"])
+        for row in held
+        if _privilege_key(row) not in should
+    ]
     return found
 
 
@@ -204,12 +215,19 @@ async def _role_differences(connection: asyncpg.Connection, names: RoleNames) ->
             statement = await _statement(connection, "create_role_sql", role)
             found.append(Difference("role", f"role {role} does not exist", statement))
             continue
-        powers = [a for a in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication",
-                              "rolbypassrls") if row[a]]  # fmt: skip
+        powers = [
+            a
+            for a in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
+            if row[a]
+        ]
         if powers:
-            found.append(Difference(
-                "attribute", f"role {role} has {', '.join(p.removeprefix('rol') for p in powers)}",
-                await _statement(connection, "restrict_role_sql", role)))  # fmt: skip
+            found.append(
+                Difference(
+                    "attribute",
+                    f"role {role} has {', '.join(p.removeprefix('rol') for p in powers)}",
+                    await _statement(connection, "restrict_role_sql", role),
+                )
+            )
         if role != names.owner and row["member_of_owner"]:
             statement = await _statement(connection, "leave_owner_sql", names.owner, role)
             if not row["direct_member_of_owner"]:
@@ -231,9 +249,13 @@ async def _parameter_differences(
     for role in (names.app, names.readonly):
         exists = await connection.fetchval(_sql("role_exists"), role)
         if exists and await connection.fetchval(_sql("can_set_replication_role"), role):
-            found.append(Difference(
-                "parameter", f"role {role} may SET session_replication_role",
-                await _statement(connection, "revoke_set_replication_role_sql", role)))  # fmt: skip
+            found.append(
+                Difference(
+                    "parameter",
+                    f"role {role} may SET session_replication_role",
+                    await _statement(connection, "revoke_set_replication_role_sql", role),
+                )
+            )
     return found
 
 

@@ -98,18 +98,20 @@ async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> Stats
         answers_last_hour=await connection.fetchval(
             query("health.sql", "answers_last_hour", schema)
         ),
-        lock_waiters=[
-            {**dict(w), "waiting_for": str(w["waiting_for"])} for w in waiters
-        ],
+        lock_waiters=[{**dict(w), "waiting_for": str(w["waiting_for"])} for w in waiters],
         tables=[
             TableStats(
-                r["table_name"], r["total_bytes"], r["live_tuples"], r["dead_tuples"],
-                r["updates"], r["hot_updates"],
+                r["table_name"],
+                r["total_bytes"],
+                r["live_tuples"],
+                r["dead_tuples"],
+                r["updates"],
+                r["hot_updates"],
             )
             for r in table_rows
         ],
         leftover_scratch_schemas=await leftover_scratch_schemas(connection),
-    )  # fmt: skip
+    )
 
 
 async def _functions(connection: asyncpg.Connection, schema: str) -> list[FunctionStats]:

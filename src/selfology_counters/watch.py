@@ -187,12 +187,17 @@ class Watch:
         self.metrics.deferred_backlog(await deferred.state(connection, bound))
         self.metrics.checked_counters(scope.value, found)
         self.log(
-            "check", scope=scope.value, ok=True, users=None if users is None else len(users),
-            checked=found.checked, inconsistent=len(found.issues),
+            "check",
+            scope=scope.value,
+            ok=True,
+            users=None if users is None else len(users),
+            checked=found.checked,
+            inconsistent=len(found.issues),
             consistency_rate=found.consistency_rate,
             objects_not_current=[o.label for o in found.objects if not o.healthy],
-            foreign_triggers=found.foreign_triggers, elapsed_s=round(found.elapsed_s, 3),
-        )  # fmt: skip
+            foreign_triggers=found.foreign_triggers,
+            elapsed_s=round(found.elapsed_s, 3),
+        )
         if not found.issues:
             self.metrics.auto_repair_held_back(scope.value, False)
             return CheckOutcome(scope, True)
@@ -223,8 +228,12 @@ class Watch:
         held_back = self._held_back(found)
         self.metrics.auto_repair_held_back(scope.value, bool(held_back))
         if held_back:
-            self.log("repair_held_back", scope=scope.value, inconsistent=len(found.issues),
-                     reason=held_back)  # fmt: skip
+            self.log(
+                "repair_held_back",
+                scope=scope.value,
+                inconsistent=len(found.issues),
+                reason=held_back,
+            )
             return CheckOutcome(scope, True, inconsistent=len(found.issues), held_back=held_back)
         started = time.perf_counter()
         result = await health.repair(
@@ -234,11 +243,15 @@ class Watch:
         self.metrics.repaired_counters(len(result.changes))
         self.metrics.checked_counters(scope.value, after)
         self.log(
-            "repair", scope=scope.value, changed=len(result.changes),
-            inconsistent_after=len(after.issues), elapsed_s=round(time.perf_counter() - started, 3),
-        )  # fmt: skip
-        return CheckOutcome(scope, True, inconsistent=len(found.issues),
-                            repaired=len(result.changes))  # fmt: skip
+            "repair",
+            scope=scope.value,
+            changed=len(result.changes),
+            inconsistent_after=len(after.issues),
+            elapsed_s=round(time.perf_counter() - started, 3),
+        )
+        return CheckOutcome(
+            scope, True, inconsistent=len(found.issues), repaired=len(result.changes)
+        )
 
     def _held_back(self, found: health.CheckResult) -> str:
         """Why this drift is left to a person ("" when watch may repair it)."""
@@ -317,9 +330,15 @@ async def serve(
     server, _thread = start_http_server(port, addr=listen, registry=watch.metrics.registry)
     try:
         host, bound = server.server_address[:2]
-        watch.log("serving", address=host, port=bound, path="/metrics",
-                  quick_interval=settings.quick_interval, full_interval=settings.full_interval,
-                  auto_repair_max=settings.auto_repair_max)  # fmt: skip
+        watch.log(
+            "serving",
+            address=host,
+            port=bound,
+            path="/metrics",
+            quick_interval=settings.quick_interval,
+            full_interval=settings.full_interval,
+            auto_repair_max=settings.auto_repair_max,
+        )
         await watch.run(stop)
     finally:
         await asyncio.get_running_loop().run_in_executor(None, server.shutdown)

@@ -80,20 +80,28 @@ class BenchmarkResult:
         data["histogram_cost"] = self.histogram_cost
         # The JSON keeps the shape it has always had for its readers (cron, scripts).
         data["concurrency"] = [
-            {"writers": c.writers, "users": c.users, "inserts": c.accounting.inserted,
-             "seconds": c.seconds, "inserts_per_second": c.per_second,
-             "lost_counts": c.accounting.lost, "errors": c.errors}
+            {
+                "writers": c.writers,
+                "users": c.users,
+                "inserts": c.accounting.inserted,
+                "seconds": c.seconds,
+                "inserts_per_second": c.per_second,
+                "lost_counts": c.accounting.lost,
+                "errors": c.errors,
+            }
             for c in self.concurrency
-        ]  # fmt: skip
+        ]
         data["bulk"] = None
         if self.bulk:
             bare, counted = self.bulk
             data["bulk"] = {
-                "rows": counted.rows, "bare_seconds": bare.seconds,
-                "counted_seconds": counted.seconds, "bare_rows_per_second": bare.rows_per_second,
+                "rows": counted.rows,
+                "bare_seconds": bare.seconds,
+                "counted_seconds": counted.seconds,
+                "bare_rows_per_second": bare.rows_per_second,
                 "counted_rows_per_second": counted.rows_per_second,
                 "ratio": counted.throughput_vs_floor,
-            }  # fmt: skip
+            }
         return data
 
 
@@ -143,7 +151,8 @@ async def run_benchmark(
                 result.bulk = await _bulk(connection, schema, bulk_rows, report)
             if mode == model.DEFERRED:
                 result.deferred = await _deferred_figures(
-                    dsn, connection, schema, inserts, concurrency, worker, report)  # fmt: skip
+                    dsn, connection, schema, inserts, concurrency, worker, report
+                )
             checked = await health.check(connection, schema=schema)
         finally:
             await connection.close()
@@ -189,9 +198,14 @@ async def _sequential(
 
 
 async def _concurrent(
-    dsn: str, connection: asyncpg.Connection, schema: str, writers: int, users: int,
-    report: Progress, on_citus: bool = False,
-) -> ConcurrentResult:  # fmt: skip
+    dsn: str,
+    connection: asyncpg.Connection,
+    schema: str,
+    writers: int,
+    users: int,
+    report: Progress,
+    on_citus: bool = False,
+) -> ConcurrentResult:
     """``writers`` connections insert at the same moment, on one user or on ``users`` users."""
     user_ids = [1000 + w % users for w in range(writers)]
     create = query("bench.sql", "create_session", schema)
@@ -230,8 +244,9 @@ async def _total(connection: asyncpg.Connection, schema: str, user_ids: list[int
     return sum([await connection.fetchval(sql, user) for user in set(user_ids)])
 
 
-async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: Progress
-                ) -> list[BulkResult]:  # fmt: skip
+async def _bulk(
+    connection: asyncpg.Connection, schema: str, rows: int, report: Progress
+) -> list[BulkResult]:
     """The bare and the counted INSERT ... SELECT, in alternating order."""
     create, bare, counted = (
         query("bench.sql", name, schema) for name in ("create_session", "bulk_bare", "bulk_counted")
@@ -239,17 +254,26 @@ async def _bulk(connection: asyncpg.Connection, schema: str, rows: int, report: 
     session = await connection.fetchval(create, 2)
     before = await _total(connection, schema, [2])
     timings = await rounds(
-        {"bare": lambda _i: connection.execute(bare, session, 2, rows),
-         "counted": lambda _i: connection.execute(counted, session, 2, rows)},
-        BULK_REPEATS, report, "bulk",
-    )  # fmt: skip
+        {
+            "bare": lambda _i: connection.execute(bare, session, 2, rows),
+            "counted": lambda _i: connection.execute(counted, session, 2, rows),
+        },
+        BULK_REPEATS,
+        report,
+        "bulk",
+    )
     after = await _total(connection, schema, [2])
     floor, inserted = median(timings["bare"]), rows * BULK_REPEATS
     return [
         BulkResult.of("bare", rows, timings["bare"], floor, Accounting.of(inserted, None, None)),
-        BulkResult.of("counted", rows, timings["counted"], floor,
-                      Accounting.between(inserted, before, after, after)),
-    ]  # fmt: skip
+        BulkResult.of(
+            "counted",
+            rows,
+            timings["counted"],
+            floor,
+            Accounting.between(inserted, before, after, after),
+        ),
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -264,17 +288,30 @@ async def _folding_if_deferred(
 
 
 async def _deferred_figures(
-    dsn: str, connection: asyncpg.Connection, schema: str, inserts: int, concurrency: int,
-    worker: deferred.Worker | None, report: Progress,
-) -> deferred_bench.DeferredFigures:  # fmt: skip
+    dsn: str,
+    connection: asyncpg.Connection,
+    schema: str,
+    inserts: int,
+    concurrency: int,
+    worker: deferred.Worker | None,
+    report: Progress,
+) -> deferred_bench.DeferredFigures:
     p99, worst = deferred_bench.oldest_ages(worker) if worker else (None, None)
     rows, seconds = await deferred_bench.fold_rate(connection, schema)
     writers = concurrency or deferred_bench.READ_LOAD_WRITERS
     reads = await deferred_bench.reads_under_load(dsn, schema, inserts, writers, report)
     return deferred_bench.DeferredFigures(
-        worker.summary.folds if worker else 0, p99, worst, rows, seconds, writers,
-        reads["exact_read"], reads["reader_call"], reads["stored_read"], reads["select_one"],
-    )  # fmt: skip
+        worker.summary.folds if worker else 0,
+        p99,
+        worst,
+        rows,
+        seconds,
+        writers,
+        reads["exact_read"],
+        reads["reader_call"],
+        reads["stored_read"],
+        reads["select_one"],
+    )
 
 
 def _measured(result: BenchmarkResult) -> list[tuple[str, str]]:
@@ -339,8 +376,11 @@ def text(result: BenchmarkResult) -> str:
 
 
 def _deferred_text(d: DeferredFigures) -> list[str]:
-    age = "-" if d.oldest_age_p99_s is None else (
-        f"p99 {d.oldest_age_p99_s:.3f} s, max {d.oldest_age_max_s:.3f} s")  # fmt: skip
+    age = (
+        "-"
+        if d.oldest_age_p99_s is None
+        else (f"p99 {d.oldest_age_p99_s:.3f} s, max {d.oldest_age_max_s:.3f} s")
+    )
     return [
         "Deferred mode:",
         f"  worker during the concurrent tests: {d.folds} folds; oldest answer per fold {age}",

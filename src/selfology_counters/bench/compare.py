@@ -91,10 +91,19 @@ BACKGROUND_USERS_FROM = 6000
 BACKGROUND_USERS = 100
 
 SETTINGS_SHOWN = [
-    "max_connections", "shared_buffers", "work_mem", "synchronous_commit", "fsync",
-    "wal_level", "full_page_writes", "jit", "max_wal_size", "checkpoint_timeout",
-    "shared_preload_libraries", "session_preload_libraries",  # pg_ivm wants one of them
-]  # fmt: skip
+    "max_connections",
+    "shared_buffers",
+    "work_mem",
+    "synchronous_commit",
+    "fsync",
+    "wal_level",
+    "full_page_writes",
+    "jit",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "shared_preload_libraries",
+    "session_preload_libraries",  # pg_ivm wants one of them
+]
 EXTENSIONS_SHOWN = sorted({cls.extension for cls in STRATEGIES if cls.extension})
 
 
@@ -405,10 +414,16 @@ async def _concurrent_run(
     after = await strategy.reflected(aux, users)
     attempted = len(writers) * per_writer
     return ConcurrentResult.of(
-        strategy.key, len(users), len(writers), attempted, errors, seconds,
+        strategy.key,
+        len(users),
+        len(writers),
+        attempted,
+        errors,
+        seconds,
         Accounting.between(attempted - errors, before, at_end, after),
-        _event_lag(background, settled_s), _staleness(background),
-    )  # fmt: skip
+        _event_lag(background, settled_s),
+        _staleness(background),
+    )
 
 
 def _writers(
@@ -459,8 +474,10 @@ async def _bulk(
         before = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
         timings = await rounds(
             {s.key: _bulk_writer(s, connection, *sessions[s.key], sizes.bulk_rows) for s in bulk},
-            sizes.bulk_repeats, report, "bulk",
-        )  # fmt: skip
+            sizes.bulk_repeats,
+            report,
+            "bulk",
+        )
         at_end = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
         drain = await _drain(connection, _as(built[EventDriven.key], EventDriven), report)
         after = {s.key: await s.reflected(connection, [BULK_USER]) for s in bulk}
@@ -502,7 +519,7 @@ async def _ladder(
     """Migration 007's bulk insert at growing sizes, ending at ``bulk_rows``. Each step may
     take at most ``ladder_cap_s`` (statement_timeout: a cancelled step is a measured lower
     bound); the ladder stops after a step slower than ``ladder_budget_s``."""
-    (session, user), = await strategy.setup_users(connection, [LADDER_USER])  # fmt: skip
+    ((session, user),) = await strategy.setup_users(connection, [LADDER_USER])
     before = await strategy.reflected(connection, [user])
     cap_ms = str(int(sizes.ladder_cap_s * 1000))
     steps: list[LadderStep] = []
@@ -549,9 +566,10 @@ async def _load_read_data(dsn: str, strategy: Strategy, sizes: Sizes) -> None:
     connection = await connect(dsn)
     try:
         await connection.execute(query("compare.sql", "disable_autovacuum", strategy.schema))
-        (session, user), = await strategy.setup_users(connection, [READ_USER])  # fmt: skip
-        await connection.execute(strategy.sql("insert_answers_bulk"), session, user,
-                                 sizes.read_answers)  # fmt: skip
+        ((session, user),) = await strategy.setup_users(connection, [READ_USER])
+        await connection.execute(
+            strategy.sql("insert_answers_bulk"), session, user, sizes.read_answers
+        )
         others = list(range(BACKGROUND_USERS_FROM, BACKGROUND_USERS_FROM + BACKGROUND_USERS))
         background = [s for s, _u in await strategy.setup_users(connection, others)]
         per_user = max(sizes.read_answers // BACKGROUND_USERS, 1)
@@ -646,10 +664,14 @@ async def _time_refresh(
         matview.sql("refresh_matview_concurrently"),
     )
     timings = await rounds(
-        {"refresh_matview": lambda _i: connection.execute(plain),
-         "refresh_matview_concurrently": lambda _i: connection.execute(concurrently)},
-        sizes.refresh_repeats, report, "refresh",
-    )  # fmt: skip
+        {
+            "refresh_matview": lambda _i: connection.execute(plain),
+            "refresh_matview_concurrently": lambda _i: connection.execute(concurrently),
+        },
+        sizes.refresh_repeats,
+        report,
+        "refresh",
+    )
     rows = await connection.fetchval(matview.sql("table_rows"))
     return RefreshResult(
         rows,

@@ -90,10 +90,14 @@ def _short_number(value: float) -> str:
 
 def _insert_latency(axes: Any, r: CompareResult) -> None:
     labels = [SHORT[s.strategy] for s in r.sequential]
-    _bars(axes, labels, {
-        "avg": [s.latency.avg_ms for s in r.sequential],
-        "p99": [s.latency.p99_ms for s in r.sequential],
-    })  # fmt: skip
+    _bars(
+        axes,
+        labels,
+        {
+            "avg": [s.latency.avg_ms for s in r.sequential],
+            "p99": [s.latency.p99_ms for s in r.sequential],
+        },
+    )
     axes.set_xlabel("ms per single-row insert (log scale)")
     axes.set_title(f"{r.sizes.inserts} sequential single-row inserts, one connection")
 
@@ -120,12 +124,16 @@ def _throughput(axes: Any, r: CompareResult) -> None:
             return r.ladder.steps[-1].rows_per_second  # a bound if cancelled (see the report)
         return None
 
-    _bars(axes, [SHORT[k] for k in keys], {
-        "sequential inserts/s (1 connection)": [sequential(k) for k in keys],
-        f"{writers} writers, same user": [concurrent(k, True) for k in keys],
-        f"{writers} writers, {writers} users": [concurrent(k, False) for k in keys],
-        _bulk_label(r): [bulk(k) for k in keys],
-    })  # fmt: skip
+    _bars(
+        axes,
+        [SHORT[k] for k in keys],
+        {
+            "sequential inserts/s (1 connection)": [sequential(k) for k in keys],
+            f"{writers} writers, same user": [concurrent(k, True) for k in keys],
+            f"{writers} writers, {writers} users": [concurrent(k, False) for k in keys],
+            _bulk_label(r): [bulk(k) for k in keys],
+        },
+    )
     axes.set_xlabel("answers per second (log scale)")
     axes.set_title("Throughput")
 
@@ -143,9 +151,13 @@ def _bulk_label(r: CompareResult) -> str:
 def _reads(axes: Any, r: CompareResult) -> None:
     cold = [x for x in r.reads if x.state == "cold"]
     warm = [r.read_of(x.path, "warm") for x in cold]
-    _bars(axes, [x.label for x in cold], {
-        "after ANALYZE (cold), median": [x.latency.p50_ms for x in cold],
-        "after VACUUM (warm), median": [x.latency.p50_ms if x else None for x in warm],
-    })  # fmt: skip
+    _bars(
+        axes,
+        [x.label for x in cold],
+        {
+            "after ANALYZE (cold), median": [x.latency.p50_ms for x in cold],
+            "after VACUUM (warm), median": [x.latency.p50_ms if x else None for x in warm],
+        },
+    )
     axes.set_xlabel("ms per read (log scale)")
     axes.set_title(f"Reading one user's total, {r.sizes.read_answers:,} answers of that user")

@@ -77,25 +77,30 @@ def _doc_sequential(r: CompareResult) -> Table:
                 f"{pct(s.accounting.consistency_at_end)} at end, "
                 f"{pct(s.accounting.consistency)} after drain"
             )
-        rows.append([
-            name,
-            _beside(claim[0], ms(s.latency.avg_ms)),
-            _beside(claim[1], ms(s.latency.total_ms)),
-            _beside(claim[2], rate(s.latency.per_second, "/sec")),
-            _beside(claim[3], consistency),
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                _beside(claim[0], ms(s.latency.avg_ms)),
+                _beside(claim[1], ms(s.latency.total_ms)),
+                _beside(claim[2], rate(s.latency.per_second, "/sec")),
+                _beside(claim[3], consistency),
+            ]
+        )
     cold = r.read_of("count_star", "cold")
     if cold is not None:
         claim = DOC_SEQUENTIAL["count"]
         total = cold.latency.p50_ms * r.sizes.inserts
         right = "100%" if cold.value == cold.expected else f"read {cold.value}"
-        rows.insert(min(5, len(rows)), [
-            "COUNT(*) query (the read)",
-            _beside(claim[0], ms(cold.latency.p50_ms)),
-            _beside(claim[1], ms(total)),
-            _beside(claim[2], rate(1000 / cold.latency.p50_ms, "/sec")),
-            _beside(claim[3], right),
-        ])  # fmt: skip
+        rows.insert(
+            min(5, len(rows)),
+            [
+                "COUNT(*) query (the read)",
+                _beside(claim[0], ms(cold.latency.p50_ms)),
+                _beside(claim[1], ms(total)),
+                _beside(claim[2], rate(1000 / cold.latency.p50_ms, "/sec")),
+                _beside(claim[3], right),
+            ],
+        )
     return Table(
         f"Test: {r.sizes.inserts} sequential inserts (document's claim -> measured)",
         ["Method", "Avg Time", "Total Time", "Throughput", "Consistency"],
@@ -127,12 +132,14 @@ def _doc_concurrent(r: CompareResult) -> Table:
             continue
         claim = DOC_CONCURRENT[doc]
         lost = c.accounting.lost or 0
-        rows.append([
-            name,
-            _beside(claim[0], f"{lost} lost of {c.accounting.inserted}"),
-            _beside(claim[1], "Yes" if lost else "No"),
-            f"{claim[2]} (not measured)",
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                _beside(claim[0], f"{lost} lost of {c.accounting.inserted}"),
+                _beside(claim[1], "Yes" if lost else "No"),
+                f"{claim[2]} (not measured)",
+            ]
+        )
     return Table(
         f"Test: {writers} concurrent writers x {r.sizes.per_writer} inserts{_rounds(r)} "
         "(same user) (document's claim -> measured)",
@@ -158,18 +165,33 @@ def _sequential(r: CompareResult) -> Table:
     rows = []
     for s in r.sequential:
         a = s.accounting
-        rows.append([
-            SHORT[s.strategy], ms(s.latency.avg_ms), ms(s.latency.p50_ms), ms(s.latency.p99_ms),
-            rate(s.latency.per_second), times(s.latency_vs_floor), pct(a.consistency_at_end),
-            pct(a.consistency),
-        ])  # fmt: skip
+        rows.append(
+            [
+                SHORT[s.strategy],
+                ms(s.latency.avg_ms),
+                ms(s.latency.p50_ms),
+                ms(s.latency.p99_ms),
+                rate(s.latency.per_second),
+                times(s.latency_vs_floor),
+                pct(a.consistency_at_end),
+                pct(a.consistency),
+            ]
+        )
     for key in ("matview", "count_star"):
         rows.append([SHORT[key], "= bare", "", "", "", "", "-", "-"])
     return Table(
         f"Sequential single-row inserts: {r.sizes.inserts} per strategy, interleaved on one "
         "connection",
-        ["strategy", "avg", "p50", "p99", "inserts/s", "latency vs floor",
-         "consistent at end", "after settling"],
+        [
+            "strategy",
+            "avg",
+            "p50",
+            "p99",
+            "inserts/s",
+            "latency vs floor",
+            "consistent at end",
+            "after settling",
+        ],
         rows,
         [
             "Each insert is its own transaction (autocommit for the single statements). "
@@ -178,7 +200,7 @@ def _sequential(r: CompareResult) -> Table:
             "The materialized view and COUNT(*) write with the bare INSERT; their cost is at "
             "read or refresh time.",
         ],
-    )  # fmt: skip
+    )
 
 
 def _concurrent(r: CompareResult) -> Table:
@@ -190,8 +212,10 @@ def _concurrent(r: CompareResult) -> Table:
             assert c is not None
             cells += [
                 _rate_range(c.per_second, c.per_second_range, c.rounds),
-                times(c.throughput_vs_floor), lost_text(c), str(c.errors),
-            ]  # fmt: skip
+                times(c.throughput_vs_floor),
+                lost_text(c),
+                str(c.errors),
+            ]
         rows.append(cells)
     writers = r.budget.writers if r.budget else r.sizes.writers
     notes = [
@@ -210,11 +234,20 @@ def _concurrent(r: CompareResult) -> Table:
         notes.append(f"Clamped: {r.budget.note}.")
     return Table(
         f"{writers} concurrent writers x {r.sizes.per_writer} inserts{_rounds(r)}",
-        ["strategy", "same user: inserts/s", "vs floor", "lost", "errors",
-         "many users: inserts/s", "vs floor", "lost", "errors"],
+        [
+            "strategy",
+            "same user: inserts/s",
+            "vs floor",
+            "lost",
+            "errors",
+            "many users: inserts/s",
+            "vs floor",
+            "lost",
+            "errors",
+        ],
         rows,
         notes,
-    )  # fmt: skip
+    )
 
 
 def _rounds(r: CompareResult) -> str:
@@ -233,54 +266,78 @@ def _keys(results: list[ConcurrentResult]) -> list[str]:
 def _bulk(r: CompareResult) -> Table:
     rows = []
     for b in r.bulk:
-        rows.append([
-            SHORT[b.strategy], seconds(b.seconds),
-            _rate_range(b.rows_per_second, b.rows_per_second_range, b.repeats),
-            times(b.throughput_vs_floor), pct(b.accounting.consistency_at_end),
-            pct(b.accounting.consistency),
-        ])  # fmt: skip
+        rows.append(
+            [
+                SHORT[b.strategy],
+                seconds(b.seconds),
+                _rate_range(b.rows_per_second, b.rows_per_second_range, b.repeats),
+                times(b.throughput_vs_floor),
+                pct(b.accounting.consistency_at_end),
+                pct(b.accounting.consistency),
+            ]
+        )
     ladder = r.ladder
     if ladder is not None and ladder.steps:
         last = ladder.steps[-1]
         floor = next((b.rows_per_second for b in r.bulk if b.strategy == "bare"), None)
         if last.rows == r.sizes.bulk_rows and not last.cancelled:
-            rows.append([
-                SHORT["trigger_007"], seconds(last.seconds), rate(last.rows_per_second),
-                times(last.rows_per_second / floor if floor else None),
-                pct(ladder.accounting.consistency), pct(ladder.accounting.consistency),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    SHORT["trigger_007"],
+                    seconds(last.seconds),
+                    rate(last.rows_per_second),
+                    times(last.rows_per_second / floor if floor else None),
+                    pct(ladder.accounting.consistency),
+                    pct(ladder.accounting.consistency),
+                ]
+            )
         elif last.rows == r.sizes.bulk_rows:
-            rows.append([
-                SHORT["trigger_007"], f"> {seconds(last.seconds)} (cancelled)",
-                f"< {rate(last.rows_per_second)}",
-                f"< {times(last.rows_per_second / floor if floor else None)}", "-", "-",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    SHORT["trigger_007"],
+                    f"> {seconds(last.seconds)} (cancelled)",
+                    f"< {rate(last.rows_per_second)}",
+                    f"< {times(last.rows_per_second / floor if floor else None)}",
+                    "-",
+                    "-",
+                ]
+            )
         else:
             rows.append([SHORT["trigger_007"], "not run (see the ladder)", "", "", "", ""])
     return Table(
-        f"One INSERT ... SELECT of {r.sizes.bulk_rows:,} rows (median of "
-        f"{r.sizes.bulk_repeats})",
-        ["strategy", "time (median)", "rows/s (slowest-fastest)", "throughput vs floor",
-         "consistent at end",
-         "after settling"],
+        f"One INSERT ... SELECT of {r.sizes.bulk_rows:,} rows (median of {r.sizes.bulk_repeats})",
+        [
+            "strategy",
+            "time (median)",
+            "rows/s (slowest-fastest)",
+            "throughput vs floor",
+            "consistent at end",
+            "after settling",
+        ],
         rows,
         [
             "The manual strategies add the row count to each counter once, after the INSERT. "
             "The event worker did not run during the bulk inserts; 'after settling' is after "
             "it drained their backlog (see the event-driven table).",
         ],
-    )  # fmt: skip
+    )
 
 
 def _ladder(r: CompareResult) -> Table:
     ladder = r.ladder
     assert ladder is not None
     rows = [
-        [f"{s.rows:,}", (f"> {seconds(s.seconds)} (cancelled by statement_timeout)"
-                         if s.cancelled else seconds(s.seconds)),
-         (f"< {rate(s.rows_per_second)}" if s.cancelled else rate(s.rows_per_second))]
+        [
+            f"{s.rows:,}",
+            (
+                f"> {seconds(s.seconds)} (cancelled by statement_timeout)"
+                if s.cancelled
+                else seconds(s.seconds)
+            ),
+            (f"< {rate(s.rows_per_second)}" if s.cancelled else rate(s.rows_per_second)),
+        ]
         for s in ladder.steps
-    ]  # fmt: skip
+    ]
     notes = [
         "Its row-level trigger updates the same three counter rows once per inserted row, all "
         "in one transaction; each update steps over the row versions the previous ones left, "
@@ -307,15 +364,31 @@ def _reads(r: CompareResult) -> Table:
         warm = r.read_of(cold.path, "warm")
         assert warm is not None
         ratio = warm.latency.p50_ms / one.latency.p50_ms if one else None
-        rows.append([
-            cold.label, ms(cold.first_ms), ms(cold.latency.p50_ms), ms(cold.latency.p95_ms),
-            ms(warm.latency.p50_ms), ms(warm.latency.p95_ms), times(ratio), _value(cold, warm),
-        ])  # fmt: skip
+        rows.append(
+            [
+                cold.label,
+                ms(cold.first_ms),
+                ms(cold.latency.p50_ms),
+                ms(cold.latency.p95_ms),
+                ms(warm.latency.p50_ms),
+                ms(warm.latency.p95_ms),
+                times(ratio),
+                _value(cold, warm),
+            ]
+        )
     return Table(
         f"Reading one user's total ({r.sizes.read_answers:,} answers of that user, as many "
         f"again of 100 others; {r.sizes.read_repeats} reads each, interleaved)",
-        ["read", "cold: first", "cold: median", "cold: p95", "warm: median", "warm: p95",
-         "warm median vs SELECT 1", "value read"],
+        [
+            "read",
+            "cold: first",
+            "cold: median",
+            "cold: p95",
+            "warm: median",
+            "warm: p95",
+            "warm median vs SELECT 1",
+            "value read",
+        ],
         rows,
         [
             "cold: right after loading and ANALYZE (no visibility map yet, so COUNT(*) visits "
@@ -324,7 +397,7 @@ def _reads(r: CompareResult) -> Table:
             "The migration 007 and event-driven counters are read the same way as ours (one "
             "primary-key lookup in user_stats).",
         ],
-    )  # fmt: skip
+    )
 
 
 def _value(cold: ReadResult, warm: ReadResult) -> str:
@@ -345,10 +418,12 @@ def _matview(r: CompareResult) -> Table:
             continue
         who = "same user" if same_user else f"{c.users} users"
         st = c.staleness
-        rows.append([
-            f"while {c.writers} writers wrote ({who}): refreshes back to back",
-            f"{st.refreshes}, avg {ms(st.avg_refresh_ms)}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"while {c.writers} writers wrote ({who}): refreshes back to back",
+                f"{st.refreshes}, avg {ms(st.avg_refresh_ms)}",
+            ]
+        )
         rows.append([f"  most answers not yet in the view ({who})", str(st.max_unreflected)])
         rows.append([f"  oldest an answer got before it showed ({who})", seconds(st.max_age_s)])
     return Table(
@@ -367,28 +442,44 @@ def _events(r: CompareResult) -> Table:
     rows = []
     if r.drain is not None:
         d = r.drain
-        rows.append([
-            f"drain of the bulk inserts' backlog ({d.events:,} events, batches of {d.batch})",
-            f"{seconds(d.seconds)}: {rate(d.events_per_second, ' events/s')}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"drain of the bulk inserts' backlog ({d.events:,} events, batches of {d.batch})",
+                f"{seconds(d.seconds)}: {rate(d.events_per_second, ' events/s')}",
+            ]
+        )
     s = r.sequential_of("events")
     if s is not None and s.max_event_age_s is not None:
         rows.append(["sequential inserts: oldest event when folded", seconds(s.max_event_age_s)])
-        rows.append([
-            "sequential inserts: counted when the writes ended",
-            pct(s.accounting.consistency_at_end),
-        ])  # fmt: skip
+        rows.append(
+            [
+                "sequential inserts: counted when the writes ended",
+                pct(s.accounting.consistency_at_end),
+            ]
+        )
     for same_user in (True, False):
         c = r.concurrent_of("events", same_user=same_user)
         if c is None or c.lag is None:
             continue
         who = "same user" if same_user else f"{c.users} users"
-        rows.append([f"{c.writers} writers ({who}): oldest event when folded",
-                     seconds(c.lag.max_event_age_s)])  # fmt: skip
-        rows.append([f"{c.writers} writers ({who}): drained after the writers stopped in",
-                     seconds(c.lag.drain_after_writers_s)])  # fmt: skip
-        rows.append([f"{c.writers} writers ({who}): counted when the writes ended",
-                     pct(c.accounting.consistency_at_end)])  # fmt: skip
+        rows.append(
+            [
+                f"{c.writers} writers ({who}): oldest event when folded",
+                seconds(c.lag.max_event_age_s),
+            ]
+        )
+        rows.append(
+            [
+                f"{c.writers} writers ({who}): drained after the writers stopped in",
+                seconds(c.lag.drain_after_writers_s),
+            ]
+        )
+        rows.append(
+            [
+                f"{c.writers} writers ({who}): counted when the writes ended",
+                pct(c.accounting.consistency_at_end),
+            ]
+        )
     return Table(
         "Event-driven: worker drain rate and lag",
         ["what", "measured"],

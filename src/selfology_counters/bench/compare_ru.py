@@ -192,26 +192,30 @@ def _claims_sequential(r: CompareResult) -> str:
                 f"{ru(pct(s.accounting.consistency_at_end))} к концу записи, "
                 f"{ru(pct(s.accounting.consistency))} после разбора очереди"
             )
-        rows.append([
-            name,
-            _beside(claim[0], ms_ru(s.latency.avg_ms)),
-            _beside(claim[1], ms_ru(s.latency.total_ms)),
-            _beside(claim[2], rate_ru(s.latency.per_second)),
-            _beside(claim[3], consistency),
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                _beside(claim[0], ms_ru(s.latency.avg_ms)),
+                _beside(claim[1], ms_ru(s.latency.total_ms)),
+                _beside(claim[2], rate_ru(s.latency.per_second)),
+                _beside(claim[3], consistency),
+            ]
+        )
     cold = r.read_of("count_star", "cold")
     if cold is not None:
         claim = DOC_SEQUENTIAL["count"]
         right = "100%" if cold.value == cold.expected else f"прочитано {cold.value}"
-        rows.insert(min(5, len(rows)), [
-            "COUNT(*) query (само чтение)",
-            _beside(claim[0], ms_ru(cold.latency.p50_ms)),
-            _beside(claim[1], ms_ru(cold.latency.p50_ms * r.sizes.inserts)),
-            _beside(claim[2], rate_ru(1000 / cold.latency.p50_ms)),
-            _beside(claim[3], right),
-        ])  # fmt: skip
-    headers = ["Метод", "Среднее время", "Общее время", "Пропускная способность",
-               "Консистентность"]  # fmt: skip
+        rows.insert(
+            min(5, len(rows)),
+            [
+                "COUNT(*) query (само чтение)",
+                _beside(claim[0], ms_ru(cold.latency.p50_ms)),
+                _beside(claim[1], ms_ru(cold.latency.p50_ms * r.sizes.inserts)),
+                _beside(claim[2], rate_ru(1000 / cold.latency.p50_ms)),
+                _beside(claim[3], right),
+            ],
+        )
+    headers = ["Метод", "Среднее время", "Общее время", "Пропускная способность", "Консистентность"]
     return (
         f"**Последовательные вставки, {r.sizes.inserts} на стратегию** (заявлено в документе "
         "→ измерено)\n\n"
@@ -232,12 +236,14 @@ def _claims_concurrent(r: CompareResult) -> str:
             continue
         claim = DOC_CONCURRENT[doc]
         lost = c.accounting.lost or 0
-        rows.append([
-            name.replace(" (BEST)", "").replace("воркер)", "воркер, после разбора)"),
-            _beside(claim[0], f"потеряно {lost} из {c.accounting.inserted}"),
-            _beside(claim[1], "да" if lost else "нет"),
-            f"{claim_ru(claim[2])} (не измерялась)",
-        ])  # fmt: skip
+        rows.append(
+            [
+                name.replace(" (BEST)", "").replace("воркер)", "воркер, после разбора)"),
+                _beside(claim[0], f"потеряно {lost} из {c.accounting.inserted}"),
+                _beside(claim[1], "да" if lost else "нет"),
+                f"{claim_ru(claim[2])} (не измерялась)",
+            ]
+        )
     writers = r.budget.writers if r.budget else r.sizes.writers
     rounds = f", раундов: {r.sizes.rounds}" if r.sizes.rounds > 1 else ""
     return (
@@ -257,22 +263,27 @@ def section_summary(r: CompareResult) -> str:
     for key in r.strategies:
         s = r.sequential_of(key)
         same, many = r.concurrent_of(key, same_user=True), r.concurrent_of(key, same_user=False)
-        rows.append([
-            SHORT_RU.get(key, SHORT.get(key, key)),
-            ms_ru(s.latency.avg_ms) if s else "= голый INSERT",
-            ru(times(s.latency_vs_floor)) if s else "",
-            _lost_cell(same),
-            rate_ru(same.per_second) if same else "-",
-            rate_ru(many.per_second) if many else "-",
-            _bulk_rate(r, key),
-        ])  # fmt: skip
+        rows.append(
+            [
+                SHORT_RU.get(key, SHORT.get(key, key)),
+                ms_ru(s.latency.avg_ms) if s else "= голый INSERT",
+                ru(times(s.latency_vs_floor)) if s else "",
+                _lost_cell(same),
+                rate_ru(same.per_second) if same else "-",
+                rate_ru(many.per_second) if many else "-",
+                _bulk_rate(r, key),
+            ]
+        )
     writers = r.budget.writers if r.budget else r.sizes.writers
     headers = [
-        "стратегия", "вставка, среднее", "к голому INSERT",
-        f"{plural(writers, WRITERS)} на одного: потеряно", "один пользователь: вставок/с",
+        "стратегия",
+        "вставка, среднее",
+        "к голому INSERT",
+        f"{plural(writers, WRITERS)} на одного: потеряно",
+        "один пользователь: вставок/с",
         f"{plural(writers, USERS)}: вставок/с",
         f"INSERT ... SELECT {ru(f'{r.sizes.bulk_rows:,}')} строк: строк/с",
-    ]  # fmt: skip
+    ]
     return (
         _table(headers, rows)
         + "\n\nМатериализованное представление и COUNT(*) пишут голым INSERT: их цена "
@@ -302,8 +313,16 @@ def _bulk_rate(r: CompareResult, key: str) -> str:
 
 def section_findings(r: CompareResult) -> str:
     """What the figures say about the document's claims, sentence by sentence."""
-    parts = [_f_007(r), _f_manual(r), _f_speed(r), _f_bulk(r), _f_count(r), _f_events(r),
-             _f_matview(r), _f_pg_ivm(r)]  # fmt: skip
+    parts = [
+        _f_007(r),
+        _f_manual(r),
+        _f_speed(r),
+        _f_bulk(r),
+        _f_count(r),
+        _f_events(r),
+        _f_matview(r),
+        _f_pg_ivm(r),
+    ]
     return "\n".join(f"- {p}" for p in parts if p)
 
 

@@ -74,8 +74,11 @@ def preamble(r: CompareResult) -> str:
 
 
 def strategies_list(r: CompareResult) -> str:
-    lines = ["What was compared (the counter that is checked is "
-             "`user_stats.total_answers_lifetime`, what the bot reads):", ""]  # fmt: skip
+    lines = [
+        "What was compared (the counter that is checked is "
+        "`user_stats.total_answers_lifetime`, what the bot reads):",
+        "",
+    ]
     lines += [f"- **{SHORT[key]}**: {DESCRIPTIONS[key]}" for key in r.strategies]
     lines += [f"- **{SHORT[key]}**: not measured: {why}." for key, why in r.skipped.items()]
     return "\n".join(lines)
@@ -85,8 +88,10 @@ def scaling_guide(r: CompareResult) -> str:
     ours, floor, events = many_users(r, "ours"), many_users(r, "bare"), many_users(r, "events")
     m007 = same_user(r, "trigger_007")
     writers = ours.writers
-    rows = ["| Users | Inserts/s | Document recommends | Measured here | What follows |",
-            "|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| Users | Inserts/s | Document recommends | Measured here | What follows |",
+        "|---|---|---|---|---|",
+    ]
     for users, low, high, recommended in DOC_SCALING:
         span = f"{low:,}-{high:,}" if high is not None else f"{low:,}+"
         top = high if high is not None else low

@@ -110,12 +110,17 @@ async def reads_under_load(
         await asyncio.get_running_loop().run_in_executor(None, started.wait, 60)
         async with folding(dsn, schema):
             samples = await rounds(
-                {"exact_read": lambda _i: reader.fetchval(statements["exact_read"], READ_USER),
-                 "reader_call": lambda _i: reader.fetchval(statements["reader_call"], READ_USER),
-                 "stored_read": lambda _i: reader.fetchval(statements["stored_read"], READ_USER),
-                 "select_one": lambda _i: reader.fetchval("SELECT 1")},
-                count, report, "reads", warmup=50,
-            )  # fmt: skip
+                {
+                    "exact_read": lambda _i: reader.fetchval(statements["exact_read"], READ_USER),
+                    "reader_call": lambda _i: reader.fetchval(statements["reader_call"], READ_USER),
+                    "stored_read": lambda _i: reader.fetchval(statements["stored_read"], READ_USER),
+                    "select_one": lambda _i: reader.fetchval("SELECT 1"),
+                },
+                count,
+                report,
+                "reads",
+                warmup=50,
+            )
     finally:
         stop.set()
         await asyncio.get_running_loop().run_in_executor(None, load.join, 60)

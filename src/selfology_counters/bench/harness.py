@@ -204,16 +204,34 @@ class ConcurrentResult:
 
     @classmethod
     def of(
-        cls, strategy: str, users: int, writers: int, attempted: int, errors: int,
-        seconds: float, accounting: Accounting, lag: EventLag | None = None,
+        cls,
+        strategy: str,
+        users: int,
+        writers: int,
+        attempted: int,
+        errors: int,
+        seconds: float,
+        accounting: Accounting,
+        lag: EventLag | None = None,
         staleness: Staleness | None = None,
-    ) -> ConcurrentResult:  # fmt: skip
+    ) -> ConcurrentResult:
         """One round."""
         rate = accounting.inserted / seconds
         return cls(
-            strategy, users, writers, 1, attempted, errors, seconds, rate, (rate, rate), None,
-            accounting, lag, staleness,
-        )  # fmt: skip
+            strategy,
+            users,
+            writers,
+            1,
+            attempted,
+            errors,
+            seconds,
+            rate,
+            (rate, rate),
+            None,
+            accounting,
+            lag,
+            staleness,
+        )
 
 
 @dataclass(frozen=True)
@@ -229,12 +247,22 @@ class BulkResult:
 
     @classmethod
     def of(
-        cls, strategy: str, rows: int, timings: list[float], floor_s: float,
+        cls,
+        strategy: str,
+        rows: int,
+        timings: list[float],
+        floor_s: float,
         accounting: Accounting,
-    ) -> BulkResult:  # fmt: skip
+    ) -> BulkResult:
         """From the seconds of each repeat and the floor's (the bare INSERT's) median."""
         seconds = median(timings)
         return cls(
-            strategy, rows, len(timings), seconds, rows / seconds,
-            (rows / max(timings), rows / min(timings)), floor_s / seconds, accounting,
-        )  # fmt: skip
+            strategy,
+            rows,
+            len(timings),
+            seconds,
+            rows / seconds,
+            (rows / max(timings), rows / min(timings)),
+            floor_s / seconds,
+            accounting,
+        )

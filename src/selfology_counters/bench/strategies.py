@@ -99,17 +99,25 @@ class Strategy:
         await self.record(connection, session, user, None, rows)
 
     async def record(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        self,
+        connection: asyncpg.Connection,
+        session: int,
+        user: int,
+        question: str | None,
         rows: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """What the strategy does for one answer to ``question`` or ``rows`` bulk answers; by
         default, the answer rows alone."""
         await self.insert_rows(connection, session, user, question, rows)
 
     async def insert_rows(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        self,
+        connection: asyncpg.Connection,
+        session: int,
+        user: int,
+        question: str | None,
         rows: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The answer rows alone: one answer to ``question``, or ``rows`` bulk answers."""
         if question is None:
             await connection.execute(self.sql(self.insert_bulk), session, user, rows)
@@ -141,9 +149,13 @@ class _ManualIncrements(Strategy):
     """The application adds to each counter itself (``n = n + k``) after the INSERT."""
 
     async def record(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        self,
+        connection: asyncpg.Connection,
+        session: int,
+        user: int,
+        question: str | None,
         rows: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         await self.insert_rows(connection, session, user, question, rows)
         await connection.execute(self.sql("add_to_session"), session, rows)
         await connection.execute(self.sql("add_to_user_stats"), user, rows)
@@ -155,9 +167,13 @@ class ManualSameTransaction(_ManualIncrements):
     label = "manual UPDATE n = n + 1, same transaction"
 
     async def record(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        self,
+        connection: asyncpg.Connection,
+        session: int,
+        user: int,
+        question: str | None,
         rows: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         async with connection.transaction():
             await super().record(connection, session, user, question, rows)
 
@@ -172,9 +188,13 @@ class ManualReadModifyWrite(Strategy):
     label = "manual read-modify-write (SELECT n, then SET n = n + 1)"
 
     async def record(
-        self, connection: asyncpg.Connection, session: int, user: int, question: str | None,
+        self,
+        connection: asyncpg.Connection,
+        session: int,
+        user: int,
+        question: str | None,
         rows: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         async with connection.transaction():
             await self.insert_rows(connection, session, user, question, rows)
             current = await connection.fetchrow(self.sql("read_counters"), session)

@@ -88,8 +88,12 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        return (self.before != self.after or bool(self.reinstalled) or self.adoption is not None
-                or self.distributed)  # fmt: skip
+        return (
+            self.before != self.after
+            or bool(self.reinstalled)
+            or self.adoption is not None
+            or self.distributed
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,8 +153,13 @@ async def apply(dsn: str, progress: Progress | None = None) -> Outcome:
         if distributing:
             say(f"distributing the tables by {model.SHARD_KEY} on Citus (co-located)")
             await distribute.distribute(connection)
-        outcome = Outcome(planned, planned.revision, revisions.head_revision(), adoption=adoption,
-                          distributed=distributing)  # fmt: skip
+        outcome = Outcome(
+            planned,
+            planned.revision,
+            revisions.head_revision(),
+            adoption=adoption,
+            distributed=distributing,
+        )
         outcome.reinstalled, corrected = await settle(
             connection, recount=planned.recount, progress=say
         )
@@ -259,7 +268,8 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
                 await connection.execute(statement)
 
     await retrying(install)
-    removed = [f"removed {t.table}.{t.name} (the original's migration {t.migration})"
-               for t in originals]  # fmt: skip
+    removed = [
+        f"removed {t.table}.{t.name} (the original's migration {t.migration})" for t in originals
+    ]
     restored = [f"{model.ANSWERS}.{model.XID} default"] if xid_default_wrong else []
     return [status.label for status in broken] + removed + restored

@@ -34,14 +34,23 @@ ADOPTED_REVISION = "0003_consistency_view_v1"
 INDEX_ATTEMPTS = 5
 # (index, statement that builds it, (table, column) of an existing index that serves as well)
 INDEXES = (
-    ("user_answers_new_user_id_idx", "create_index_answers_user_id",
-     ("user_answers_new", "user_id")),
-    ("user_answers_new_session_id_idx", "create_index_answers_session_id",
-     ("user_answers_new", "session_id")),
-    ("onboarding_sessions_user_id_idx", "create_index_sessions_user_id",
-     ("onboarding_sessions", "user_id")),
+    (
+        "user_answers_new_user_id_idx",
+        "create_index_answers_user_id",
+        ("user_answers_new", "user_id"),
+    ),
+    (
+        "user_answers_new_session_id_idx",
+        "create_index_answers_session_id",
+        ("user_answers_new", "session_id"),
+    ),
+    (
+        "onboarding_sessions_user_id_idx",
+        "create_index_sessions_user_id",
+        ("onboarding_sessions", "user_id"),
+    ),
     ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id", None),
-)  # fmt: skip
+)
 # The columns counting depends on, made NOT NULL: the answers' user_id and every counter.
 NOT_NULL = ((model.ANSWERS, "user_id"), *((c.table, c.column) for c in model.COUNTERS))
 Progress = Callable[[str], None]
@@ -160,8 +169,15 @@ class Adoption:
         # The statements are what the dry run prints: a script psql can run as it stands
         # (the swap in its own transaction; the back-fill's batches as a comment, the swap's
         # catch-up fills every answer; the recount by the functions the swap installs).
-        swap_sql = ["BEGIN;", sql("lock_for_swap"), sql("catch_up_user_id"), *cat.drop_original,
-                    sql("drop_original_view"), objects.install_sql(), "COMMIT;"]  # fmt: skip
+        swap_sql = [
+            "BEGIN;",
+            sql("lock_for_swap"),
+            sql("catch_up_user_id"),
+            *cat.drop_original,
+            sql("drop_original_view"),
+            objects.install_sql(),
+            "COMMIT;",
+        ]
         batches = "\n".join(f"--   {line}" for line in sql("backfill_user_id").splitlines())
         checks = [sql("add_counter_checks")]
         return [

@@ -25,8 +25,12 @@ VERSION_TABLE = "selfology_counters_version"
 SCRIPT_LOCATION = "selfology_counters.lifecycle:migrations"
 FROM_LIFECYCLE = "selfology_counters.lifecycle"  # set in the config by lifecycle.apply
 INDEX_BLOCKS = (
-    "index_user_xid", "index_session_xid", "index_xid", "drop_user_index", "drop_session_index"
-)  # fmt: skip
+    "index_user_xid",
+    "index_session_xid",
+    "index_xid",
+    "drop_user_index",
+    "drop_session_index",
+)
 """Revision 0004's index changes (sql/deferred_v1.sql), in order."""
 
 
