@@ -20,6 +20,7 @@ import asyncpg
 
 from selfology_counters import model, objects
 from selfology_counters.connect import RETRYABLE, require_schema
+from selfology_counters.context import Counters, Where, bind
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.model import Counter
 from selfology_counters.objects import Audit, HoldsAudit, ObjectStatus
@@ -96,25 +97,26 @@ class CheckResult(HoldsAudit):
 async def check(
     connection: asyncpg.Connection,
     user_id: int | None = None,
-    schema: str = SCHEMA,
+    where: Where = SCHEMA,
     *,
     user_ids: Sequence[int] | None = None,
 ) -> CheckResult:
     """Every counter (of one user, or of ``user_ids``, if given) against the truth, and the
     triggers' state."""
-    await require_schema(connection, schema)
+    counters = await bind(connection, where)
+    await require_schema(connection, counters.schema)
     started = time.perf_counter()
     if user_id is not None:
         user_ids = [user_id]
-    audit = await objects.audit(connection, schema)
+    audit = await objects.audit(connection, counters)
     rows: list[asyncpg.Record] = []
     # Without the view (dropped with a replaced answers table, say) nothing can be compared:
     # the audit reports it missing, and migrate reinstalls it.
     if all(o.installed for o in audit.objects if o.kind == "view"):
         if user_ids is None:
-            rows = await connection.fetch(query("health.sql", "check_all", schema))
+            rows = await connection.fetch(counters.sql("health.sql", "check_all"))
         else:
-            rows = await connection.fetch(query("health.sql", "check_users", schema), user_ids)
+            rows = await connection.fetch(counters.sql("health.sql", "check_users"), user_ids)
     checked_as = {counter.name: counter.checked_as for counter in model.COUNTERS}
     checked = dict.fromkeys(checked_as.values(), 0)
     issues: list[CounterIssue] = []
@@ -124,12 +126,9 @@ async def check(
     # Worst first across all counters: the human report shows the head of this list.
     issues.sort(key=lambda i: (-abs(i.actual if i.drift is None else i.drift), i.counter, i.key))
     if user_ids is None:
-        integrity_sql = query("health.sql", "integrity", schema, distributed=audit.distributed)
-        integrity = await connection.fetchrow(integrity_sql)
+        integrity = await connection.fetchrow(counters.sql("health.sql", "integrity"))
     else:
-        integrity_sql = query(
-            "health.sql", "integrity_users", schema, distributed=audit.distributed
-        )
+        integrity_sql = counters.sql("health.sql", "integrity_users")
         integrity = await connection.fetchrow(integrity_sql, list(user_ids))
     return CheckResult(checked, issues, time.perf_counter() - started, dict(integrity), audit)
 
@@ -177,7 +176,7 @@ async def repair(
     user_id: int | None = None,
     progress: ProgressCallback | None = None,
     found: CheckResult | None = None,
-    schema: str = SCHEMA,
+    where: Where = SCHEMA,
 ) -> RepairResult:
     """Fix what ``check`` reports (pass its result as ``found`` to skip checking again).
 
@@ -189,7 +188,8 @@ async def repair(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    found = found or await check(connection, user_id, schema)
+    counters = await bind(connection, where)
+    found = found or await check(connection, user_id, counters)
     result = RepairResult(dry_run=dry_run)
     result.unfixable = [
         f"{o.kind} {o.label} is {o.state.value} ({o.reason}): "
@@ -201,21 +201,22 @@ async def repair(
         for name in found.foreign_triggers
     ]
     result.triggers_enabled, result.triggers_disabled = await _set_trigger_states(
-        connection, found.objects, dry_run, schema
+        connection, found.objects, dry_run, counters
     )
     if found.audit is not None:
         result.triggers_enabled += await _enable_constraints(
-            connection, found.audit.disabled_constraints, dry_run, schema
+            connection, found.audit.disabled_constraints, dry_run, counters.schema
         )
     if (result.triggers_enabled or result.triggers_disabled) and not dry_run:
         # A write committed while the trigger was off, after `found` was taken, is only seen
         # by a check that starts after the trigger is back on.
-        found = await check(connection, user_id, schema)
-    distributed = found.audit is not None and found.audit.distributed
+        found = await check(connection, user_id, counters)
     for counter in model.COUNTERS:  # the one lock order
         issues = [i for i in found.issues if i.counter == counter.name]
-        for user, batch in _user_batches(issues, batch_size, distributed):
-            result.changes += await _repair_batch(connection, counter, batch, dry_run, schema, user)
+        for user, batch in _user_batches(issues, batch_size, counters.distributed):
+            result.changes += await _repair_batch(
+                connection, counter, batch, dry_run, counters, user
+            )
             if progress is not None:
                 progress(len(batch))
     return result
@@ -256,7 +257,10 @@ async def _enable_constraints(
 
 
 async def _set_trigger_states(
-    connection: asyncpg.Connection, statuses: Sequence[ObjectStatus], dry_run: bool, schema: str
+    connection: asyncpg.Connection,
+    statuses: Sequence[ObjectStatus],
+    dry_run: bool,
+    counters: Counters,
 ) -> tuple[list[str], list[str]]:
     """Enable the triggers the counter mode wants on, disable those it wants off; returns
     what was (or, with ``dry_run``, would be) enabled and disabled.
@@ -270,11 +274,11 @@ async def _set_trigger_states(
     async def under_the_switch_lock() -> tuple[list[str], list[str]]:
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            await connection.execute(query("health.sql", "lock_answers_as_a_switch", schema))
-            fresh = (await objects.audit(connection, schema)).objects
+            await connection.execute(counters.sql("health.sql", "lock_answers_as_a_switch"))
+            fresh = (await objects.audit(connection, counters)).objects
             for trigger in fresh:
                 if _flip_wanted(trigger):
-                    sql = objects.toggle_sql(trigger.obj, trigger.wanted_enabled, schema)
+                    sql = objects.toggle_sql(trigger.obj, trigger.wanted_enabled, counters.schema)
                     await connection.execute(sql)
             return _flip_labels(fresh)
 
@@ -298,13 +302,13 @@ async def _repair_batch(
     counter: Counter,
     keys: list[int],
     dry_run: bool,
-    schema: str,
+    counters: Counters,
     user: int | None = None,
 ) -> list[RepairChange]:
     """One batch, retried when PostgreSQL picks it as a deadlock or serialization victim."""
     for attempt in range(BATCH_ATTEMPTS):
         try:
-            return await _repair_batch_once(connection, counter, keys, dry_run, schema, user)
+            return await _repair_batch_once(connection, counter, keys, dry_run, counters, user)
         except RETRYABLE:
             if attempt == BATCH_ATTEMPTS - 1:
                 raise
@@ -317,33 +321,29 @@ async def _repair_batch_once(
     counter: Counter,
     keys: list[int],
     dry_run: bool,
-    schema: str,
+    counters: Counters,
     user: int | None,
 ) -> list[RepairChange]:
+    """``user``: on Citus, the batch's user, which its statements name (the shard key)."""
     changes: list[RepairChange] = []
-    # On Citus (user given) the batch's statements name its user, the shard key.
-    distributed = user is not None
-    by_user = (user,) if distributed else ()
+    by_user = (user,) if counters.distributed else ()
     created: set[int] = set()
     if counter.created_by_answers and not dry_run:
         # Missing rows are created (at zero) and committed on their own, before the batch
         # locks rows in ascending order: holding a new row while waiting for an older one
         # would break the triggers' lock order.
-        created = await _create_missing_rows(connection, counter, keys, schema)
+        created = await _create_missing_rows(connection, counter, keys, counters)
     try:
         async with connection.transaction():
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
-                created = await _create_missing_rows(connection, counter, keys, schema)
-            if distributed:  # the mark must reach the shards, where the keep triggers fire
-                await connection.execute(query("distributed.sql", "propagate_set_local"))
-            mark = query("health.sql", "mark_counting", schema, distributed=distributed)
-            await connection.execute(mark)
-            await connection.execute(query("health.sql", "lock_mode", schema))
-            lock = query("health.sql", f"lock_{counter.short}", schema, distributed=distributed)
+                created = await _create_missing_rows(connection, counter, keys, counters)
+            if counters.distributed:  # the mark must reach the shards, where keep triggers fire
+                await connection.execute(counters.sql("distributed.sql", "propagate_set_local"))
+            await connection.execute(counters.sql("health.sql", "mark_counting"))
+            await connection.execute(counters.sql("health.sql", "lock_mode"))
+            lock = counters.sql("health.sql", f"lock_{counter.short}")
             await connection.execute(lock, keys, *by_user)
-            recount = query(
-                "health.sql", f"recount_{counter.short}", schema, distributed=distributed
-            )
+            recount = counters.sql("health.sql", f"recount_{counter.short}")
             rows = await connection.fetch(recount, keys, *by_user)
             changes = [
                 RepairChange(
@@ -363,9 +363,9 @@ async def _repair_batch_once(
 
 
 async def _create_missing_rows(
-    connection: asyncpg.Connection, counter: Counter, keys: list[int], schema: str
+    connection: asyncpg.Connection, counter: Counter, keys: list[int], counters: Counters
 ) -> set[int]:
-    create = query("health.sql", f"create_missing_{counter.short}", schema)
+    create = counters.sql("health.sql", f"create_missing_{counter.short}")
     return {r["key"] for r in await connection.fetch(create, keys)}
 
 

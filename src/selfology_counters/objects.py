@@ -21,8 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from selfology_counters import distributed as citus
 from selfology_counters import model, original, probe
+from selfology_counters.context import Where, bind
 from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
 from selfology_counters.sqlfiles import SCHEMA, query, render
@@ -344,15 +344,16 @@ async def installed_rows(
     )
 
 
-async def audit(connection: asyncpg.Connection, schema: str = SCHEMA) -> Audit:
+async def audit(connection: asyncpg.Connection, where: Where = SCHEMA) -> Audit:
     """Each object of the model: installed, enabled as its counter mode wants, current (and
     why not)."""
     # One snapshot for the mode and the triggers' states: a switch of mode changes both in one
     # transaction, so a check during one sees it before or after, never half of it.
     snapshot = {} if connection.is_in_transaction() else {"isolation": "repeatable_read"}
     async with connection.transaction(**snapshot):
+        counters = await bind(connection, where)
+        schema, distributed = counters.schema, counters.distributed
         mode = await current_mode(connection, schema)
-        distributed = await citus.is_distributed(connection, schema)
         # Definitions are hashed with the same search_path as when they were stamped.
         await connection.execute(query("audit.sql", "catalog_search_path"))
         rows = await installed_rows(connection, schema, [t.name for t in original.TRIGGERS])

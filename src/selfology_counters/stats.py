@@ -9,7 +9,7 @@ import asyncpg
 
 from selfology_counters import deferred, model, objects
 from selfology_counters.connect import require_schema
-from selfology_counters.context import Counters
+from selfology_counters.context import Where, bind
 from selfology_counters.deferred import ModeState
 from selfology_counters.leftovers import leftover_scratch_schemas
 from selfology_counters.objects import Audit, HoldsAudit
@@ -80,23 +80,25 @@ class StatsResult(HoldsAudit):
         return data
 
 
-async def collect(connection: asyncpg.Connection, schema: str = SCHEMA) -> StatsResult:
+async def collect(connection: asyncpg.Connection, where: Where = SCHEMA) -> StatsResult:
+    counters = await bind(connection, where)
+    schema = counters.schema
     await require_schema(connection, schema)
-    settings = await connection.fetchrow(query("health.sql", "settings", schema))
-    audit = await objects.audit(connection, schema)
+    settings = await connection.fetchrow(counters.sql("health.sql", "settings"))
+    audit = await objects.audit(connection, counters)
     tables = list(model.COUNTED_TABLES)
-    waiters = await connection.fetch(query("health.sql", "lock_waiters", schema), schema, tables)
-    table_rows = await connection.fetch(query("health.sql", "table_stats", schema), schema, tables)
+    waiters = await connection.fetch(counters.sql("health.sql", "lock_waiters"), schema, tables)
+    table_rows = await connection.fetch(counters.sql("health.sql", "table_stats"), schema, tables)
     return StatsResult(
         server_version=settings["version"],
         database=settings["database"],
         synchronous_commit=settings["synchronous_commit"],
         track_functions=settings["track_functions"],
-        mode=await deferred.state(connection, Counters(schema, audit.distributed)),
+        mode=await deferred.state(connection, counters),
         audit=audit,
         functions=await _functions(connection, schema),
         answers_last_hour=await connection.fetchval(
-            query("health.sql", "answers_last_hour", schema)
+            counters.sql("health.sql", "answers_last_hour")
         ),
         lock_waiters=[{**dict(w), "waiting_for": str(w["waiting_for"])} for w in waiters],
         tables=[

@@ -181,7 +181,7 @@ class Watch:
         if self._marks is None:  # quick checks start from what the first check saw
             last = await connection.fetchval(query("watch.sql", "last_answer_id", self.schema))
             self._marks = (last, last)
-        found = await health.check(connection, schema=self.schema, user_ids=users)
+        found = await health.check(connection, where=self.schema, user_ids=users)
         await self._sample_lock_waits(connection)
         bound = Counters(self.schema, found.audit.distributed)  # the check's audit knows
         self.metrics.deferred_backlog(await deferred.state(connection, bound))
@@ -237,9 +237,9 @@ class Watch:
             return CheckOutcome(scope, True, inconsistent=len(found.issues), held_back=held_back)
         started = time.perf_counter()
         result = await health.repair(
-            connection, batch_size=self.settings.batch_size, found=found, schema=self.schema
+            connection, batch_size=self.settings.batch_size, found=found, where=self.schema
         )
-        after = await health.check(connection, schema=self.schema, user_ids=users)
+        after = await health.check(connection, where=self.schema, user_ids=users)
         self.metrics.repaired_counters(len(result.changes))
         self.metrics.checked_counters(scope.value, after)
         self.log(

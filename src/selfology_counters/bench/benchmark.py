@@ -153,7 +153,7 @@ async def run_benchmark(
                 result.deferred = await _deferred_figures(
                     dsn, connection, schema, inserts, concurrency, worker, report
                 )
-            checked = await health.check(connection, schema=schema)
+            checked = await health.check(connection, where=schema)
         finally:
             await connection.close()
     result.consistent = checked.consistent
