@@ -24,3 +24,15 @@ async def is_distributed(connection: asyncpg.Connection, schema: str = SCHEMA) -
     if not await citus_installed(connection):
         return False
     return bool(await connection.fetchval(query("distributed.sql", "answers_distributed"), schema))
+
+
+def ddl_preamble(schema: str = SCHEMA) -> list[str]:
+    """What a transaction that (re)creates our triggers and functions on the distributed
+    tables runs first (distributing them, a reinstall, a benchmark's scratch schema): the
+    unsafe-trigger and sequential settings for that transaction, and deferred mode's pending
+    marker, which the distributed variant reads (idempotent)."""
+    return [
+        query("distributed.sql", "unsafe_triggers"),
+        query("distributed.sql", "sequential"),
+        query("distributed.sql", "pending", schema),
+    ]

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 
 from selfology_counters import objects
 from selfology_counters.connect import connect
+from selfology_counters.distributed import ddl_preamble
 from selfology_counters.leftovers import leftover_scratch_schemas
 from selfology_counters.lifecycle import revisions
 from selfology_counters.sqlfiles import query
@@ -48,9 +49,7 @@ def benchmark_install(schema: str, *, distributed: bool = False) -> list[str]:
         ]
     return [
         *revisions.head_schema_sql(schema),
-        query("distributed.sql", "unsafe_triggers"),
-        query("distributed.sql", "sequential"),
-        query("distributed.sql", "pending", schema),
+        *ddl_preamble(schema),
         query("distributed.sql", "keys", schema),
         query("bench.sql", "create_bare_table", schema, distributed=True),
         query("distributed.sql", "distribute", schema, also=("bare_answers",)),

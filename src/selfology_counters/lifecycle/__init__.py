@@ -255,11 +255,8 @@ async def _reinstall(connection: asyncpg.Connection) -> list[str]:
         async with connection.transaction():
             await set_local_lock_timeout(connection)
             if audit.distributed:
-                await connection.execute(query("distributed.sql", "unsafe_triggers"))
-                await connection.execute(query("distributed.sql", "sequential"))
-                # The marker the distributed variant reads, on a database distributed
-                # before deferred mode ran on Citus.
-                await connection.execute(query("distributed.sql", "pending"))
+                for statement in distributed.ddl_preamble():
+                    await connection.execute(statement)
             for statement in await adopt.drop_original_statements(connection):
                 await connection.execute(statement)
             if xid_default_wrong:  # deferred mode's columns, idempotent: restores the default

@@ -37,10 +37,9 @@ async def distribute(connection: asyncpg.Connection, schema: str = SCHEMA) -> No
     async def once() -> None:
         async with connection.transaction():
             await set_local_lock_timeout(connection)
-            await connection.execute(query("distributed.sql", "unsafe_triggers"))
-            await connection.execute(query("distributed.sql", "sequential"))
+            for statement in distributed.ddl_preamble(schema):
+                await connection.execute(statement)
             await connection.execute(objects.drop_sql(model.TRIGGERS, schema))
-            await connection.execute(query("distributed.sql", "pending", schema))
             await connection.execute(query("distributed.sql", "keys", schema))
             await connection.execute(query("distributed.sql", "distribute", schema))
             for statement in objects.install_statements(schema=schema, distributed=True):
