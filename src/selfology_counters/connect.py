@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -11,6 +14,22 @@ from selfology_counters.errors import DatabaseUnavailableError, InvalidDsnError,
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+T = TypeVar("T")
+
+
+async def retried(work: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """``work`` (one transaction), run again after a jittered backoff when PostgreSQL picked it
+    as a deadlock or serialization victim, up to ``attempts`` times; the last failure raised."""
+    for attempt in range(attempts):
+        try:
+            return await work()
+        except RETRYABLE:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
 """What PostgreSQL asks a transaction to retry: a deadlock victim, a serialization failure."""
 
 _UNAVAILABLE = (

@@ -7,8 +7,6 @@ PostgreSQL aborted with a deadlock or serialization failure (bounded).
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from selfology_counters import validation
-from selfology_counters.connect import RETRYABLE, create_pool
+from selfology_counters.connect import RETRYABLE, create_pool, retried
 from selfology_counters.context import Counters, bind
 from selfology_counters.errors import (
     DatabaseRefusedError,
@@ -314,19 +312,18 @@ class OnboardingDAO:
     async def _write(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run one write statement (its own transaction), retrying deadlocks and
         serialization failures with jittered backoff."""
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                with _typed_database_errors():
-                    async with self._pool.acquire() as connection:
-                        return await statement(connection)
-            except RETRYABLE as exc:
-                last = exc
-                if attempt < self.max_retries:
-                    await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-        raise RetriesExhaustedError(
-            f"gave up after {self.max_retries + 1} attempts: {type(last).__name__}: {last}"
-        )
+
+        async def once() -> T:
+            with _typed_database_errors():
+                async with self._pool.acquire() as connection:
+                    return await statement(connection)
+
+        try:
+            return await retried(once, self.max_retries + 1)
+        except RETRYABLE as exc:
+            raise RetriesExhaustedError(
+                f"gave up after {self.max_retries + 1} attempts: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import model
-from selfology_counters.connect import RETRYABLE, connect, require_schema
+from selfology_counters.connect import RETRYABLE, connect, require_schema, retried
 from selfology_counters.context import Counters, Where, bind
 from selfology_counters.errors import (
     DatabaseUnavailableError,
@@ -37,6 +37,7 @@ APPLICATION_NAME = "selfology-counters worker"  # how the worker shows in pg_sta
 HELD_BACK_AFTER_S = 1.0
 DRAIN_AT = 10_000  # answers in one fold above which the worker folds again without waiting
 ONCE_GIVES_UP_AFTER_S = 10.0  # `worker --once`: how long a busy fold or an outage is retried
+ATTEMPTS = 5  # a fold or a switch chosen as a deadlock or serialization victim
 PERMANENT_PAUSE_S = 5.0  # the long-running worker's wait after a permanent error: one line each
 # Errors that no retry mends: `worker --once` reports them at once (the long-running worker
 # logs them and keeps retrying, since an operator may fix them while it runs).
@@ -126,7 +127,7 @@ async def set_mode(connection: asyncpg.Connection, mode: str, where: Where = SCH
             await set_local_lock_timeout(connection)
             await connection.fetchval(counters.sql("deferred.sql", "set_mode"), mode)
 
-    await retrying(lambda: _retrying(switch))
+    await retrying(lambda: retried(switch, ATTEMPTS))
     if mode == model.IMMEDIATE and counters.distributed:
         await _fold_what_is_left(connection, counters)
     return await state(connection, counters)
@@ -161,7 +162,7 @@ async def fold_once(connection: asyncpg.Connection, where: Where = SCHEMA) -> Fo
             return await connection.fetchrow(counters.sql("deferred.sql", "fold"))
 
     try:
-        row = await _retrying(fold)
+        row = await retried(fold, ATTEMPTS)
     except asyncpg.LockNotAvailableError:
         row = None
     seconds = time.perf_counter() - started
@@ -316,17 +317,6 @@ async def _dropped(connection: asyncpg.Connection | None) -> None:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before 3.11
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _retrying(work: Callable[[], Any]) -> Any:
-    for attempt in range(5):
-        try:
-            return await work()
-        except RETRYABLE:
-            if attempt == 4:
-                raise
-            await asyncio.sleep(0.01 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def _seconds(age: timedelta | None) -> float | None:

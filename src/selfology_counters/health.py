@@ -8,9 +8,7 @@ recounting under that lock, so it is safe while the bot keeps writing.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from selfology_counters import model, objects
-from selfology_counters.connect import RETRYABLE, require_schema
+from selfology_counters.connect import require_schema, retried
 from selfology_counters.context import Counters, Where, bind
 from selfology_counters.lifecycle.ddl import retrying, set_local_lock_timeout
 from selfology_counters.model import Counter
@@ -306,14 +304,10 @@ async def _repair_batch(
     user: int | None = None,
 ) -> list[RepairChange]:
     """One batch, retried when PostgreSQL picks it as a deadlock or serialization victim."""
-    for attempt in range(BATCH_ATTEMPTS):
-        try:
-            return await _repair_batch_once(connection, counter, keys, dry_run, counters, user)
-        except RETRYABLE:
-            if attempt == BATCH_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-    raise AssertionError("unreachable")
+    return await retried(
+        lambda: _repair_batch_once(connection, counter, keys, dry_run, counters, user),
+        BATCH_ATTEMPTS,
+    )
 
 
 async def _repair_batch_once(
