@@ -35,24 +35,27 @@ INDEX_ATTEMPTS = 5
 # (index, statement that builds it, (table, column) of an existing index that serves as well)
 INDEXES = (
     (
-        "user_answers_new_user_id_idx",
+        f"{model.ANSWERS}_user_id_idx",
         "create_index_answers_user_id",
-        ("user_answers_new", "user_id"),
+        (model.ANSWERS, model.USER_STATS.source),
     ),
     (
-        "user_answers_new_session_id_idx",
+        f"{model.ANSWERS}_session_id_idx",
         "create_index_answers_session_id",
-        ("user_answers_new", "session_id"),
+        (model.ANSWERS, model.SESSIONS.source),
     ),
     (
-        "onboarding_sessions_user_id_idx",
+        f"{model.SESSIONS.table}_user_id_idx",
         "create_index_sessions_user_id",
-        ("onboarding_sessions", "user_id"),
+        (model.SESSIONS.table, model.SHARD_KEY),
     ),
-    ("onboarding_sessions_id_user_id_key", "create_index_sessions_id_user_id", None),
+    (f"{model.SESSIONS.table}_id_user_id_key", "create_index_sessions_id_user_id", None),
 )
 # The columns counting depends on, made NOT NULL: the answers' user_id and every counter.
-NOT_NULL = ((model.ANSWERS, "user_id"), *((c.table, c.column) for c in model.COUNTERS))
+NOT_NULL = (
+    (model.ANSWERS, model.USER_STATS.source),
+    *((c.table, c.column) for c in model.COUNTERS),
+)
 Progress = Callable[[str], None]
 
 

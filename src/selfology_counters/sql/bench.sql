@@ -4,14 +4,14 @@
 -- name: create_bare_table --
 -- The floor: the same table, indexes and foreign key as user_answers_new, without triggers
 -- (distributed: as on Citus, without ON UPDATE CASCADE).
-CREATE TABLE ${schema}.bare_answers (LIKE ${schema}.user_answers_new
+CREATE TABLE ${schema}.bare_answers (LIKE ${schema}.${model.ANSWERS}
     INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY);
 ALTER TABLE ${schema}.bare_answers ADD CONSTRAINT bare_answers_session_fk
-    FOREIGN KEY (session_id, user_id) REFERENCES ${schema}.onboarding_sessions (id, user_id)
+    FOREIGN KEY (session_id, user_id) REFERENCES ${schema}.${model.SESSIONS.table} (id, user_id)
     ON DELETE CASCADE${"" if context.get("distributed", False) else " ON UPDATE CASCADE"}
 
 -- name: create_session --
-INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
+INSERT INTO ${schema}.${model.SESSIONS.table} (user_id) VALUES ($1) RETURNING id
 
 -- name: bare_insert --
 INSERT INTO ${schema}.bare_answers (session_id, user_id, question_json_id, raw_answer, answer_length)
@@ -19,7 +19,7 @@ VALUES ($1, $2, $3, $4, $5) RETURNING id
 
 -- name: bot_insert --
 -- The bot's original statement: user_id and answer_length are filled in by the database.
-INSERT INTO ${schema}.user_answers_new (session_id, question_json_id, raw_answer)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, question_json_id, raw_answer)
 VALUES ($1, $2, $3) RETURNING id
 
 -- name: bulk_bare --
@@ -28,7 +28,7 @@ SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answe
   FROM generate_series(1, $3::integer) g
 
 -- name: bulk_counted --
-INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT $1, $2, 'bulk_' || g, 'bulk answer number ' || g, char_length('bulk answer number ' || g)
   FROM generate_series(1, $3::integer) g
 

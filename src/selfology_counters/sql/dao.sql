@@ -8,20 +8,20 @@
     distributed = context.get("distributed", False)
 %>
 -- name: start_session --
-INSERT INTO ${schema}.onboarding_sessions (user_id) VALUES ($1) RETURNING id
+INSERT INTO ${schema}.${model.SESSIONS.table} (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
 % if distributed:
-INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 VALUES ($1, $5, $2, $3, $4)
 RETURNING id
 % else:
 -- One round trip: the session lookup that validates the session also supplies user_id.
 -- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
 -- makes a session completed or moved at this moment re-checked on its latest version.
-INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, $2, $3, $4
-  FROM ${schema}.onboarding_sessions s
+  FROM ${schema}.${model.SESSIONS.table} s
  WHERE s.id = $1 AND s.status = 'active'
    FOR NO KEY UPDATE OF s
 RETURNING id
@@ -29,16 +29,16 @@ RETURNING id
 
 -- name: insert_answers --
 % if distributed:
-INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT $1, $5, a.question_json_id, a.raw_answer, a.answer_length
   FROM unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
            AS a(question_json_id, raw_answer, answer_length, ord)
  ORDER BY a.ord
 RETURNING id
 % else:
-INSERT INTO ${schema}.user_answers_new (session_id, user_id, question_json_id, raw_answer, answer_length)
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
-  FROM ${schema}.onboarding_sessions s,
+  FROM ${schema}.${model.SESSIONS.table} s,
        unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
            AS a(question_json_id, raw_answer, answer_length, ord)
  WHERE s.id = $1 AND s.status = 'active'
@@ -49,22 +49,22 @@ RETURNING id
 
 -- name: lock_session --
 -- Distributed (Citus) only, in the insert's transaction: the lock the plain INSERT takes.
-SELECT status FROM ${schema}.onboarding_sessions
+SELECT status FROM ${schema}.${model.SESSIONS.table}
  WHERE id = $1 AND ${model.SHARD_KEY} = $2
    FOR NO KEY UPDATE
 
 -- name: session_status --
-SELECT status FROM ${schema}.onboarding_sessions WHERE id = $1
+SELECT status FROM ${schema}.${model.SESSIONS.table} WHERE id = $1
 
 -- name: session_owner --
 -- Distributed (Citus) only: the session's user, which never changes there.
-SELECT ${model.SHARD_KEY} FROM ${schema}.onboarding_sessions WHERE id = $1
+SELECT ${model.SHARD_KEY} FROM ${schema}.${model.SESSIONS.table} WHERE id = $1
 
 -- name: delete_answer --
-DELETE FROM ${schema}.user_answers_new WHERE id = $1 RETURNING id
+DELETE FROM ${schema}.${model.ANSWERS} WHERE id = $1 RETURNING id
 
 -- name: complete_session --
-UPDATE ${schema}.onboarding_sessions
+UPDATE ${schema}.${model.SESSIONS.table}
    SET status = 'completed', completed_at = now()
  WHERE id = $1 AND status = 'active'
 RETURNING id
@@ -97,6 +97,6 @@ RETURNING ${model.PERSONALITY.key}
 
 -- name: session_answers --
 SELECT id, question_json_id, raw_answer, answer_length, answered_at
-  FROM ${schema}.user_answers_new
+  FROM ${schema}.${model.ANSWERS}
  WHERE session_id = $1
  ORDER BY id
