@@ -1,5 +1,7 @@
 ## The functions, triggers and view that keep the counters, one named block per object of
-## model.OBJECTS (block name: <kind>_<short>). Rendered from the model: every table, column,
+## model.OBJECTS (block name: <kind>_<short>; where the Citus variant's whole body differs,
+## that variant is a block of its own, <kind>_<short>_distributed, which the bound context
+## selects: objects.source_sql). Rendered from the model: every table, column,
 ## key and object name below comes from model.py. objects.py installs a block, stamps the
 ## object with the digests the audit compares, and reinstalls what is not current.
 ##
@@ -349,13 +351,6 @@ ${owner_only("on_update")}
 CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
-% if distributed:
-    -- Distributed: the trigger fires on every shard as well, where resetting the counters of
-    -- all users would be a query across shards, which Citus refuses inside a shard's trigger.
-    RAISE EXCEPTION 'TRUNCATE of ${model.ANSWERS} is refused on Citus: the counters could not be reset with it'
-          USING ERRCODE = 'feature_not_supported',
-                HINT = 'DELETE the answers instead: the counters follow';
-% else:
     -- TRUNCATE removes every answer whatever the snapshot, but under REPEATABLE READ the
     -- UPDATEs below would only reach counter rows that snapshot sees; rows created since
     -- would keep their counts. Refuse rather than leave them wrong.
@@ -369,7 +364,23 @@ BEGIN
      WHERE ${U.column} <> 0;
     UPDATE ${personality} SET ${P.column} = 0, ${P.touched} = now()
      WHERE ${P.column} <> 0;
-% endif
+    RETURN NULL;
+END;
+$$;
+${owner_only("on_truncate")}
+
+## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
+-- name: function_on_truncate_distributed --
+-- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
+-- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
+CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+BEGIN
+    -- Distributed: the trigger fires on every shard as well, where resetting the counters of
+    -- all users would be a query across shards, which Citus refuses inside a shard's trigger.
+    RAISE EXCEPTION 'TRUNCATE of ${model.ANSWERS} is refused on Citus: the counters could not be reset with it'
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'DELETE the answers instead: the counters follow';
     RETURN NULL;
 END;
 $$;
@@ -642,12 +653,6 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-% if distributed:
-    -- Distributed (Citus): a fold is one transaction per shard, so it cannot be this one
-    -- function call; the client folds shard by shard (deferred.fold_once, deferred.sql).
-    RAISE EXCEPTION 'on Citus the fold runs shard by shard from the client: selfology-counters worker'
-          USING ERRCODE = 'feature_not_supported';
-% else:
 ${refuse_on_subscriber("fold (selfology-counters worker)")}
     IF m.mode <> '${model.DEFERRED}' THEN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
@@ -678,7 +683,33 @@ ${deltas_of_answers(f"{X} >= m.horizon AND {X} < h_new", "1")}
                                THEN now() ELSE m.last_fold_at END;
     new_horizon := h_new;
     RETURN NEXT;
-% endif
+END;
+$$;
+${owner_only("fold")}
+
+## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
+-- name: function_fold_distributed --
+-- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
+-- running (every transaction below it has finished, so the answers below it are final), adds
+-- the answers between the old and the new horizon to the stored counters in the model's lock
+-- order, and records the new horizon. Readers see the answers either pending or folded, never
+-- both, never neither. Returns nothing when another worker (or a switch of mode) holds the
+-- mode row: workers take turns, they never fold the same answers twice.
+CREATE OR REPLACE FUNCTION ${fn['fold']}()
+RETURNS TABLE (folded bigint, oldest_answered_at timestamptz, new_horizon bigint)
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+DECLARE
+    m record; h_new bigint; snap pg_snapshot;
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    SELECT * INTO m FROM ${mode} FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- Distributed (Citus): a fold is one transaction per shard, so it cannot be this one
+    -- function call; the client folds shard by shard (deferred.fold_once, deferred.sql).
+    RAISE EXCEPTION 'on Citus the fold runs shard by shard from the client: selfology-counters worker'
+          USING ERRCODE = 'feature_not_supported';
 END;
 $$;
 ${owner_only("fold")}
@@ -700,33 +731,6 @@ BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
         RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
     END IF;
-% if distributed:
-    -- Distributed (Citus): Citus allows DDL after other distributed work in a transaction on
-    -- one connection per node; for this transaction only.
-    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    -- No horizon to move. The fold's turn first: a fold holds it while its shards wait for
-    -- writers' session locks, and those writers may wait for the lock below, so a fold must
-    -- end before that lock is taken (and none starts meanwhile). Then the answers: Citus takes
-    -- the lock on every node's copy of the table, where every write to it takes its own, so
-    -- no insert is mid-statement while the pending column's default changes: a new answer is
-    -- either marked pending (deferred) or not (immediate). The insert trigger stays on in
-    -- both modes and counts the answers inserted not pending: all of them in immediate mode,
-    -- and in deferred mode one that a writer marked folded itself (pending = false), which
-    -- no fold would ever count. A default, not a trigger, marks it: a shard moved to another
-    -- node is copied with its values, so a folded answer stays folded there.
-    -- Nothing else happens under that lock: what was pending before a switch to immediate
-    -- is folded after it, shard by shard (deferred.set_mode does), and read exactly meanwhile.
-    PERFORM pg_advisory_xact_lock(${fold_turn});
-    SELECT * INTO m FROM ${mode} FOR UPDATE;
-    IF m.mode = wanted THEN
-        RETURN wanted;
-    END IF;
-    LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', '${answers}',
-                   '${model.PENDING}', wanted = '${model.DEFERRED}');
-    UPDATE ${mode} SET mode = wanted, switched_at = now();
-    RETURN wanted;
-% else:
 ${refuse_on_subscriber("switch the counter mode (selfology-counters mode)")}
     LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO m FROM ${mode} FOR UPDATE;
@@ -761,7 +765,53 @@ ${deltas_of_answers(f"{X} >= lo", "sign")}
     END IF;
     UPDATE ${mode} SET mode = wanted, horizon = h, switched_at = now();
     RETURN wanted;
-% endif
+END;
+$$;
+${owner_only("set_mode")}
+
+## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
+-- name: function_set_mode_distributed --
+-- Switches the counter mode, live. The answers are locked first, as writers take them: the
+-- lock waits for every transaction that wrote answers and holds new writers back until this
+-- one commits (milliseconds), so no answer is written while the counters change hands; then
+-- the mode row, so no fold runs meanwhile. To deferred: the answers at or above the new
+-- horizon are counted already, so they are taken out of the stored counters (they become
+-- pending) and the insert trigger is turned off. To immediate: everything pending is folded
+-- and the insert trigger turned back on. Nothing is lost or counted twice at the switch.
+CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
+LANGUAGE plpgsql ${runs_as_owner()} AS $$
+DECLARE
+    m record; h bigint; lo bigint; sign integer; enable text; snap pg_snapshot;
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
+BEGIN
+    IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
+        RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Distributed (Citus): Citus allows DDL after other distributed work in a transaction on
+    -- one connection per node; for this transaction only.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- No horizon to move. The fold's turn first: a fold holds it while its shards wait for
+    -- writers' session locks, and those writers may wait for the lock below, so a fold must
+    -- end before that lock is taken (and none starts meanwhile). Then the answers: Citus takes
+    -- the lock on every node's copy of the table, where every write to it takes its own, so
+    -- no insert is mid-statement while the pending column's default changes: a new answer is
+    -- either marked pending (deferred) or not (immediate). The insert trigger stays on in
+    -- both modes and counts the answers inserted not pending: all of them in immediate mode,
+    -- and in deferred mode one that a writer marked folded itself (pending = false), which
+    -- no fold would ever count. A default, not a trigger, marks it: a shard moved to another
+    -- node is copied with its values, so a folded answer stays folded there.
+    -- Nothing else happens under that lock: what was pending before a switch to immediate
+    -- is folded after it, shard by shard (deferred.set_mode does), and read exactly meanwhile.
+    PERFORM pg_advisory_xact_lock(${fold_turn});
+    SELECT * INTO m FROM ${mode} FOR UPDATE;
+    IF m.mode = wanted THEN
+        RETURN wanted;
+    END IF;
+    LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', '${answers}',
+                   '${model.PENDING}', wanted = '${model.DEFERRED}');
+    UPDATE ${mode} SET mode = wanted, switched_at = now();
+    RETURN wanted;
 END;
 $$;
 ${owner_only("set_mode")}
