@@ -345,12 +345,14 @@ END;
 $$;
 ${owner_only("on_update")}
 
--- name: function_on_truncate --
--- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
+## The part of function_on_truncate that both variants share.
+<%def name="on_truncate_head()">-- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
 -- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
 CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
-BEGIN
+BEGIN</%def>
+-- name: function_on_truncate --
+${on_truncate_head()}
     -- TRUNCATE removes every answer whatever the snapshot, but under REPEATABLE READ the
     -- UPDATEs below would only reach counter rows that snapshot sees; rows created since
     -- would keep their counts. Refuse rather than leave them wrong.
@@ -371,11 +373,7 @@ ${owner_only("on_truncate")}
 
 ## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
 -- name: function_on_truncate_distributed --
--- AFTER TRUNCATE: no answers are left, so every counter is zero. TRUNCATE holds an ACCESS
--- EXCLUSIVE lock on the answers, so no answer trigger holds counter locks at the same time.
-CREATE OR REPLACE FUNCTION ${fn['on_truncate']}() RETURNS trigger
-LANGUAGE plpgsql ${runs_as_owner()} AS $$
-BEGIN
+${on_truncate_head()}
     -- Distributed: the trigger fires on every shard as well, where resetting the counters of
     -- all users would be a query across shards, which Citus refuses inside a shard's trigger.
     RAISE EXCEPTION 'TRUNCATE of ${model.ANSWERS} is refused on Citus: the counters could not be reset with it'
@@ -635,8 +633,8 @@ END;
 $$;
 ${owner_only("auto_fix_critical_drift")}
 
--- name: function_fold --
--- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
+## The part of function_fold that both variants share.
+<%def name="fold_head()">-- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
 -- running (every transaction below it has finished, so the answers below it are final), adds
 -- the answers between the old and the new horizon to the stored counters in the model's lock
 -- order, and records the new horizon. Readers see the answers either pending or folded, never
@@ -652,7 +650,9 @@ BEGIN
     SELECT * INTO m FROM ${mode} FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN;
-    END IF;
+    END IF;</%def>
+-- name: function_fold --
+${fold_head()}
 ${refuse_on_subscriber("fold (selfology-counters worker)")}
     IF m.mode <> '${model.DEFERRED}' THEN
         RETURN QUERY SELECT 0::bigint, NULL::timestamptz, m.horizon;
@@ -689,23 +689,7 @@ ${owner_only("fold")}
 
 ## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
 -- name: function_fold_distributed --
--- Deferred mode's fold, one transaction: moves the horizon to the oldest transaction still
--- running (every transaction below it has finished, so the answers below it are final), adds
--- the answers between the old and the new horizon to the stored counters in the model's lock
--- order, and records the new horizon. Readers see the answers either pending or folded, never
--- both, never neither. Returns nothing when another worker (or a switch of mode) holds the
--- mode row: workers take turns, they never fold the same answers twice.
-CREATE OR REPLACE FUNCTION ${fn['fold']}()
-RETURNS TABLE (folded bigint, oldest_answered_at timestamptz, new_horizon bigint)
-LANGUAGE plpgsql ${runs_as_owner()} AS $$
-DECLARE
-    m record; h_new bigint; snap pg_snapshot;
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
-BEGIN
-    SELECT * INTO m FROM ${mode} FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
+${fold_head()}
     -- Distributed (Citus): a fold is one transaction per shard, so it cannot be this one
     -- function call; the client folds shard by shard (deferred.fold_once, deferred.sql).
     RAISE EXCEPTION 'on Citus the fold runs shard by shard from the client: selfology-counters worker'
@@ -714,8 +698,8 @@ END;
 $$;
 ${owner_only("fold")}
 
--- name: function_set_mode --
--- Switches the counter mode, live. The answers are locked first, as writers take them: the
+## The part of function_set_mode that both variants share.
+<%def name="set_mode_head()">-- Switches the counter mode, live. The answers are locked first, as writers take them: the
 -- lock waits for every transaction that wrote answers and holds new writers back until this
 -- one commits (milliseconds), so no answer is written while the counters change hands; then
 -- the mode row, so no fold runs meanwhile. To deferred: the answers at or above the new
@@ -730,7 +714,9 @@ DECLARE
 BEGIN
     IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
         RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    END IF;</%def>
+-- name: function_set_mode --
+${set_mode_head()}
 ${refuse_on_subscriber("switch the counter mode (selfology-counters mode)")}
     LOCK TABLE ${answers} IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO m FROM ${mode} FOR UPDATE;
@@ -771,22 +757,7 @@ ${owner_only("set_mode")}
 
 ## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
 -- name: function_set_mode_distributed --
--- Switches the counter mode, live. The answers are locked first, as writers take them: the
--- lock waits for every transaction that wrote answers and holds new writers back until this
--- one commits (milliseconds), so no answer is written while the counters change hands; then
--- the mode row, so no fold runs meanwhile. To deferred: the answers at or above the new
--- horizon are counted already, so they are taken out of the stored counters (they become
--- pending) and the insert trigger is turned off. To immediate: everything pending is folded
--- and the insert trigger turned back on. Nothing is lost or counted twice at the switch.
-CREATE OR REPLACE FUNCTION ${fn['set_mode']}(wanted text) RETURNS text
-LANGUAGE plpgsql ${runs_as_owner()} AS $$
-DECLARE
-    m record; h bigint; lo bigint; sign integer; enable text; snap pg_snapshot;
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
-BEGIN
-    IF wanted IS NULL OR wanted NOT IN (${", ".join(f"'{m}'" for m in model.MODES)}) THEN
-        RAISE EXCEPTION 'unknown counter mode %', wanted USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+${set_mode_head()}
     -- Distributed (Citus): Citus allows DDL after other distributed work in a transaction on
     -- one connection per node; for this transaction only.
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
