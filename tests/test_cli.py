@@ -45,6 +45,7 @@ def every_command() -> list[tuple[str, ...]]:
     return found
 
 
+@pytest.mark.server_independent
 def test_help_explains_every_command() -> None:
     commands = every_command()
     assert len(commands) >= 12  # migrate ... compare, and the embedded group's three

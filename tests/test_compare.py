@@ -349,6 +349,7 @@ def test_out_that_cannot_be_written_fails_at_once(tmp_path: Path) -> None:
     assert "compare:" not in result.stderr  # nothing measured, not even announced
 
 
+@pytest.mark.server_independent
 def test_without_the_compare_extra_the_chart_tests_skip(tmp_path: Path) -> None:
     # Without matplotlib four tests failed (the bot's install has none): they are marked
     # `chart` and skip, saying how to get it. Here matplotlib is hidden from every Python the

@@ -16,6 +16,9 @@ import pytest
 from selfology_counters import embedded
 from tests.test_cli import CLI
 
+# Needs no server of the suite's: run once, on the embedded pass (conftest.py).
+pytestmark = pytest.mark.server_independent
+
 USE_SERVER = "from selfology_counters import embedded; print(embedded.dsn(), flush=True)"
 
 

@@ -281,6 +281,7 @@ def assert_well_behaved(args: list[str], env: dict[str, str], home: Path) -> Non
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(invocation=invocations(CLOSED))
+@pytest.mark.server_independent
 def test_every_command_and_argument_against_a_closed_port(
     tmp_path: Path, invocation: tuple[list[str], dict[str, str]]
 ) -> None:

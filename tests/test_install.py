@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# About the wheel, not the server: run once, on the embedded pass (conftest.py).
+pytestmark = pytest.mark.server_independent
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "selfology_counters"
 DAO_ROUND_TRIP = """
@@ -108,10 +111,6 @@ def test_installed_from_the_wheel_the_dao_and_check_work(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("SELFOLOGY_TEST_DSN")),
-    reason="needs no server: run once, on the embedded pass (it downloads matplotlib)",
-)
 def test_compare_says_a_command_that_installs_the_chart_there(venv: Path, tmp_path: Path) -> None:
     command = venv / "bin" / "selfology-counters"
     refused = run(

@@ -9,7 +9,12 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import selfology_counters
+
+# Needs no server of the suite's: run once, on the embedded pass (conftest.py).
+pytestmark = pytest.mark.server_independent
 
 RUNTIME = sorted(
     f"selfology_counters.{m.name}"
