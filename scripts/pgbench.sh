@@ -46,22 +46,30 @@ run() {  # mode scenario script clients first-session hot-user
         "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
 }
 
-reads_under_load() {  # mode: SELECT 1, the stored column and the exact read, picked at
-    # random by one client, while C clients insert (on C users) and, in deferred mode, the
-    # worker folds; the median latency of each (pgbench's per-transaction log), as the average
-    # hides what a read usually costs behind a few that waited for a core
+reads_under_load() {  # mode: SELECT 1, the stored column, the exact read through the
+    # public function and as the DAO makes it, picked at random by one client, while C clients
+    # insert (on C users) and, in deferred mode, the worker folds; the median latency of each
+    # (pgbench's per-transaction log), as the average hides what a read usually costs behind a
+    # few that waited for a core
     local load logs
     logs=$(mktemp -d)
+    # The DAO's statement, rendered by the package itself (sql/dao.sql), with pgbench's variable.
+    { echo '\set u random(1, :users)'
+      .venv/bin/python -c 'from selfology_counters.sqlfiles import query
+print(query("dao.sql", "user_total_answers").replace("$1", ":u") + ";")'
+    } >"$logs/dao_read.sql"
     "$pgbench" "$dsn" -n -M prepared -T $((seconds + 2)) -c "$clients" -j 2 -f scripts/pgbench/counted.sql \
         -D lo=$((clients + 1)) -D hot=0 -D users="$clients" >/dev/null 2>&1 & load=$!
     sleep 1
     "$pgbench" "$dsn" -n -M prepared -T "$seconds" -c 1 -f scripts/pgbench/select1.sql \
-        -f scripts/pgbench/stored.sql -f scripts/pgbench/read.sql -D users="$clients" \
+        -f scripts/pgbench/stored.sql -f scripts/pgbench/read.sql -f "$logs/dao_read.sql" \
+        -D users="$clients" \
         -l --log-prefix="$logs/reads" >/dev/null 2>&1 || true
     wait "$load" || true
-    # Log lines: client, transaction, latency (us), script (0 select 1, 1 stored, 2 exact), ...
+    # Log lines: client, transaction, latency (us), script (0 select 1, 1 stored, 2 function,
+    # 3 the DAO's statement), ...
     local medians="" script=0 name
-    for name in "select 1" "stored column" "exact read"; do
+    for name in "select 1" "stored column" "exact read (function)" "exact read (DAO)"; do
         medians+="$name p50 $(cat "$logs"/reads.* | awk -v s=$script '$4 == s { print $3 }' | sort -n |
             awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR + 1) / 2)] / 1000 }') ms  "
         script=$((script + 1))
