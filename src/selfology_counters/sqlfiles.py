@@ -4,6 +4,13 @@ A file is either a script (run whole) or a file of named queries, each introduce
 ``-- name: query_name --`` line. Templates see ``schema`` (the quoted schema name) and
 ``model`` (:mod:`selfology_counters.model`); every other fact about a counter comes from the
 model, never from a value spliced in at run time. Values always travel as bind parameters.
+
+The variant (one PostgreSQL, or Citus: ``distributed``) is chosen here, once, never tested
+inside a template. A template imports the variant's defs as a namespace,
+``<%namespace name="v" file="${context['variant']}"/>``: ``sql/variant_plain.sql`` or
+``sql/variant_citus.sql``, two files with the same def names, each piece named for what it
+means there. A named block whose Citus body differs whole has a block of its own,
+``<name>_distributed``, which :func:`query` returns in its place for that variant.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from selfology_counters.errors import InvalidInputError
 
 SCHEMA = "selfology"
 """The schema the bot's tables live in."""
+
+VARIANTS = {False: "variant_plain.sql", True: "variant_citus.sql"}
+"""The defs a template's ``v`` namespace holds: one PostgreSQL's, or (``distributed``) Citus's."""
 
 _NAME_LINE = re.compile(r"^-- name: (\w+) --\s*$", re.MULTILINE)
 
@@ -52,9 +62,16 @@ def _template(filename: str) -> Template:
 
 
 @cache
-def render(filename: str, schema: str = SCHEMA, **context: Any) -> str:
-    """The template ``sql/<filename>`` rendered for ``schema`` from the model."""
-    text = _template(filename).render(schema=quote_ident(schema), model=model, **context)
+def render(filename: str, schema: str = SCHEMA, *, distributed: bool = False, **context: Any) -> str:
+    """The template ``sql/<filename>`` rendered for ``schema`` from the model, in the variant
+    for tables distributed by Citus (``distributed``) or for one PostgreSQL."""
+    text = _template(filename).render(
+        schema=quote_ident(schema),
+        model=model,
+        variant=VARIANTS[distributed],
+        distributed=distributed,
+        **context,
+    )
     return str(text)
 
 

@@ -10,6 +10,7 @@
 ## Locks are taken in the model's one order (model.COUNTERS: sessions, then user_stats, then
 ## digital_personality), keys ascending; keys whose net change is zero are left alone.
 <%namespace name="truth" file="truth.sql"/>
+<%namespace name="v" file="${context['variant']}"/>
 <%
     S, U, P = model.SESSIONS, model.USER_STATS, model.PERSONALITY
     answers = f"{schema}.{model.ANSWERS}"
@@ -444,7 +445,7 @@ BEGIN
     -- The answers the stored counters hold: below the horizon (all of them in immediate
     -- mode). A fold serialises with this through the same user_stats row.
     SELECT count(*) INTO NEW.${P.column}
-      FROM ${answers} WHERE ${P.source} = NEW.${P.key} AND ${f"NOT {model.PENDING}" if distributed else f"{X} < {capture(truth.horizon)}"};
+      FROM ${answers} WHERE ${P.source} = NEW.${P.key} AND ${v.is_folded()};
     NEW.${P.touched} := now();
     RETURN NEW;
 END;
@@ -964,7 +965,7 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
     UNION ALL
     SELECT '${c.name}', a.${c.source}::bigint, a.user_id::bigint, NULL::bigint, count(*), 0, false
       FROM ${answers} a
-     WHERE ${truth.is_folded("a")}
+     WHERE ${v.is_folded("a")}
        AND NOT EXISTS (SELECT 1 FROM ${schema}.${c.table} t WHERE t.${c.key} = a.${c.source})
      GROUP BY a.${c.source}, a.user_id
 %   endif

@@ -3,17 +3,14 @@
 ## recount and the exact-read functions all render it; nothing else counts answers for a
 ## counter. In deferred mode the stored value holds the answers below the horizon (folded);
 ## the rest are pending, and stored + pending is the truth at any moment.
+<%namespace name="v" file="${context['variant']}"/>
 ## Distributed (Citus): a session's answers are also named by the session's user, the shard
 ## key, so that Citus can send the count to the session's shard instead of refusing it.
-<%def name="same_user(counter, user)">${f" AND a.{model.SHARD_KEY} = {user}" if context.get("distributed", False) and user is not None and counter.source != model.SHARD_KEY else ""}</%def>
-<%def name="horizon()">(SELECT horizon FROM ${schema}.${model.MODE_TABLE})</%def>
+<%def name="same_user(counter, user)">${v.same_shard("a", user) if user is not None and counter.source != model.SHARD_KEY else ""}</%def>
 <%def name="answers_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")})</%def>
-## Whether answer ``a`` is pending: at or above the horizon; on Citus, its pending flag (no
-## order of transactions holds across nodes there, model.PENDING).
-<%def name="is_pending(a)">${f"{a}.{model.PENDING}" if context.get("distributed", False) else f"{a}.{model.XID} >= {capture(horizon)}"}</%def>
-<%def name="is_folded(a)">${f"NOT {a}.{model.PENDING}" if context.get("distributed", False) else f"{a}.{model.XID} < {capture(horizon)}"}</%def>
-<%def name="folded_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")} AND ${is_folded("a")})</%def>
-<%def name="pending_of(counter, key, user=None)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${key}${same_user(counter, user)} AND ${is_pending("a")})</%def>
+## Whether an answer is pending or folded is the variant's (v.is_pending, v.is_folded).
+<%def name="folded_of(counter, row)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${row}.${counter.key}${same_user(counter, f"{row}.{model.SHARD_KEY}")} AND ${v.is_folded("a")})</%def>
+<%def name="pending_of(counter, key, user=None)">(SELECT count(*) FROM ${schema}.${model.ANSWERS} a WHERE a.${counter.source} = ${key}${same_user(counter, user)} AND ${v.is_pending("a")})</%def>
 ## The exact value of a counter in either mode, in one snapshot: the stored value (0 for a
 ## counter row the answers create and that does not exist yet; NULL for one they don't) plus
 ## the pending answers (none in immediate mode: the horizon is past every xid).
