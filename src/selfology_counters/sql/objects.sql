@@ -21,28 +21,17 @@
     tg = {t.short: t.name for t in model.TRIGGERS}
     mode = f"{schema}.{model.MODE_TABLE}"
     X = model.XID
-    # Citus (model.SHARD_KEY distributes every table): a trigger fires on a shard, and each
-    # counter write in it must name the shard key, so that Citus routes it to the co-located
-    # shard on the same node; a write it cannot route is refused ("cannot execute a
-    # distributed query from a query on a shard"). Plain PostgreSQL renders as before.
-    distributed = context.get("distributed", False)
     K = model.SHARD_KEY
-    # An answer the stored counters hold: below the horizon; on Citus, not pending (its flag,
-    # model.PENDING). A fold there is an UPDATE that clears the flag, so the update trigger's
-    # MOVED counts the folded answers: +1 where the new row is folded and the old was not.
-    FOLDED = f"NOT {model.PENDING}" if distributed else f"{X} < h"
     # The rows of a statement, as (key, +1/-1), for key_deltas: answers already folded only.
+    FOLDED = capture(v.folded_in_trigger)
     DELETED = f"SELECT {{k}} AS k, -1 AS d FROM old_answers WHERE {FOLDED}"
     MOVED = (f"SELECT {{k}} AS k, 1 AS d FROM new_answers WHERE {FOLDED}"
              f" UNION ALL SELECT {{k}}, -1 FROM old_answers WHERE {FOLDED}")
-    # The inserted answers the insert trigger counts: all of them; on Citus the ones not
-    # marked pending (the column's default marks them in deferred mode, set_mode; an answer
-    # inserted pending on purpose is the fold's to count).
-    INSERTED = f"new_answers WHERE NOT {model.PENDING}" if distributed else "new_answers"
+    INSERTED = capture(v.counted_inserts)  # the inserted answers the insert trigger counts
     # Citus: the advisory lock a fold holds for its turn (deferred.sql, fold_turn).
     fold_turn = f"'{mode}'::regclass::oid::bigint"
     # One node: the advisory lock a fold takes exclusive, deletes and moves shared, so that
-    # they never take a horizon the fold is moving (read_horizon_row). Two keys (the mode
+    # they never take a horizon the fold is moving (v.read_horizon). Two keys (the mode
     # table's oid, and 1), apart from Citus's turn and from the bot's one-key locks.
     fold_lock = f"'{mode}'::regclass::oid::integer, 1"
 %>
@@ -62,10 +51,6 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
 ## The user_stats upsert for keys gaining answers, written once: a row another transaction
 ## created meanwhile (committed or not) is caught by ON CONFLICT; filtering with NOT EXISTS
 ## instead would miss one committed between the two statements and lose its count.
-## now() for a CASE or COALESCE: Citus refuses a non-immutable function there (it could not
-## evaluate it once for the shard), so the distributed variant reads it into now_ first.
-<%def name="now_()">${"now_" if context.get("distributed", False) else "now()"}</%def>
-<%def name="declare_now()">${" now_ timestamptz := now();" if context.get("distributed", False) else ""}</%def>
 <%def name="add_to_new_user_stats(rows)">
         INSERT INTO ${schema}.${model.USER_STATS.table} AS us
                (${model.USER_STATS.key}, ${model.USER_STATS.column}, first_answer_at, ${model.USER_STATS.touched})
@@ -108,47 +93,6 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
         RAISE EXCEPTION 'this database applies ${model.ANSWERS} from a subscription: ${what} on the publisher, whose counters and mode arrive here'
               USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;</%def>
-## Our counter writes outside a trigger, for the keep triggers (function_keep_*). The mark
-## lasts to the end of the transaction, past the function's return (a function's SET clause
-## restores only the settings it names); it is honoured only for the tables' owner, so what
-## it lets through afterwards is that role's own writes, never the application's.
-## Distributed (Citus): the keep triggers fire on the shards, in the workers' sessions, where
-## set_config in the coordinator's is not seen; Citus sends a SET LOCAL to every node this
-## transaction writes on, now and later, when told to (citus.propagate_set_commands), but
-## only from a transaction block or a DO block: not from a function called by a statement
-## outside a transaction block (`SELECT recalculate_answer_count(5)`), hence the DO.
-<%def name="mark_counting()">${capture(mark_counting_on_citus) if context.get("distributed", False) else f"    PERFORM set_config('{model.COUNTING_MARK}', 'on', true);"}</%def>
-<%def name="mark_counting_on_citus()">    DO $mark$
-    BEGIN
-        SET LOCAL citus.propagate_set_commands = 'local';
-        SET LOCAL ${model.COUNTING_MARK} = 'on';
-    END;
-    $mark$;</%def>
-## The horizon for a DELETE or UPDATE of answers: only answers below it are in the stored
-## counters, so only those are taken out of them (a pending answer simply stops being
-## pending). In deferred mode the row is read FOR SHARE: a fold moving the horizon finishes
-## first, or waits for this transaction, so no answer is both folded and deleted unseen. In
-## immediate mode no fold runs, and a switch of mode waits for this statement's table lock.
-## Distributed (Citus): no horizon; an answer's flag says whether it is folded, and the row
-## lock on it serialises this statement with a fold that clears it (whichever comes second
-## sees the other's row version).
-<%def name="read_horizon()">${"" if context.get("distributed", False) else capture(read_horizon_row)}</%def>
-## Under REPEATABLE READ or SERIALIZABLE the plain read sees the mode of the transaction's
-## snapshot, which a switch since may have changed: the row is then read FOR SHARE too, which
-## fails with a serialization error when the mode row changed after the snapshot (a
-## transaction that cannot be counted right is refused, never counted wrong). Under READ
-## COMMITTED in deferred mode the fold's turn is taken shared (an advisory lock, fold_lock)
-## and the horizon read again after it: a fold waiting for the turn queues the next deletes
-## behind it, where share locks on the mode row let a stream of deletes starve it.
-<%def name="read_horizon_row()">
-    SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
-    IF ${snapshot_may_be_stale()} THEN
-        SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE} FOR SHARE;
-    ELSIF h <> ${model.HORIZON_IMMEDIATE} THEN
-        PERFORM pg_advisory_xact_lock_shared(${fold_lock});
-        SELECT horizon INTO h FROM ${schema}.${model.MODE_TABLE};
-    END IF;</%def>
-<%def name="snapshot_may_be_stale()">current_setting('transaction_isolation') <> 'read committed'</%def>
 ## The per-session and per-user counts of the answers that ``where`` selects (times ``sign``),
 ## into sorted arrays for apply: one scan of the answers (GROUPING SETS), for the fold and a
 ## switch of mode.
@@ -166,17 +110,17 @@ REVOKE ALL ON FUNCTION ${schema}.${model.FUNCTION[short].name}(${model.FUNCTION[
 ## A statement's net change per key (``rows``: one (k, d) per answer, ``{k}`` the column), into
 ## the sorted arrays apply takes (<prefix>_ids, <prefix>_deltas); keys that net zero are left
 ## out, so they are neither written nor locked.
-<%def name="key_deltas(prefix, column, rows, keep_zero=False)">
+<%def name="key_deltas(prefix, column, rows, having=' HAVING sum(d) <> 0')">
     SELECT array_agg(k ORDER BY k), array_agg(d ORDER BY k) INTO ${prefix}_ids, ${prefix}_deltas
       FROM (SELECT k, sum(d)::integer AS d FROM (${rows.format(k=column)}) r
-             GROUP BY k${"" if keep_zero else " HAVING sum(d) <> 0"}) x;</%def>
+             GROUP BY k${having}) x;</%def>
 ## The single-key path, for a positive delta: UPDATE first (the row exists for every answer
 ## but a user's first, and a plain UPDATE is cheaper than a speculative insertion), INSERT
 ## when it found nothing.
 <%def name="add_to_user_stats_one(user, n)">
         UPDATE ${schema}.${model.USER_STATS.table}
            SET ${model.USER_STATS.column} = ${model.USER_STATS.column} + ${n},
-               first_answer_at = COALESCE(first_answer_at, ${now_()}),
+               first_answer_at = COALESCE(first_answer_at, ${v.now_()}),
                ${model.USER_STATS.touched} = now()
          WHERE ${model.USER_STATS.key} = ${user};
         IF NOT FOUND THEN
@@ -187,33 +131,25 @@ ${add_to_new_user_stats(f"VALUES ({user}, {n}, now(), now())")}
 -- Applies per-key deltas. The arrays are sorted by key, with no zero delta. The single-key
 -- case needs no explicit lock ordering; several keys are locked in ascending order first, so
 -- that two statements touching the same keys can never deadlock on the counters.
-% if distributed:
--- Distributed: user_ids holds every user of the statement's rows, zero deltas included (a
--- move between two sessions of one user nets zero for the user): the sessions' updates name
--- them, which routes them to this shard; the zeros are dropped before the users' updates.
-% endif
+${v.apply_users_note()}\
 CREATE OR REPLACE FUNCTION ${fn['apply']}(
     session_ids bigint[], session_deltas integer[], user_ids bigint[], user_deltas integer[]
 ) RETURNS void LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
-    updated_ids bigint[];${declare_now()}${" owners bigint[] := user_ids;" if distributed else ""}
+    updated_ids bigint[];${v.declare_now()}${v.declare_owners()}
 BEGIN
-% if distributed:
-    SELECT array_agg(d.key ORDER BY d.key), array_agg(d.delta ORDER BY d.key)
-      INTO user_ids, user_deltas
-      FROM unnest(user_ids, user_deltas) AS d(key, delta) WHERE d.delta <> 0;
-% endif
+${v.drop_zero_user_deltas()}\
     IF cardinality(session_ids) = 1 THEN
         UPDATE ${sessions}
            SET ${S.column} = GREATEST(${S.column} + session_deltas[1], 0)
-         WHERE ${S.key} = session_ids[1]${f" AND {K} = ANY (owners)" if distributed else ""};
+         WHERE ${S.key} = session_ids[1]${v.same_shard(None, "ANY (owners)")};
     ELSIF cardinality(session_ids) > 1 THEN
         PERFORM 1 FROM ${sessions}
-          WHERE ${S.key} = ANY (session_ids)${f" AND {K} = ANY (owners)" if distributed else ""} ORDER BY ${S.key} FOR NO KEY UPDATE;
+          WHERE ${S.key} = ANY (session_ids)${v.same_shard(None, "ANY (owners)")} ORDER BY ${S.key} FOR NO KEY UPDATE;
         UPDATE ${sessions} s
            SET ${S.column} = GREATEST(s.${S.column} + d.delta, 0)
           FROM unnest(session_ids, session_deltas) AS d(key, delta)
-         WHERE s.${S.key} = d.key${f" AND s.{K} = ANY (owners)" if distributed else ""};
+         WHERE s.${S.key} = d.key${v.same_shard("s", "ANY (owners)")};
     END IF;
 
     IF cardinality(user_ids) = 1 THEN
@@ -236,11 +172,11 @@ ${add_to_user_stats_one("user_ids[1]", "user_deltas[1]")}
             UPDATE ${stats} us
                SET ${U.column} = GREATEST(us.${U.column} + d.delta, 0),
                    first_answer_at = CASE WHEN d.delta > 0
-                                          THEN COALESCE(us.first_answer_at, ${now_()})
+                                          THEN COALESCE(us.first_answer_at, ${v.now_()})
                                           ELSE us.first_answer_at END,
                    ${U.touched} = now()
               FROM unnest(user_ids, user_deltas) AS d(key, delta)
-             WHERE us.${U.key} = d.key${f" AND us.{K} = ANY (user_ids)" if distributed else ""}
+             WHERE us.${U.key} = d.key${v.same_shard("us", "ANY (user_ids)")}
             RETURNING us.${U.key})
         SELECT array_agg(${U.key}) INTO updated_ids FROM updated;
         -- Users gaining their first row: exactly those the UPDATE did not reach.
@@ -255,7 +191,7 @@ ${add_to_new_user_stats(f'''SELECT d.key, d.delta, now(), now()
            SET ${P.column} = GREATEST(dp.${P.column} + d.delta, 0),
                ${P.touched} = now()
           FROM unnest(user_ids, user_deltas) AS d(key, delta)
-         WHERE dp.${P.key} = d.key${f" AND dp.{K} = ANY (user_ids)" if distributed else ""};
+         WHERE dp.${P.key} = d.key${v.same_shard("dp", "ANY (user_ids)")};
     END IF;
 END;
 $$;
@@ -267,7 +203,7 @@ CREATE OR REPLACE FUNCTION ${fn['on_insert']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     n integer; s_lo bigint; s_hi bigint; u_lo bigint; u_hi bigint;
-    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];${declare_now()}
+    s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];${v.declare_now()}
 BEGIN
     SELECT count(*), min(${S.source}), max(${S.source}), min(${U.source}), max(${U.source})
       INTO n, s_lo, s_hi, u_lo, u_hi FROM ${INSERTED};
@@ -280,7 +216,7 @@ BEGIN
         -- 15 us per INSERT, measured with pgbench.
         UPDATE ${sessions}
            SET ${S.column} = ${S.column} + n
-         WHERE ${S.key} = s_lo${f" AND {K} = u_lo" if distributed else ""};
+         WHERE ${S.key} = s_lo${v.same_shard(None, "u_lo")};
 ${add_to_user_stats_one("u_lo", "n")}
         UPDATE ${personality}
            SET ${P.column} = ${P.column} + n, ${P.touched} = now()
@@ -302,7 +238,7 @@ LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
-${read_horizon()}
+${v.read_horizon(fold_lock)}
 ${key_deltas("s", S.source, DELETED)}
     IF s_ids IS NULL THEN
         RETURN NULL;
@@ -326,16 +262,15 @@ LANGUAGE plpgsql ${runs_as_owner()} AS $$
 DECLARE
     h bigint; s_ids bigint[]; s_deltas integer[]; u_ids bigint[]; u_deltas integer[];
 BEGIN
-<% counted = f"{S.source}, {U.source}, {X}" + (f", {model.PENDING}" if distributed else "") %>
+<% counted = f"{S.source}, {U.source}, {X}{capture(v.pending_flag_column)}" %>
     IF NOT EXISTS (SELECT ${counted} FROM new_answers
                    EXCEPT ALL SELECT ${counted} FROM old_answers) THEN
         RETURN NULL;
     END IF;
-${read_horizon()}
+${v.read_horizon(fold_lock)}
 ${key_deltas("s", S.source, MOVED)}
-${key_deltas("u", U.source, MOVED, keep_zero=distributed)}
-    ## Distributed: no answer changes user, so no session moved means nothing to apply.
-    IF s_ids IS NULL${"" if distributed else " AND u_ids IS NULL"} THEN
+${key_deltas("u", U.source, MOVED, having=capture(v.users_moved))}
+    IF ${v.nothing_moved()} THEN
         RETURN NULL;
     END IF;
     PERFORM ${fn['apply']}(
@@ -397,25 +332,7 @@ BEGIN
                                 AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
         -- FOR KEY SHARE: if the session is moving to another user right now, wait for that
         -- and read the new user, or the foreign key check would see a stale pair and fail.
-% if distributed:
-        -- Distributed: an answer keeps its user (the shard key), so its new session must
-        -- be one of that user's. (An INSERT without user_id never gets here: Citus refuses
-        -- it first, since it cannot tell which shard the row goes to.)
-        PERFORM 1 FROM ${sessions} s
-          WHERE s.${S.key} = NEW.session_id AND s.${K} = OLD.${K} FOR KEY SHARE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'answer % cannot move to session %: on Citus an answer stays with its user %, and that session is not one of theirs',
-                  OLD.id, NEW.session_id, OLD.${K}
-                  USING ERRCODE = 'feature_not_supported';
-        END IF;
-% else:
-        SELECT s.user_id INTO NEW.user_id
-          FROM ${sessions} s WHERE s.${S.key} = NEW.session_id FOR KEY SHARE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
-                  USING ERRCODE = 'foreign_key_violation';
-        END IF;
-% endif
+${v.answer_follows_session()}
     END IF;
     IF NEW.answer_length IS NULL OR (TG_OP = 'UPDATE' AND NEW.raw_answer IS DISTINCT FROM OLD.raw_answer
                                       AND NEW.answer_length IS NOT DISTINCT FROM OLD.answer_length) THEN
@@ -434,11 +351,7 @@ ${owner_only("fill_answer")}
 CREATE OR REPLACE FUNCTION ${fn['init_personality']}() RETURNS trigger
 LANGUAGE plpgsql ${runs_as_owner()} AS $$
 BEGIN
-% if not distributed:
-    IF ${snapshot_may_be_stale()} THEN  -- as read_horizon_row: refused if the mode changed
-        PERFORM 1 FROM ${mode} FOR SHARE;
-    END IF;
-% endif
+${v.refuse_stale_mode()}\
     INSERT INTO ${stats} AS us (${U.key}, ${U.column})
     VALUES (NEW.${P.key}, 0)
     ON CONFLICT (${U.key}) DO UPDATE SET ${U.touched} = us.${U.touched};
@@ -504,17 +417,7 @@ BEGIN
         GRANT USAGE ON SEQUENCE ${schema}.${c.overridden_sequence} TO PUBLIC;
         EXECUTE format('COMMENT ON SEQUENCE ${schema}.${c.overridden_sequence} IS %L', now()::text);
     END IF;
-% if distributed:
-    -- Distributed (Citus): the trigger fires on the shards, so the sequence must exist on
-    -- every node. A view over it makes it a dependency of an object Citus distributes: Citus
-    -- creates both on every node, and on every node added later; each node counts the undone
-    -- writes of its shards, and check adds the nodes' views up (audit.sql). A worker's copy
-    -- starts at its own value (Citus gives each node a range), hence the count from the start.
-    CREATE OR REPLACE VIEW ${schema}.${c.overridden_on_node} AS
-    SELECT CASE WHEN s.is_called THEN s.last_value - q.seqstart + 1 ELSE 0 END AS writes
-      FROM ${schema}.${c.overridden_sequence} s, pg_catalog.pg_sequence q
-     WHERE q.seqrelid = '${schema}.${c.overridden_sequence}'::regclass;
-% endif
+${v.overridden_per_node(c)}\
 END;
 $keep$;
 CREATE OR REPLACE FUNCTION ${fn[f"keep_{c.short}"]}() RETURNS trigger
@@ -562,10 +465,8 @@ BEGIN
               current_setting('transaction_isolation')
               USING ERRCODE = 'feature_not_supported';
     END IF;
-${mark_counting()}
-% if not distributed:
-    PERFORM 1 FROM ${mode} FOR SHARE;  -- no fold moves the horizon meanwhile
-% endif
+${v.mark_counting()}
+${v.hold_horizon()}\
 % for c in model.COUNTERS:
 %   if c.created_by_answers:
     IF EXISTS (SELECT 1 FROM ${answers} a WHERE a.${c.source} = p_user_id) THEN
@@ -662,7 +563,7 @@ ${refuse_on_subscriber("fold (selfology-counters worker)")}
     -- Waits for the deletes and moves that read the horizon (read_horizon_row) to commit;
     -- the ones that come meanwhile queue behind this (bounded by the caller's lock_timeout).
     PERFORM pg_advisory_xact_lock(${fold_lock});
-${mark_counting()}
+${v.mark_counting()}
     snap := pg_current_snapshot();
     IF m.horizon > pg_snapshot_xmax(snap)::text::bigint THEN
 ${horizon_from_another_cluster("m.horizon", "snap")}
@@ -724,7 +625,7 @@ ${refuse_on_subscriber("switch the counter mode (selfology-counters mode)")}
     IF m.mode = wanted THEN
         RETURN wanted;
     END IF;
-${mark_counting()}
+${v.mark_counting()}
     IF wanted = '${model.DEFERRED}' THEN
         snap := pg_current_snapshot();
         -- Ids from another cluster (a restore): in immediate mode every answer is folded, so
