@@ -25,7 +25,7 @@ from selfology_counters import model, original, probe
 from selfology_counters.context import Where, bind
 from selfology_counters.model import DbObject
 from selfology_counters.plural import plural
-from selfology_counters.sqlfiles import SCHEMA, names, query, render
+from selfology_counters.sqlfiles import SCHEMA, query, render
 
 XID_DEFAULT = "((pg_current_xact_id())::text)::bigint"
 """How PostgreSQL reports the default of the answers' xid column (sql/deferred_v1.sql)."""
@@ -274,15 +274,9 @@ class HoldsAudit:
 
 def source_sql(obj: DbObject, schema: str = SCHEMA, *, distributed: bool = False) -> str:
     """The statement(s) that create ``obj``, rendered from the model (``distributed``: the
-    variant for tables distributed by Citus, see distributed.py)."""
-    return query("objects.sql", _block(obj, distributed), schema, distributed=distributed)
-
-
-def _block(obj: DbObject, distributed: bool) -> str:
-    """The block ``obj`` is rendered from: its distributed variant's own, where the variant's
-    whole body differs (``<block>_distributed``), else the one block both variants share."""
-    variant = f"{obj.block}_distributed"
-    return variant if distributed and variant in names("objects.sql") else obj.block
+    variant for tables distributed by Citus, see distributed.py): its block, or the variant's
+    own (``<block>_distributed``, sqlfiles.query) where the variant's whole body differs."""
+    return query("objects.sql", obj.block, schema, distributed=distributed)
 
 
 def source_digest(obj: DbObject, schema: str = SCHEMA, *, distributed: bool = False) -> str:

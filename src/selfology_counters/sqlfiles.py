@@ -89,8 +89,12 @@ def names(filename: str) -> list[str]:
 
 def query(filename: str, name: str, schema: str = SCHEMA, **context: Any) -> str:
     """The named query ``name`` from ``sql/<filename>`` (``context``: the template's own
-    switches, if it has any)."""
+    switches, if it has any); for tables distributed by Citus (``distributed``), its block
+    ``<name>_distributed`` instead where the file has one."""
+    blocks = _named(filename, schema, **context)
+    variant = f"{name}_distributed"
+    chosen = variant if context.get("distributed") and variant in blocks else name
     try:
-        return _named(filename, schema, **context)[name]
+        return blocks[chosen]
     except KeyError:
         raise KeyError(f"no query named {name!r} in {filename}") from None

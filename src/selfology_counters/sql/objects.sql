@@ -1,7 +1,9 @@
 ## The functions, triggers and view that keep the counters, one named block per object of
 ## model.OBJECTS (block name: <kind>_<short>; where the Citus variant's whole body differs,
 ## that variant is a block of its own, <kind>_<short>_distributed, which the bound context
-## selects: objects.source_sql). Rendered from the model: every table, column,
+## selects: sqlfiles.query). Where a piece of a shared body differs, it is a def of the
+## variant's file, called through v (variant_plain.sql, variant_citus.sql): no block asks
+## which variant it renders. Rendered from the model: every table, column,
 ## key and object name below comes from model.py. objects.py installs a block, stamps the
 ## object with the digests the audit compares, and reinstalls what is not current.
 ##
@@ -689,13 +691,24 @@ END;
 $$;
 ${owner_only("set_mode")}
 
-% for c in model.COUNTERS:
--- name: function_${c.reader} --
--- The exact ${c.name} in either mode, in one snapshot: stored + pending. PL/pgSQL, not SQL:
+## The part of function_<reader> that both variants share.
+<%def name="reader_head(c)">-- The exact ${c.name} in either mode, in one snapshot: stored + pending. PL/pgSQL, not SQL:
 -- a SQL function with sub-selects is not inlined and is planned again on every call (about
 -- 0.5 ms); PL/pgSQL keeps the plan for the session. It stays executable by PUBLIC: it writes
--- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.
-% if distributed:
+-- nothing, and reading it needs USAGE on the schema, which `selfology-counters roles` grants.</%def>
+% for c in model.COUNTERS:
+-- name: function_${c.reader} --
+${reader_head(c)}
+CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE ${runs_as_owner()} AS $$
+BEGIN
+    RETURN ${truth.exact_of(c, "$1")};
+END;
+$$;
+
+## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
+-- name: function_${c.reader}_distributed --
+${reader_head(c)}
 -- Distributed (Citus): called in a query on a distributed table (`SELECT
 -- answers_of_user(user_id) FROM user_stats WHERE user_id = 5`), the call runs inside the
 -- query on the shard, on a worker, where Citus refuses a nested distributed query unless
@@ -703,10 +716,9 @@ ${owner_only("set_mode")}
 -- the shard key, so they go to the co-located shard on the same node, which Citus reads in
 -- the same backend and transaction (local execution). Called with another row's user (on
 -- another node), a read would go out on a connection of its own, outside this transaction.
-% endif
 CREATE OR REPLACE FUNCTION ${schema}.${c.reader}(${c.source} bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE ${runs_as_owner()}${" SET citus.allow_nested_distributed_execution = on" if distributed else ""} AS $$
-% if distributed and c.source != K:
+LANGUAGE plpgsql STABLE ${runs_as_owner()} SET citus.allow_nested_distributed_execution = on AS $$
+% if c.source != K:
 -- Distributed: the session's user first (it never changes on Citus), so that the read
 -- names the shard key and Citus sends it to that one shard, in one snapshot.
 DECLARE
@@ -719,7 +731,7 @@ BEGIN
 % endif
 END;
 $$;
-% if distributed and c.source == K:
+% if c.source == K:
 -- Distributed: a call from the coordinator (`SELECT answers_of_user(5)`) is sent whole to
 -- the node that holds the user's shards (Citus delegates it: one round trip, not one per
 -- statement of the function).
@@ -821,8 +833,9 @@ SELECT h.user_id::integer AS user_id, h.stored::integer AS stored_count,
           FROM ${stats} us) h
  ORDER BY abs(h.stored - h.actual) DESC;
 
--- name: view_counter_consistency_check --
--- Every counter next to the truth, one row per counter and key, covering what the original
+## The parts of view_counter_consistency_check that both variants share: its head, and the
+## rows it reads (one per counter and key, and per key with answers but no row).
+<%def name="consistency_head()">-- Every counter next to the truth, one row per counter and key, covering what the original
 -- view missed (sessions, keys with answers but no row where the first answer creates it).
 -- `check` reads it; people who prefer SQL can too:
 --   SELECT * FROM selfology.counter_consistency_check WHERE status <> 'CONSISTENT';
@@ -839,21 +852,8 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
             ELSE 'CONSISTENT' END AS status,
        c.pending,
        -- The original view's columns (migration 007), for queries written against it: the
-       -- row's user's counters (exact in either mode; NULL without a row) and answers.
-% if distributed:
-       -- Distributed: joined on the shard key (Citus refuses a sub-select that refers to
-       -- the union below), so that every part runs on the user's shard.
-       us.${U.column}::bigint + COALESCE(n.pending, 0) AS user_stats_count,
-       COALESCE(n.answers, 0) AS actual_answer_count,
-       dp.${P.column}::bigint + COALESCE(n.pending, 0) AS personality_count
-% else:
-       (SELECT us.${U.column} FROM ${stats} us WHERE us.${U.key} = c.user_id)::bigint
-           + ${truth.pending_of(U, "c.user_id")} AS user_stats_count,
-       ${truth.answers_of(U, "c")} AS actual_answer_count,
-       (SELECT dp.${P.column} FROM ${personality} dp WHERE dp.${P.key} = c.user_id)::bigint
-           + ${truth.pending_of(P, "c.user_id")} AS personality_count
-% endif
-  FROM (
+       -- row's user's counters (exact in either mode; NULL without a row) and answers.</%def>
+<%def name="consistency_rows()">  FROM (
 % for c in model.COUNTERS:
     ${"" if loop.first else "UNION ALL"}
     SELECT '${c.name}'::text AS counter, t.${c.key}::bigint AS key, t.user_id::bigint AS user_id,
@@ -871,11 +871,27 @@ SELECT c.counter, c.key, c.user_id, c.stored, c.actual,
      GROUP BY a.${c.source}, a.user_id
 %   endif
 % endfor
-) c${"" if distributed else ";"}
-% if distributed:
+) c</%def>
+-- name: view_counter_consistency_check --
+${consistency_head()}
+       (SELECT us.${U.column} FROM ${stats} us WHERE us.${U.key} = c.user_id)::bigint
+           + ${truth.pending_of(U, "c.user_id")} AS user_stats_count,
+       ${truth.answers_of(U, "c")} AS actual_answer_count,
+       (SELECT dp.${P.column} FROM ${personality} dp WHERE dp.${P.key} = c.user_id)::bigint
+           + ${truth.pending_of(P, "c.user_id")} AS personality_count
+${consistency_rows()};
+
+## The distributed (Citus) variant, selected by the bound context (objects.source_sql).
+-- name: view_counter_consistency_check_distributed --
+${consistency_head()}
+       -- Distributed: joined on the shard key (Citus refuses a sub-select that refers to
+       -- the union below), so that every part runs on the user's shard.
+       us.${U.column}::bigint + COALESCE(n.pending, 0) AS user_stats_count,
+       COALESCE(n.answers, 0) AS actual_answer_count,
+       dp.${P.column}::bigint + COALESCE(n.pending, 0) AS personality_count
+${consistency_rows()}
   LEFT JOIN ${stats} us ON us.${U.key} = c.user_id
   LEFT JOIN ${personality} dp ON dp.${P.key} = c.user_id
   LEFT JOIN (SELECT a.${U.source}, count(*) AS answers,
                     count(*) FILTER (WHERE a.${model.PENDING}) AS pending
                FROM ${answers} a GROUP BY a.${U.source}) n ON n.${U.source} = c.user_id;
-% endif
