@@ -88,18 +88,27 @@ SELECT c.relname AS table_name,
  WHERE n.nspname = $1 AND c.relname = ANY ($2::text[]) AND c.relkind = 'p'
  ORDER BY 1
 
--- name: overridden_writes --
--- $1 schema. Per counter, the writes to its column that were not ours and were undone (the
+<%def name="overridden_writes_head()">-- $1 schema. Per counter, the writes to its column that were not ours and were undone (the
 -- keep triggers, objects.sql, count them in a sequence) and since when (the sequence's
--- comment, set when it was created). last_value is NULL until the first such write.
-% if context.get("distributed", False):
+-- comment, set when it was created). last_value is NULL until the first such write.</%def>
+-- name: overridden_writes --
+${overridden_writes_head()}
+% for c in model.COUNTERS:
+${"" if loop.first else "UNION ALL"}
+SELECT '${c.name}' AS counter, COALESCE(q.last_value, 0) AS writes,
+       obj_description(s.oid, 'pg_class') AS since
+  FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+  LEFT JOIN pg_sequences q ON q.schemaname = n.nspname AND q.sequencename = s.relname
+ WHERE n.nspname = $1 AND s.relname = '${c.overridden_sequence}'
+% endfor
+
+-- name: overridden_writes_distributed --
+${overridden_writes_head()}
 -- Distributed (Citus): the keep triggers fire on the shards and count on the node that holds
 -- them (objects.sql, function_keep_*); every node's count, added up. A node that cannot be
 -- asked adds nothing. `since`: the coordinator's sequence.
-% endif
 % for c in model.COUNTERS:
 ${"" if loop.first else "UNION ALL"}
-% if context.get("distributed", False):
 SELECT '${c.name}' AS counter,
        COALESCE((SELECT sum(r.result::bigint)
                    FROM run_command_on_all_nodes(
@@ -108,13 +117,6 @@ SELECT '${c.name}' AS counter,
        obj_description(s.oid, 'pg_class') AS since
   FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
  WHERE n.nspname = $1 AND s.relname = '${c.overridden_sequence}'
-% else:
-SELECT '${c.name}' AS counter, COALESCE(q.last_value, 0) AS writes,
-       obj_description(s.oid, 'pg_class') AS since
-  FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
-  LEFT JOIN pg_sequences q ON q.schemaname = n.nspname AND q.sequencename = s.relname
- WHERE n.nspname = $1 AND s.relname = '${c.overridden_sequence}'
-% endif
 % endfor
 
 -- name: stale_copies --

@@ -1,5 +1,6 @@
 -- The benchmark's own statements, run inside a scratch schema that holds the same tables,
 -- functions and triggers as `selfology` (installed from the same files).
+<%namespace name="v" file="${context['variant']}"/>
 
 -- name: create_bare_table --
 -- The floor: the same table, indexes and foreign key as user_answers_new, without triggers
@@ -8,7 +9,7 @@ CREATE TABLE ${schema}.bare_answers (LIKE ${schema}.${model.ANSWERS}
     INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY);
 ALTER TABLE ${schema}.bare_answers ADD CONSTRAINT bare_answers_session_fk
     FOREIGN KEY (session_id, user_id) REFERENCES ${schema}.${model.SESSIONS.table} (id, user_id)
-    ON DELETE CASCADE${"" if context.get("distributed", False) else " ON UPDATE CASCADE"}
+    ON DELETE CASCADE${v.session_fk_on_update()}
 
 -- name: create_session --
 INSERT INTO ${schema}.${model.SESSIONS.table} (user_id) VALUES ($1) RETURNING id

@@ -1,21 +1,9 @@
 -- Statements of OnboardingDAO. None of them touches a counter: the triggers do.
 <%namespace name="truth" file="truth.sql"/>
-<%
-    # Distributed (Citus): Citus sends an INSERT ... SELECT with bind parameters to every
-    # shard (and through the coordinator), so there the inserts are plain VALUES naming the
-    # session's user ($5, the shard key), each preceded in its transaction by lock_session:
-    # both go to that user's shard alone.
-    distributed = context.get("distributed", False)
-%>
 -- name: start_session --
 INSERT INTO ${schema}.${model.SESSIONS.table} (user_id) VALUES ($1) RETURNING id
 
 -- name: insert_answer --
-% if distributed:
-INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
-VALUES ($1, $5, $2, $3, $4)
-RETURNING id
-% else:
 -- One round trip: the session lookup that validates the session also supplies user_id.
 -- FOR NO KEY UPDATE takes now the lock the counter trigger takes anyway (same order), and
 -- makes a session completed or moved at this moment re-checked on its latest version.
@@ -25,17 +13,18 @@ SELECT s.id, s.user_id, $2, $3, $4
  WHERE s.id = $1 AND s.status = 'active'
    FOR NO KEY UPDATE OF s
 RETURNING id
-% endif
+
+## The distributed (Citus) variants, selected by the bound context (sqlfiles.query). Citus
+## sends an INSERT ... SELECT with bind parameters to every shard (and through the
+## coordinator), so there the inserts are plain VALUES naming the session's user ($5, the
+## shard key), each preceded in its transaction by lock_session: both go to that user's shard
+## alone.
+-- name: insert_answer_distributed --
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
+VALUES ($1, $5, $2, $3, $4)
+RETURNING id
 
 -- name: insert_answers --
-% if distributed:
-INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
-SELECT $1, $5, a.question_json_id, a.raw_answer, a.answer_length
-  FROM unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
-           AS a(question_json_id, raw_answer, answer_length, ord)
- ORDER BY a.ord
-RETURNING id
-% else:
 INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
 SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
   FROM ${schema}.${model.SESSIONS.table} s,
@@ -45,7 +34,14 @@ SELECT s.id, s.user_id, a.question_json_id, a.raw_answer, a.answer_length
  ORDER BY a.ord
    FOR NO KEY UPDATE OF s
 RETURNING id
-% endif
+
+-- name: insert_answers_distributed --
+INSERT INTO ${schema}.${model.ANSWERS} (session_id, user_id, question_json_id, raw_answer, answer_length)
+SELECT $1, $5, a.question_json_id, a.raw_answer, a.answer_length
+  FROM unnest($2::text[], $3::text[], $4::integer[]) WITH ORDINALITY
+           AS a(question_json_id, raw_answer, answer_length, ord)
+ ORDER BY a.ord
+RETURNING id
 
 -- name: lock_session --
 -- Distributed (Citus) only, in the insert's transaction: the lock the plain INSERT takes.
@@ -81,11 +77,11 @@ SELECT ${truth.exact_of(model.PERSONALITY, "$1")}
 
 -- name: session_answer_count --
 -- NULL when there is no such session. On Citus $2 is the session's user (the shard key).
-% if distributed:
-SELECT ${truth.exact_of(model.SESSIONS, "$1", "$2")}
-% else:
 SELECT ${truth.exact_of(model.SESSIONS, "$1")}
-% endif
+
+-- name: session_answer_count_distributed --
+-- NULL when there is no such session. On Citus $2 is the session's user (the shard key).
+SELECT ${truth.exact_of(model.SESSIONS, "$1", "$2")}
 
 -- name: create_personality --
 -- Only the key: the counter starts at the user's true count by itself (the BEFORE INSERT

@@ -1,5 +1,6 @@
 -- check, repair and stats. Counters: model.py; the truth: truth.sql, through the view
 -- counter_consistency_check (objects.sql).
+<%namespace name="v" file="${context['variant']}"/>
 
 -- name: mode --
 SELECT mode, horizon, switched_at, last_fold_at, last_fold_rows FROM ${schema}.${model.MODE_TABLE}
@@ -8,11 +9,7 @@ SELECT mode, horizon, switched_at, last_fold_at, last_fold_rows FROM ${schema}.$
 -- Answers not folded yet, and how old the oldest is (deferred mode; none in immediate mode).
 SELECT count(*) AS pending, now() - min(answered_at) AS oldest_age
   FROM ${schema}.${model.ANSWERS}
-% if context.get("distributed", False):
- WHERE ${model.PENDING}
-% else:
- WHERE ${model.XID} >= (SELECT horizon FROM ${schema}.${model.MODE_TABLE})
-% endif
+ WHERE ${v.is_pending()}
 
 -- name: oldest_writer --
 -- The oldest transaction of this database that has written anything, a session's or a
@@ -29,28 +26,15 @@ SELECT pid, database, state, age, gid FROM (
  ORDER BY age DESC NULLS LAST
  LIMIT 1
 
-<%
-    K = model.SHARD_KEY
-    distributed = context.get("distributed", False)
-    # Distributed (Citus): a session is found by its id and its user, the shard key; an
-    # answer whose user is not its session's then shows as an answer without a session (no
-    # session of that id on its user's shard), and the second column stays 0.
-    of_same_user = f" AND s.{K} = a.{K}" if distributed else ""
-%>
 ## Answers that no counter rule can place, of every user or (``users``, a parameter) of some.
+## On Citus a session is found by its id and its user (v.answers_with_another_user says what
+## that means for the second column).
 <%def name="integrity(users=None)">
 SELECT (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
          WHERE ${f"a.user_id = ANY ({users}) AND " if users else ""}NOT EXISTS (SELECT 1 FROM ${schema}.${model.SESSIONS.table} s
-                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${of_same_user}))
+                            WHERE s.${model.SESSIONS.key} = a.${model.SESSIONS.source}${v.same_shard("s", f"a.{model.SHARD_KEY}")}))
            AS answers_without_session,
-% if distributed:
-       0::bigint AS answers_with_another_user
-% else:
-       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
-          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
-         WHERE ${f"(a.user_id = ANY ({users}) OR s.user_id = ANY ({users})) AND " if users else ""}a.user_id <> s.user_id)
-           AS answers_with_another_user
-% endif
+${v.answers_with_another_user(users)}
 </%def>
 -- name: integrity --
 -- Answers that no counter rule can place: with no session, or with another user than their
@@ -86,38 +70,39 @@ ${issues_by_counter(" WHERE user_id = ANY ($1::bigint[])")}
 ## committed before the locks were granted. The stored value holds the answers below the
 ## horizon (all of them in immediate mode).
 
-## Distributed (Citus): a batch is one user's keys ($2, the shard key), so that Citus sends
-## the lock and the recount to that user's shard (it refuses a row lock across shards).
-<%def name="by_user(counter, prefix)">${f" AND {prefix}{model.SHARD_KEY} = $2" if context.get("distributed", False) else ""}</%def>
+## On Citus a batch is one user's keys ($2, the shard key), so that Citus sends the lock and
+## the recount to that user's shard (it refuses a row lock across shards).
+<%def name="by_user(alias=None)">${v.same_shard(alias, "$2")}</%def>
 -- name: lock_answers_as_a_switch --
 -- The lock a switch of mode takes first (objects.sql, set_mode): held, no switch runs.
 LOCK TABLE ${schema}.${model.ANSWERS} IN SHARE ROW EXCLUSIVE MODE
 
+<%def name="mark_counting_head()">-- This transaction's counter writes are ours (the keep triggers, objects.sql, let them
+-- through); undone at its end.</%def>
 -- name: mark_counting --
--- This transaction's counter writes are ours (the keep triggers, objects.sql, let them
--- through); undone at its end.
-% if context.get("distributed", False):
+${mark_counting_head()}
+SELECT set_config('${model.COUNTING_MARK}', 'on', true)
+
+-- name: mark_counting_distributed --
+${mark_counting_head()}
 -- Distributed (Citus): a SET LOCAL, which Citus sends to the workers, where the keep
 -- triggers fire (after distributed.sql's propagate_set_local).
 SET LOCAL ${model.COUNTING_MARK} = 'on'
-% else:
-SELECT set_config('${model.COUNTING_MARK}', 'on', true)
-% endif
 
 -- name: lock_mode --
 SELECT horizon FROM ${schema}.${model.MODE_TABLE} FOR SHARE
 
 % for c in model.COUNTERS:
 -- name: lock_${c.short} --
-SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[])${by_user(c, "")} ORDER BY ${c.key}
+SELECT ${c.key} FROM ${schema}.${c.table} WHERE ${c.key} = ANY ($1::bigint[])${by_user()} ORDER BY ${c.key}
    FOR NO KEY UPDATE
 
 -- name: recount_${c.short} --
 UPDATE ${schema}.${c.table} t
    SET ${c.column} = r.actual${f", {c.touched} = now()" if c.touched else ""}
   FROM (SELECT t.${c.key} AS key, t.${c.column} AS before, ${truth.folded_of(c, "t")}::integer AS actual
-          FROM ${schema}.${c.table} t WHERE t.${c.key} = ANY ($1::bigint[])${by_user(c, "t.")}) r
- WHERE t.${c.key} = r.key${by_user(c, "t.")} AND t.${c.column} IS DISTINCT FROM r.actual
+          FROM ${schema}.${c.table} t WHERE t.${c.key} = ANY ($1::bigint[])${by_user("t")}) r
+ WHERE t.${c.key} = r.key${by_user("t")} AND t.${c.column} IS DISTINCT FROM r.actual
 RETURNING t.${c.key} AS key, r.before, r.actual AS after
 
 %   if c.created_by_answers:

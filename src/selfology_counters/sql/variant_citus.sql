@@ -92,3 +92,17 @@
       FROM ${schema}.${c.overridden_sequence} s, pg_catalog.pg_sequence q
      WHERE q.seqrelid = '${schema}.${c.overridden_sequence}'::regclass;
 </%def>
+##
+## health.sql: check and repair.
+##
+## integrity: a session is found by its id and its user, the shard key (same_shard); an answer
+## whose user is not its session's then shows as an answer without a session (no session of
+## that id on its user's shard), and this column stays 0.
+<%def name="answers_with_another_user(users)">       0::bigint AS answers_with_another_user</%def>
+##
+## bench.sql and the tables.
+##
+## What the answers' foreign key to their session does when the session's key changes:
+## nothing. Citus refuses ON UPDATE CASCADE on the shard key, which the key includes there (a
+## session cannot move to another user; distributed.sql, keys).
+<%def name="session_fk_on_update()"></%def>

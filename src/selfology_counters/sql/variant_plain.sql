@@ -80,3 +80,18 @@
 </%def>
 ## function_keep_*: where its sequence of undone writes is counted: this one node.
 <%def name="overridden_per_node(c)"></%def>
+##
+## health.sql: check and repair.
+##
+## integrity: answers whose user is not their session's (the foreign key keeps them equal
+## unless it is disabled, deferred or dropped).
+<%def name="answers_with_another_user(users)">       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+          JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
+         WHERE ${f"(a.user_id = ANY ({users}) OR s.user_id = ANY ({users})) AND " if users else ""}a.user_id <> s.user_id)
+           AS answers_with_another_user</%def>
+##
+## bench.sql and the tables.
+##
+## What the answers' foreign key to their session does when the session's key changes: the
+## answers follow it.
+<%def name="session_fk_on_update()"> ON UPDATE CASCADE</%def>
