@@ -9,10 +9,14 @@ runs the variant on a real cluster; this keeps every edit of the templates to th
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from selfology_counters import model, objects
+from selfology_counters import model, objects, sqlfiles
+from selfology_counters.sqlfiles import load
+
+TEMPLATES = sorted(p.name for p in (Path(sqlfiles.__file__).parent / "sql").glob("*.sql"))
 
 COUNTER_TABLES = {c.table for c in model.COUNTERS}
 # Each statement of a function body that writes or row-locks a counter table.
@@ -61,3 +65,26 @@ def test_the_plain_and_distributed_variants_are_audited_apart() -> None:
         distributed = objects.source_digest(obj, distributed=True)
         if obj.kind == "function" and obj.short in {"apply", "on_insert", "on_update"}:
             assert plain != distributed, obj.name
+
+
+@pytest.mark.parametrize("filename", TEMPLATES)
+def test_no_template_asks_which_variant_it_renders(filename: str) -> None:
+    """The variant is chosen once, by the context: a piece that differs is a def of the
+    variant's file (``v``), a body that differs whole a ``<name>_distributed`` block."""
+    code = [
+        line.split("--")[0]
+        for line in load(filename).splitlines()
+        if not line.lstrip().startswith(("--", "#"))  # SQL, Mako and Python comments
+    ]
+    asks = [line for line in code if re.search(r"\bdistributed\b", line)]
+    assert asks == [], f"{filename} tests the variant itself; call a def of v instead"
+
+
+def defs(filename: str) -> set[str]:
+    """The defs of ``sql/<filename>`` that other templates call (its own start with _)."""
+    return set(re.findall(r'<%def name="([a-z]\w*\([^)]*\))">', load(filename)))
+
+
+def test_both_variants_define_the_same_pieces() -> None:
+    plain, citus = (defs(sqlfiles.VARIANTS[d]) for d in (False, True))
+    assert plain and plain == citus

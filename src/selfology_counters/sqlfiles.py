@@ -62,14 +62,15 @@ def _template(filename: str) -> Template:
 
 
 @cache
-def render(filename: str, schema: str = SCHEMA, *, distributed: bool = False, **context: Any) -> str:
+def render(
+    filename: str, schema: str = SCHEMA, *, distributed: bool = False, **context: Any
+) -> str:
     """The template ``sql/<filename>`` rendered for ``schema`` from the model, in the variant
     for tables distributed by Citus (``distributed``) or for one PostgreSQL."""
     text = _template(filename).render(
         schema=quote_ident(schema),
         model=model,
         variant=VARIANTS[distributed],
-        distributed=distributed,
         **context,
     )
     return str(text)

@@ -1,5 +1,6 @@
 -- The benchmark's own statements, run inside a scratch schema that holds the same tables,
 -- functions and triggers as `selfology` (installed from the same files).
+## v: the variant's pieces (variant_plain.sql or variant_citus.sql, as sqlfiles.render chose).
 <%namespace name="v" file="${context['variant']}"/>
 
 -- name: create_bare_table --

@@ -1,5 +1,6 @@
 -- check, repair and stats. Counters: model.py; the truth: truth.sql, through the view
 -- counter_consistency_check (objects.sql).
+## v: the variant's pieces (variant_plain.sql or variant_citus.sql, as sqlfiles.render chose).
 <%namespace name="v" file="${context['variant']}"/>
 
 -- name: mode --

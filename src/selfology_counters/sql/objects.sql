@@ -271,7 +271,7 @@ BEGIN
     END IF;
 ${v.read_horizon(fold_lock)}
 ${key_deltas("s", S.source, MOVED)}
-${key_deltas("u", U.source, MOVED, having=capture(v.users_moved))}
+${key_deltas("u", U.source, MOVED, having=capture(v.user_deltas_kept))}
     IF ${v.nothing_moved()} THEN
         RETURN NULL;
     END IF;

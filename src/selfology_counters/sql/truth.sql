@@ -3,6 +3,7 @@
 ## recount and the exact-read functions all render it; nothing else counts answers for a
 ## counter. In deferred mode the stored value holds the answers below the horizon (folded);
 ## the rest are pending, and stored + pending is the truth at any moment.
+## v: the variant's pieces (variant_plain.sql or variant_citus.sql, as sqlfiles.render chose).
 <%namespace name="v" file="${context['variant']}"/>
 ## Distributed (Citus): a session's answers are also named by the session's user, the shard
 ## key, so that Citus can send the count to the session's shard instead of refusing it.

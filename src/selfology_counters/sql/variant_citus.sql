@@ -63,7 +63,7 @@
 ## users' deltas keep the zeros, since apply needs every user of the rows (apply_users_note);
 ## and no answer changes user on Citus, so no session moved means nothing to apply.
 <%def name="pending_flag_column()">, ${model.PENDING}</%def>
-<%def name="users_moved()"></%def>
+<%def name="user_deltas_kept()"></%def>
 <%def name="nothing_moved()">s_ids IS NULL</%def>
 ## fill_answer: an answer moved to another session stays with its user (its comment says why).
 <%def name="answer_follows_session()">        -- Distributed: an answer keeps its user (the shard key), so its new session must

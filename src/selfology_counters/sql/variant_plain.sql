@@ -6,6 +6,7 @@
 ## is said at its def in variant_citus.sql. Defs named _like_this are this file's own helpers.
 <%def name="_of(a)">${f"{a}." if a else ""}</%def>
 <%def name="_horizon()">(SELECT horizon FROM ${schema}.${model.MODE_TABLE})</%def>
+<%def name="_snapshot_may_be_stale()">current_setting('transaction_isolation') <> 'read committed'</%def>
 ## A condition that keeps a statement on the shard of ``user`` (a value, or ANY (array)),
 ## appended to a WHERE on the rows of ``alias`` (none: the table's own columns): none here.
 <%def name="same_shard(alias, user)"></%def>
@@ -14,7 +15,6 @@
 ## transaction id, so nothing is pending).
 <%def name="is_pending(a=None)">${_of(a)}${model.XID} >= ${_horizon()}</%def>
 <%def name="is_folded(a=None)">${_of(a)}${model.XID} < ${_horizon()}</%def>
-<%def name="_snapshot_may_be_stale()">current_setting('transaction_isolation') <> 'read committed'</%def>
 ##
 ## objects.sql: the counter functions.
 ##
@@ -56,10 +56,10 @@
 <%def name="apply_users_note()"></%def>
 <%def name="declare_owners()"></%def>
 <%def name="drop_zero_user_deltas()"></%def>
-## on_update: the columns whose change moves a count (any other update returns at once), which
-## users' deltas apply is given (those whose count changes), and when nothing moved.
+## on_update: the columns whose change moves a count (any other update returns at once), the
+## users whose deltas apply is given (those whose count changes), and when nothing moved.
 <%def name="pending_flag_column()"></%def>
-<%def name="users_moved()"> HAVING sum(d) <> 0</%def>
+<%def name="user_deltas_kept()"> HAVING sum(d) <> 0</%def>
 <%def name="nothing_moved()">s_ids IS NULL AND u_ids IS NULL</%def>
 ## fill_answer: an answer moved to another session (or inserted without its user) takes the
 ## session's user.
