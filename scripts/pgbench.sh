@@ -9,7 +9,10 @@
 #
 # DSN names a database this script may fill (it runs `selfology-counters migrate` there and
 # adds a bare_answers table); default 90 clients, 10 seconds per run. Prints one line per run:
-# mode, scenario, transactions per second and average latency.
+# mode, scenario, transactions per second, average latency and, when the server runs on this
+# machine, its CPU time per transaction (the backends' user and system time, which the
+# postmaster adds up as they exit: steadier than the rates on a small shared machine, where
+# the bare rate itself can swing 2x between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dsn=${1:?usage: bash scripts/pgbench.sh DSN [CLIENTS] [SECONDS]}
@@ -34,16 +37,37 @@ SELECT g, 1 FROM generate_series(1, $clients) g
 UNION ALL SELECT $clients + g, g FROM generate_series(1, $clients) g;
 SQL
 
+# The postmaster, when the server runs here: the parent of a backend of ours (a server
+# elsewhere, or in a container, leaves it empty and the CPU column out).
+postmaster=$(psql "$dsn" -AtX 2>/dev/null <<'SQL' || true
+SELECT pg_backend_pid() AS backend \gset
+\setenv BACKEND :backend
+\! [ -r /proc/$BACKEND/stat ] && awk '{ print $4 }' /proc/$BACKEND/stat
+SQL
+)
+[ -n "$postmaster" ] && grep -q postgres "/proc/$postmaster/cmdline" 2>/dev/null || postmaster=
+hz=$(getconf CLK_TCK)
+reaped_ticks() {  # the user and system time of the postmaster's exited children
+    [ -n "$postmaster" ] && awk '{ print $16 + $17 }' "/proc/$postmaster/stat"
+}
+
 run() {  # mode scenario script clients first-session hot-user
-    local out
+    local out before after tx cpu=""
+    before=$(reaped_ticks || true)
     if ! out=$("$pgbench" "$dsn" -n -M prepared -T "$seconds" -c "$4" -j 2 -f "scripts/pgbench/$3" \
                -D lo="$5" -D hot="${6:-1}" -D users="$clients" 2>&1); then
         printf '%-9s %-28s failed: %s\n' "$1" "$2" "$(grep -m1 -i error <<<"$out")"
         return 0
     fi
-    printf '%-9s %-28s %10s tps %10s ms\n' "$1" "$2" \
+    if [ -n "$before" ]; then
+        sleep 0.5  # the backends exit just after pgbench does
+        after=$(reaped_ticks)
+        tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+        [ "${tx:-0}" -gt 0 ] && cpu=$(printf '%8d us CPU' $(((after - before) * 1000000 / hz / tx)))
+    fi
+    printf '%-9s %-28s %10s tps %10s ms %s\n' "$1" "$2" \
         "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")" \
-        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
+        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")" "$cpu"
 }
 
 reads_under_load() {  # mode: SELECT 1, the stored column, the exact read through the
