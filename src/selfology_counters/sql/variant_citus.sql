@@ -70,10 +70,10 @@
         -- be one of that user's. (An INSERT without user_id never gets here: Citus refuses
         -- it first, since it cannot tell which shard the row goes to.)
         PERFORM 1 FROM ${schema}.${model.SESSIONS.table} s
-          WHERE s.${model.SESSIONS.key} = NEW.session_id AND s.${model.SHARD_KEY} = OLD.${model.SHARD_KEY} FOR KEY SHARE;
+          WHERE s.${model.SESSIONS.key} = NEW.${model.SESSIONS.source} AND s.${model.SHARD_KEY} = OLD.${model.SHARD_KEY} FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'answer % cannot move to session %: on Citus an answer stays with its user %, and that session is not one of theirs',
-                  OLD.id, NEW.session_id, OLD.${model.SHARD_KEY}
+                  OLD.id, NEW.${model.SESSIONS.source}, OLD.${model.SHARD_KEY}
                   USING ERRCODE = 'feature_not_supported';
         END IF;</%def>
 ## init_personality and recalculate_answer_count: nothing to hold. There is no horizon, whose

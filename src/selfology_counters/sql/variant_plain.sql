@@ -63,10 +63,10 @@
 <%def name="nothing_moved()">s_ids IS NULL AND u_ids IS NULL</%def>
 ## fill_answer: an answer moved to another session (or inserted without its user) takes the
 ## session's user.
-<%def name="answer_follows_session()">        SELECT s.user_id INTO NEW.user_id
-          FROM ${schema}.${model.SESSIONS.table} s WHERE s.${model.SESSIONS.key} = NEW.session_id FOR KEY SHARE;
+<%def name="answer_follows_session()">        SELECT s.${model.SHARD_KEY} INTO NEW.${model.USER_STATS.source}
+          FROM ${schema}.${model.SESSIONS.table} s WHERE s.${model.SESSIONS.key} = NEW.${model.SESSIONS.source} FOR KEY SHARE;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'onboarding session % does not exist', NEW.session_id
+            RAISE EXCEPTION 'onboarding session % does not exist', NEW.${model.SESSIONS.source}
                   USING ERRCODE = 'foreign_key_violation';
         END IF;</%def>
 ## init_personality: as read_horizon, a count under a snapshot older than the mode row is
@@ -85,9 +85,9 @@
 ##
 ## integrity: answers whose user is not their session's (the foreign key keeps them equal
 ## unless it is disabled, deferred or dropped).
-<%def name="answers_with_another_user(users)">       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
+<%def name="answers_with_another_user(users)"><% U = model.USER_STATS.source %>       (SELECT count(*) FROM ${schema}.${model.ANSWERS} a
           JOIN ${schema}.${model.SESSIONS.table} s ON s.${model.SESSIONS.key} = a.${model.SESSIONS.source}
-         WHERE ${f"(a.user_id = ANY ({users}) OR s.user_id = ANY ({users})) AND " if users else ""}a.user_id <> s.user_id)
+         WHERE ${f"(a.{U} = ANY ({users}) OR s.{U} = ANY ({users})) AND " if users else ""}a.${U} <> s.${U})
            AS answers_with_another_user</%def>
 ##
 ## bench.sql and the tables.
