@@ -372,9 +372,7 @@ async def audit(connection: asyncpg.Connection, where: Where = SCHEMA) -> Audit:
         mode_applied = any(r["table_name"] == model.MODE_TABLE for r in applied)
         overridden = [
             OverriddenWrites(r["counter"], r["writes"], r["since"])
-            for r in await connection.fetch(
-                query("audit.sql", "overridden_writes", distributed=distributed), schema
-            )
+            for r in await connection.fetch(counters.sql("audit.sql", "overridden_writes"), schema)
         ]
         xid_default = await connection.fetchval(query("audit.sql", "xid_default"), schema)
         beyond = None
