@@ -14,6 +14,7 @@ from selfology_counters.errors import DatabaseUnavailableError, InvalidDsnError,
 from selfology_counters.sqlfiles import SCHEMA, query
 
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+"""What PostgreSQL asks a transaction to retry: a deadlock victim, a serialization failure."""
 T = TypeVar("T")
 
 
@@ -29,8 +30,6 @@ async def retried(work: Callable[[], Awaitable[T]], attempts: int) -> T:
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
     raise AssertionError("unreachable")
 
-
-"""What PostgreSQL asks a transaction to retry: a deadlock victim, a serialization failure."""
 
 _UNAVAILABLE = (
     OSError,
