@@ -331,8 +331,6 @@ async def _repair_batch_once(
         async with connection.transaction():
             if counter.created_by_answers and dry_run:  # rolled back with the dry run
                 created = await _create_missing_rows(connection, counter, keys, counters)
-            if counters.distributed:  # the mark must reach the shards, where keep triggers fire
-                await connection.execute(counters.sql("distributed.sql", "propagate_set_local"))
             await connection.execute(counters.sql("health.sql", "mark_counting"))
             await connection.execute(counters.sql("health.sql", "lock_mode"))
             lock = counters.sql("health.sql", f"lock_{counter.short}")

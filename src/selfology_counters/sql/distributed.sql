@@ -26,12 +26,6 @@ SET LOCAL citus.enable_unsafe_triggers = on
 -- transaction uses one connection per node.
 SET LOCAL citus.multi_shard_modify_mode = 'sequential'
 
--- name: propagate_set_local --
--- The SET LOCAL commands that follow in this transaction go to every node it runs on, the
--- ones it opens later included: how our counter writes tell the keep triggers on the shards
--- that they are ours (health.sql, mark_counting). Needs a transaction block.
-SET LOCAL citus.propagate_set_commands = 'local'
-
 -- name: pending --
 -- Deferred mode's marker on Citus (model.PENDING: no xid order holds across nodes): false
 -- for every answer there is (all counted), and indexes on the pending answers alone, which

@@ -86,8 +86,11 @@ SELECT set_config('${model.COUNTING_MARK}', 'on', true)
 
 -- name: mark_counting_distributed --
 ${mark_counting_head()}
--- Distributed (Citus): a SET LOCAL, which Citus sends to the workers, where the keep
--- triggers fire (after distributed.sql's propagate_set_local).
+-- Distributed (Citus): the keep triggers fire on the shards, in the workers' sessions. Told
+-- to, Citus sends the SET LOCAL commands that follow in this transaction to every node it
+-- runs on, the ones it opens later included; the mark is one. Needs a transaction block (two
+-- statements: sent without arguments, as one simple query).
+SET LOCAL citus.propagate_set_commands = 'local';
 SET LOCAL ${model.COUNTING_MARK} = 'on'
 
 -- name: lock_mode --
