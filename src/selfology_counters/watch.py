@@ -33,7 +33,7 @@ from prometheus_client import start_http_server
 
 from selfology_counters import deferred, health, model
 from selfology_counters.connect import connect, require_schema
-from selfology_counters.context import Counters
+from selfology_counters.context import Counters, bind
 from selfology_counters.errors import DatabaseUnavailableError
 from selfology_counters.metrics import WatchMetrics
 from selfology_counters.sqlfiles import SCHEMA, query
@@ -177,14 +177,14 @@ class Watch:
 
     async def _check_on(self, connection: asyncpg.Connection, scope: Scope) -> CheckOutcome:
         await require_schema(connection, self.schema)
+        counters = await bind(connection, self.schema)  # once per check, for all it runs
         users = None if scope is Scope.FULL else await self._recent_users(connection)
         if self._marks is None:  # quick checks start from what the first check saw
             last = await connection.fetchval(query("watch.sql", "last_answer_id", self.schema))
             self._marks = (last, last)
-        found = await health.check(connection, where=self.schema, user_ids=users)
+        found = await health.check(connection, where=counters, user_ids=users)
         await self._sample_lock_waits(connection)
-        bound = Counters(self.schema, found.audit.distributed)  # the check's audit knows
-        self.metrics.deferred_backlog(await deferred.state(connection, bound))
+        self.metrics.deferred_backlog(await deferred.state(connection, counters))
         self.metrics.checked_counters(scope.value, found)
         self.log(
             "check",
@@ -201,7 +201,7 @@ class Watch:
         if not found.issues:
             self.metrics.auto_repair_held_back(scope.value, False)
             return CheckOutcome(scope, True)
-        return await self._repair(connection, scope, found, users)
+        return await self._repair(connection, counters, scope, found, users)
 
     async def _recent_users(self, connection: asyncpg.Connection) -> list[int]:
         """Users with answers above the older mark (none before the marks are set)."""
@@ -221,6 +221,7 @@ class Watch:
     async def _repair(
         self,
         connection: asyncpg.Connection,
+        counters: Counters,
         scope: Scope,
         found: health.CheckResult,
         users: list[int] | None,
@@ -237,9 +238,9 @@ class Watch:
             return CheckOutcome(scope, True, inconsistent=len(found.issues), held_back=held_back)
         started = time.perf_counter()
         result = await health.repair(
-            connection, batch_size=self.settings.batch_size, found=found, where=self.schema
+            connection, batch_size=self.settings.batch_size, found=found, where=counters
         )
-        after = await health.check(connection, where=self.schema, user_ids=users)
+        after = await health.check(connection, where=counters, user_ids=users)
         self.metrics.repaired_counters(len(result.changes))
         self.metrics.checked_counters(scope.value, after)
         self.log(
